@@ -1,0 +1,99 @@
+//! Counters shared by a process's workers: events by side and outcome, drift, sync lag.
+
+use crate::cdc::SideId;
+use crate::dataflow::DriftKind;
+use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// What happened to each message of a side.
+#[derive(Debug, Default)]
+pub struct SideCounters {
+    /// Messages read.
+    pub read: AtomicU64,
+    /// Changes applied to the side's state.
+    pub applied: AtomicU64,
+    /// Changes ignored: same version as the key's current one.
+    pub duplicate: AtomicU64,
+    /// Changes ignored: older than the key's current version.
+    pub stale: AtomicU64,
+    /// Messages rejected to the dead-letter output.
+    pub rejected: AtomicU64,
+    /// Messages that carry no change (tombstones).
+    pub skipped: AtomicU64,
+}
+
+/// Process-wide counters.
+#[derive(Debug)]
+pub struct Stats {
+    sides: [SideCounters; 2],
+    open: [AtomicI64; 3],
+    /// Drift records emitted.
+    pub drift_records: AtomicU64,
+    /// Corrections emitted.
+    pub corrections: AtomicU64,
+    /// How long healed differences lasted (ms of event time).
+    pub sync_lag: Mutex<Histogram<u64>>,
+    sink_error: Mutex<Option<String>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            sides: Default::default(),
+            open: Default::default(),
+            drift_records: AtomicU64::new(0),
+            corrections: AtomicU64::new(0),
+            sync_lag: Mutex::new(Histogram::new(3).expect("3 significant digits is valid")),
+            sink_error: Mutex::new(None),
+        }
+    }
+}
+
+impl Stats {
+    /// The counters of one side.
+    pub fn side(&self, side: SideId) -> &SideCounters {
+        &self.sides[side as usize]
+    }
+
+    /// Open drift of a kind, as reported so far.
+    pub fn open(&self, kind: DriftKind) -> i64 {
+        self.open[kind as usize].load(Relaxed)
+    }
+
+    /// Adjusts the open drift count of a kind.
+    pub fn add_open(&self, kind: DriftKind, delta: i64) {
+        self.open[kind as usize].fetch_add(delta, Relaxed);
+    }
+
+    /// Records that an output could not be written; the job stops with this error.
+    pub fn set_sink_error(&self, error: String) {
+        if let Ok(mut e) = self.sink_error.lock() {
+            e.get_or_insert(error);
+        }
+    }
+
+    /// The first output error, if any.
+    pub fn sink_error(&self) -> Option<String> {
+        self.sink_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Records how long a healed difference lasted.
+    pub fn record_sync_lag(&self, lags: &[u64]) {
+        if lags.is_empty() {
+            return;
+        }
+        if let Ok(mut h) = self.sync_lag.lock() {
+            for &lag in lags {
+                h.saturating_record(lag);
+            }
+        }
+    }
+}
+
+/// Adds `n` to a counter.
+pub fn add(counter: &AtomicU64, n: u64) {
+    if n != 0 {
+        counter.fetch_add(n, Relaxed);
+    }
+}

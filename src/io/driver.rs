@@ -1,0 +1,150 @@
+//! The per-worker read loop: decode, stamp with event time, feed the dataflow, step it.
+//!
+//! Inputs are read so that their event times advance together: the partition furthest
+//! behind is read first, and a partition more than `max_read_ahead` ahead of the
+//! dataflow's frontier is paused. A late event (older than its partition's progress)
+//! takes the partition's progress as its time, so the same input always yields the
+//! same times, whatever the number of workers.
+
+use super::{Partition, Poll};
+use crate::cdc::{Decoded, Decoder, SideId};
+use crate::dataflow::gate::Sizes;
+use crate::dataflow::stats::add;
+use crate::dataflow::{self, DeadLetter, Output, Sink, Stats, Time};
+use crate::spec::Spec;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct PartState {
+    part: Box<dyn Partition>,
+    progress: Time,
+    done: bool,
+}
+
+/// Sizes of the state sampled during a run: `(messages read so far, sizes)`.
+pub type SizeSamples = Vec<(u64, Sizes)>;
+
+/// Messages polled from one partition per round.
+const BATCH: usize = 1024;
+
+/// Builds the dataflow on this worker, reads its partitions to the end, and waits until
+/// every output is delivered. Returns samples of the state's size.
+pub fn run_worker(worker: &mut timely::worker::Worker, spec: &Spec, parts: Vec<Box<dyn Partition>>, stats: Arc<Stats>, sink: Option<Box<dyn Sink>>, sample_every: u64) -> anyhow::Result<SizeSamples> {
+    let handles = dataflow::build(worker, spec, stats.clone(), sink);
+    let (mut source, mut target, mut dead) = (Some(handles.source), Some(handles.target), Some(handles.dead));
+    let probe = handles.probe;
+    let mut decoders = [Decoder::new(spec, SideId::Source), Decoder::new(spec, SideId::Target)];
+    let versioned = [spec.source.version.is_some(), spec.target.version.is_some()];
+    let resolution = spec.time_resolution.as_millis().max(1);
+    let ahead = spec.max_read_ahead.as_millis();
+    let max_bytes = spec.max_message_bytes;
+    let mut parts: Vec<PartState> = parts.into_iter().map(|part| PartState { part, progress: 0, done: false }).collect();
+    let mut samples = SizeSamples::new();
+    let mut read_total = 0u64;
+    let mut next_sample = sample_every;
+    let mut rejected: Vec<(u64, Time, String, Option<Vec<u8>>, Option<Vec<u8>>, bool)> = Vec::new();
+    loop {
+        if let Some(e) = stats.sink_error() {
+            anyhow::bail!("writing outputs failed: {e}");
+        }
+        let frontier = probe.with_frontier(|f| f.first().copied());
+        // The partition furthest behind that is not too far ahead of the dataflow.
+        let pick = parts.iter().enumerate().filter(|(_, p)| !p.done && frontier.is_none_or(|f| p.progress <= f.saturating_add(ahead))).min_by_key(|(_, p)| p.progress).map(|(i, _)| i);
+        let mut worked = false;
+        if let Some(i) = pick {
+            let state = &mut parts[i];
+            let side = state.part.side();
+            let decoder = &mut decoders[side as usize];
+            let handle = match side {
+                SideId::Source => source.as_mut(),
+                SideId::Target => target.as_mut(),
+            }
+            .expect("a side with open partitions has an open input");
+            let mut progress = state.progress;
+            let (mut read, mut skipped) = (0u64, 0u64);
+            let poll = state.part.poll(BATCH, &mut |msg, pos| {
+                read += 1;
+                match decoder.decode(msg) {
+                    Ok(Decoded::Change(mut change)) => {
+                        let t = change.time_ms.map_or(progress, |t| t - t % resolution);
+                        progress = progress.max(t);
+                        if !versioned[side as usize] {
+                            change.version = Some(pos);
+                        }
+                        handle.send((change, progress));
+                    }
+                    Ok(Decoded::Skip) => skipped += 1,
+                    Err(e) => {
+                        let value = msg.value.map(|v| v[..v.len().min(max_bytes)].to_vec());
+                        let truncated = msg.value.is_some_and(|v| v.len() > max_bytes);
+                        rejected.push((pos, progress, e.0, msg.key.map(<[u8]>::to_vec), value, truncated));
+                    }
+                }
+            })?;
+            state.progress = progress;
+            worked = read > 0;
+            let c = stats.side(side);
+            add(&c.read, read);
+            add(&c.skipped, skipped);
+            add(&c.rejected, rejected.len() as u64);
+            read_total += read;
+            if let Some(dead) = dead.as_mut() {
+                for (pos, time, reason, key, value, truncated) in rejected.drain(..) {
+                    let letter = DeadLetter { side, origin: state.part.origin(pos), reason, key, value, truncated };
+                    dead.send((Output::DeadLetter(letter), time));
+                }
+            }
+            match poll {
+                Poll::Done => state.done = true,
+                Poll::Idle | Poll::Ready => {}
+            }
+        }
+        // Each input's time is the least progress of its open partitions.
+        let least = |side: Option<SideId>| parts.iter().filter(|p| !p.done && side.is_none_or(|s| p.part.side() == s)).map(|p| p.progress).min();
+        for (side, handle) in [(SideId::Source, &mut source), (SideId::Target, &mut target)] {
+            match least(Some(side)) {
+                None => *handle = None,
+                Some(t) => {
+                    if let Some(h) = handle.as_mut() {
+                        if *h.time() < t {
+                            h.advance_to(t);
+                        }
+                    }
+                }
+            }
+        }
+        match least(None) {
+            None => dead = None,
+            Some(t) => {
+                if let Some(h) = dead.as_mut() {
+                    if *h.time() < t {
+                        h.advance_to(t);
+                    }
+                }
+            }
+        }
+        probe.with_frontier(|f| handles.sizes.advance(f));
+        if read_total >= next_sample {
+            samples.push((read_total, handles.sizes.sizes()));
+            next_sample = read_total + sample_every;
+        }
+        if parts.iter().all(|p| p.done) {
+            break;
+        }
+        if worked {
+            worker.step();
+        } else {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+        }
+    }
+    drop((source, target, dead));
+    while !probe.done() {
+        worker.step_or_park(Some(Duration::from_millis(1)));
+        probe.with_frontier(|f| handles.sizes.advance(f));
+    }
+    if let Some(e) = stats.sink_error() {
+        anyhow::bail!("writing outputs failed: {e}");
+    }
+    samples.push((read_total, handles.sizes.sizes()));
+    Ok(samples)
+}

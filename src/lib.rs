@@ -1,0 +1,18 @@
+//! driftwatch: continuous drift detection between a system of record and its copies.
+//!
+//! Data flows left to right: bytes → changes → per-side state → drift → outputs.
+//!
+//! - [`spec`]: the job spec (one TOML file per synchronized entity), validated up front.
+//! - [`cdc`]: decoders from Debezium / upsert messages to keyed, versioned changes.
+//! - [`row`]: canonical rows, normalisation and field-level comparison.
+//! - [`dataflow`]: the timely + differential dataflow: version gates, drift, grace, corrections.
+//! - [`io`]: inputs (files, generators) read so their event times advance together; outputs.
+//! - [`run`]: a whole job: workers, inputs, dataflow, outputs, summary.
+//! - [`demo`]: the embedded default job with generated, fault-injected data.
+//! - [`cli`]: the command line.
+
+pub mod cdc;
+pub mod row;
+pub mod dataflow;
+pub mod io;
+pub mod spec;

@@ -1,0 +1,128 @@
+//! Exact decimals (`mantissa × 10^-scale`), as Debezium's `Decimal` logical type carries them.
+
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::fmt;
+
+/// An exact decimal number `mantissa × 10^-scale`.
+/// Equality is representational (`1.0` ≠ `1.00`); compare values with [`Decimal::exact_cmp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decimal {
+    /// The unscaled integer.
+    pub mantissa: i128,
+    /// Digits after the decimal point.
+    pub scale: u8,
+}
+
+impl Decimal {
+    /// Parses `-12.50`, `3`, `1e3`-free decimal text; `None` if it is not one.
+    pub fn parse(text: &str) -> Option<Decimal> {
+        let (neg, digits) = match text.as_bytes().first()? {
+            b'-' => (true, &text[1..]),
+            b'+' => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (int, frac) = match digits.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (digits, ""),
+        };
+        if (int.is_empty() && frac.is_empty()) || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) || frac.len() > 38 {
+            return None;
+        }
+        let mut mantissa: i128 = 0;
+        for b in int.bytes().chain(frac.bytes()) {
+            mantissa = mantissa.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+        }
+        Some(Decimal { mantissa: if neg { -mantissa } else { mantissa }, scale: frac.len() as u8 })
+    }
+
+    /// The exact decimal of a finite float's shortest round-trip text (`0.1` → `0.1`).
+    pub fn from_f64(value: f64) -> Option<Decimal> {
+        if !value.is_finite() {
+            return None;
+        }
+        let text = format!("{value}");
+        if text.contains('e') {
+            return None;
+        }
+        Decimal::parse(&text)
+    }
+
+    /// Decodes Kafka Connect's `Decimal`: big-endian two's complement bytes.
+    pub fn from_be_bytes(bytes: &[u8], scale: u8) -> Option<Decimal> {
+        if bytes.is_empty() || bytes.len() > 16 {
+            return None;
+        }
+        let fill = if bytes[0] & 0x80 != 0 { 0xff } else { 0 };
+        let mut buf = [fill; 16];
+        buf[16 - bytes.len()..].copy_from_slice(bytes);
+        Some(Decimal { mantissa: i128::from_be_bytes(buf), scale })
+    }
+
+    /// An approximation as a float.
+    pub fn to_f64(self) -> f64 {
+        self.mantissa as f64 / 10f64.powi(i32::from(self.scale))
+    }
+
+    /// Both mantissas at the larger scale, if that fits.
+    fn aligned(self, other: Decimal) -> Option<(i128, i128)> {
+        let scale = self.scale.max(other.scale);
+        let up = |d: Decimal| d.mantissa.checked_mul(10i128.checked_pow(u32::from(scale - d.scale))?);
+        Some((up(self)?, up(other)?))
+    }
+
+    /// Exact comparison; `None` when the alignment overflows.
+    pub fn exact_cmp(self, other: Decimal) -> Option<Ordering> {
+        self.aligned(other).map(|(a, b)| a.cmp(&b))
+    }
+
+    /// Whether `|self - other| <= tolerance`, exactly; `None` on overflow.
+    pub fn within(self, other: Decimal, tolerance: Decimal) -> Option<bool> {
+        let (a, b) = self.aligned(other)?;
+        let scale = self.scale.max(other.scale);
+        let diff = Decimal { mantissa: a.checked_sub(b)?.checked_abs()?, scale };
+        diff.exact_cmp(tolerance).map(|o| o != Ordering::Greater)
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.mantissa.unsigned_abs().to_string();
+        let scale = usize::from(self.scale);
+        if self.mantissa < 0 {
+            f.write_str("-")?;
+        }
+        if scale == 0 {
+            return f.write_str(&digits);
+        }
+        if digits.len() <= scale {
+            write!(f, "0.{}{}", "0".repeat(scale - digits.len()), digits)
+        } else {
+            let (i, d) = digits.split_at(digits.len() - scale);
+            write!(f, "{i}.{d}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Decimal;
+
+    #[test]
+    fn parse_print_compare() {
+        let d = Decimal::parse("-12.50").unwrap();
+        assert_eq!((d.mantissa, d.scale), (-1250, 2));
+        assert_eq!(d.to_string(), "-12.50");
+        assert_eq!(Decimal::parse("0.05").unwrap().to_string(), "0.05");
+        assert_eq!(Decimal::parse("12.5").unwrap().exact_cmp(d), Some(std::cmp::Ordering::Greater));
+        assert_eq!(Decimal::parse("-12.5").unwrap().exact_cmp(d), Some(std::cmp::Ordering::Equal));
+        assert!(Decimal::parse("1e5").is_none() && Decimal::parse("").is_none() && Decimal::parse(".").is_none());
+        let tol = Decimal::parse("0.005").unwrap();
+        assert_eq!(Decimal::parse("10.005").unwrap().within(Decimal::parse("10").unwrap(), tol), Some(true));
+        assert_eq!(Decimal::parse("10.0051").unwrap().within(Decimal::parse("10").unwrap(), tol), Some(false));
+        // 0x3039 = 12345, scale 2 → 123.45; 0xCFC7 = -12345
+        assert_eq!(Decimal::from_be_bytes(&[0x30, 0x39], 2).unwrap().to_string(), "123.45");
+        assert_eq!(Decimal::from_be_bytes(&[0xCF, 0xC7], 2).unwrap().to_string(), "-123.45");
+        assert_eq!(Decimal::from_f64(0.1).unwrap().to_string(), "0.1");
+    }
+}

@@ -1,0 +1,270 @@
+//! The byte encoding of rows and keys: `[name_len][name][tag][payload]…`, names sorted.
+
+use super::{Decimal, ValueRef};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::sync::Arc;
+
+const NULL: u8 = 0;
+const FALSE: u8 = 1;
+const TRUE: u8 = 2;
+const INT: u8 = 3;
+const FLOAT: u8 = 4;
+const DECIMAL: u8 = 5;
+const STR: u8 = 6;
+const TIMESTAMP: u8 = 7;
+const DATE: u8 = 8;
+const JSON: u8 = 9;
+
+/// A row: its columns sorted by name. Cloning shares the bytes.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Row(Arc<[u8]>);
+
+/// An entity key: the key columns in the spec's order.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Key(#[serde(with = "serde_bytes")] Box<[u8]>);
+
+impl Row {
+    /// The columns, in name order.
+    pub fn fields(&self) -> Fields<'_> {
+        Fields { bytes: &self.0 }
+    }
+    /// The value of column `name`, if present.
+    pub fn get(&self, name: &str) -> Option<ValueRef<'_>> {
+        self.fields().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+    /// Size of the encoding in bytes.
+    pub fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl Key {
+    /// The key columns, in the spec's order.
+    pub fn fields(&self) -> Fields<'_> {
+        Fields { bytes: &self.0 }
+    }
+    /// The encoded bytes (stable across processes: used for hashing and ordering).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.fields()).finish()
+    }
+}
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.fields()).finish()
+    }
+}
+
+impl Serialize for Row {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+impl<'de> Deserialize<'de> for Row {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
+        Ok(Row(Arc::from(bytes.into_vec())))
+    }
+}
+
+/// Iterator over encoded columns. Stops (rather than panics) at malformed bytes.
+pub struct Fields<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.bytes.len() < n {
+            self.bytes = &[];
+            return None;
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Some(head)
+    }
+    fn fixed<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N).and_then(|b| b.try_into().ok())
+    }
+    fn varint(&mut self) -> Option<usize> {
+        let mut v = 0usize;
+        for shift in (0..35).step_by(7) {
+            let b = self.take(1)?[0];
+            v |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    fn text(&mut self) -> Option<&'a str> {
+        let n = self.varint()?;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (&'a str, ValueRef<'a>);
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.bytes.is_empty() {
+            return None;
+        }
+        let n = usize::from(self.take(1)?[0]);
+        let name = std::str::from_utf8(self.take(n)?).ok()?;
+        let value = match self.take(1)?[0] {
+            NULL => ValueRef::Null,
+            FALSE => ValueRef::Bool(false),
+            TRUE => ValueRef::Bool(true),
+            INT => ValueRef::Int(i64::from_le_bytes(self.fixed()?)),
+            FLOAT => ValueRef::Float(f64::from_le_bytes(self.fixed()?)),
+            DECIMAL => {
+                let mantissa = i128::from_le_bytes(self.fixed()?);
+                ValueRef::Decimal(Decimal { mantissa, scale: self.take(1)?[0] })
+            }
+            STR => ValueRef::Str(self.text()?),
+            TIMESTAMP => ValueRef::Timestamp(i64::from_le_bytes(self.fixed()?)),
+            DATE => ValueRef::Date(i32::from_le_bytes(self.fixed()?)),
+            JSON => ValueRef::Json(self.text()?),
+            _ => {
+                self.bytes = &[];
+                return None;
+            }
+        };
+        Some((name, value))
+    }
+}
+
+/// Builds rows and keys without allocating per column; reuse one per thread.
+#[derive(Default)]
+pub struct RowBuilder {
+    scratch: Vec<u8>,
+    index: Vec<(u32, u32, u32)>,
+    out: Vec<u8>,
+}
+
+impl RowBuilder {
+    /// Starts a new row or key.
+    pub fn clear(&mut self) {
+        self.scratch.clear();
+        self.index.clear();
+    }
+
+    /// Number of columns pushed so far.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no column was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Appends a column. Names longer than 255 bytes are refused.
+    pub fn push(&mut self, name: &str, value: ValueRef<'_>) -> Result<(), String> {
+        let len = u8::try_from(name.len()).map_err(|_| format!("column name of {} bytes is over 255", name.len()))?;
+        let start = self.scratch.len() as u32;
+        let b = &mut self.scratch;
+        b.push(len);
+        b.extend_from_slice(name.as_bytes());
+        match value {
+            ValueRef::Null => b.push(NULL),
+            ValueRef::Bool(v) => b.push(if v { TRUE } else { FALSE }),
+            ValueRef::Int(v) => {
+                b.push(INT);
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            ValueRef::Float(v) => {
+                b.push(FLOAT);
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            ValueRef::Decimal(d) => {
+                b.push(DECIMAL);
+                b.extend_from_slice(&d.mantissa.to_le_bytes());
+                b.push(d.scale);
+            }
+            ValueRef::Str(s) => push_text(b, STR, s),
+            ValueRef::Timestamp(v) => {
+                b.push(TIMESTAMP);
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            ValueRef::Date(v) => {
+                b.push(DATE);
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            ValueRef::Json(s) => push_text(b, JSON, s),
+        }
+        self.index.push((start, u32::from(len), self.scratch.len() as u32));
+        Ok(())
+    }
+
+    /// The value of a pushed column (the last one pushed under that name).
+    pub fn get(&self, name: &str) -> Option<ValueRef<'_>> {
+        self.index.iter().rev().find(|&&(s, n, _)| &self.scratch[s as usize + 1..(s + 1 + n) as usize] == name.as_bytes()).and_then(|&(s, _, e)| {
+            Fields { bytes: &self.scratch[s as usize..e as usize] }.next().map(|(_, v)| v)
+        })
+    }
+
+    fn name(&self, &(s, n, _): &(u32, u32, u32)) -> &[u8] {
+        &self.scratch[s as usize + 1..(s + 1 + n) as usize]
+    }
+
+    /// Finishes a row: columns sorted by name; of repeated names the last one wins.
+    pub fn finish_row(&mut self) -> Row {
+        let mut index = std::mem::take(&mut self.index);
+        index.sort_by(|a, b| self.name(a).cmp(self.name(b)));
+        self.out.clear();
+        for (i, entry) in index.iter().enumerate() {
+            if index.get(i + 1).is_some_and(|next| self.name(next) == self.name(entry)) {
+                continue;
+            }
+            self.out.extend_from_slice(&self.scratch[entry.0 as usize..entry.2 as usize]);
+        }
+        self.index = index;
+        Row(Arc::from(&self.out[..]))
+    }
+
+    /// Finishes a key: columns in the order pushed.
+    pub fn finish_key(&mut self) -> Key {
+        Key(Box::from(&self.scratch[..]))
+    }
+}
+
+fn push_text(b: &mut Vec<u8>, tag: u8, s: &str) {
+    b.push(tag);
+    let mut n = s.len();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            b.push(byte);
+            break;
+        }
+        b.push(byte | 0x80);
+    }
+    b.extend_from_slice(s.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_sort_columns_and_keep_the_last_repeat() {
+        let mut b = RowBuilder::default();
+        b.push("z", ValueRef::Int(1)).unwrap();
+        b.push("a", ValueRef::Str("x".repeat(200).as_str())).unwrap();
+        b.push("m", ValueRef::Decimal(Decimal { mantissa: -5, scale: 1 })).unwrap();
+        b.push("z", ValueRef::Null).unwrap();
+        assert_eq!(b.get("z"), Some(ValueRef::Null));
+        let row = b.finish_row();
+        let names: Vec<_> = row.fields().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a", "m", "z"]);
+        assert_eq!(row.get("z"), Some(ValueRef::Null));
+        assert_eq!(row.get("a"), Some(ValueRef::Str(&"x".repeat(200))));
+        assert!(b.push(&"n".repeat(256), ValueRef::Null).is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! Instants and dates: RFC 3339 parsing and printing without allocation on the parse path.
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day number since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn digits(b: &[u8]) -> Option<u32> {
+    let mut v = 0u32;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// Parses `YYYY-MM-DD` into days since the epoch.
+pub fn parse_date(text: &str) -> Option<i32> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    i32::try_from(days_from_civil(i64::from(y), m, d)).ok()
+}
+
+/// Parses an RFC 3339 / ISO 8601 instant (`2026-03-01T12:00:00.5+02:00`, `…Z`, a space
+/// instead of `T`, or no offset meaning UTC) into nanoseconds since the epoch.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 19 || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let days = i64::from(parse_date(&text[..10])?);
+    let (h, mi, s) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    if h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos: i64 = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 9 {
+                nanos = nanos * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 {
+            return None;
+        }
+        for _ in n.min(9)..9 {
+            nanos *= 10;
+        }
+    }
+    let offset_secs: i64 = match &b[i..] {
+        [] | [b'Z'] | [b'z'] => 0,
+        [sign @ (b'+' | b'-'), rest @ ..] => {
+            let (oh, om) = match rest {
+                [a, b2, b':', c, d] => (digits(&[*a, *b2])?, digits(&[*c, *d])?),
+                [a, b2, c, d] => (digits(&[*a, *b2])?, digits(&[*c, *d])?),
+                [a, b2] => (digits(&[*a, *b2])?, 0),
+                _ => return None,
+            };
+            let o = i64::from(oh * 3600 + om * 60);
+            if *sign == b'-' {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + s) - offset_secs;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// Prints nanoseconds since the epoch as RFC 3339 UTC with as few fraction digits as exact.
+pub fn format_timestamp(nanos: i64) -> String {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let frac = nanos.rem_euclid(1_000_000_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    let mut out = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", sod / 3600, sod % 3600 / 60, sod % 60);
+    if frac != 0 {
+        let f = format!("{frac:09}");
+        out.push('.');
+        out.push_str(f.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
+/// Prints days since the epoch as `YYYY-MM-DD`.
+pub fn format_date(days: i32) -> String {
+    let (y, m, d) = civil_from_days(i64::from(days));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_compare_whatever_the_spelling() {
+        let a = parse_timestamp("2026-03-01T12:00:00Z").unwrap();
+        assert_eq!(parse_timestamp("2026-03-01T14:00:00+02:00"), Some(a));
+        assert_eq!(parse_timestamp("2026-03-01 12:00:00"), Some(a));
+        assert_eq!(parse_timestamp("2026-03-01T12:00:00.000000Z"), Some(a));
+        assert_eq!(parse_timestamp("2026-03-01T07:00:00-0500"), Some(a));
+        assert_eq!(a, 1_772_366_400 * 1_000_000_000);
+        assert_eq!(format_timestamp(a + 500_000_000), "2026-03-01T12:00:00.5Z");
+        assert_eq!(parse_timestamp("2026-03-01T12:00:00.123456789Z").unwrap() - a, 123_456_789);
+        for bad in ["2026-03-01", "2026-13-01T00:00:00Z", "2026-03-01T12:00:00+2", "yesterday", "2026-03-01T12:00:00.Z"] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+        assert_eq!(parse_date("1970-01-02"), Some(1));
+        assert_eq!(format_date(20_000), "2024-10-04");
+        assert_eq!(format_timestamp(-1_000_000_000), "1969-12-31T23:59:59Z");
+    }
+}

@@ -1,0 +1,250 @@
+//! The job spec: one TOML file per synchronized entity (`dataflows/*.toml`).
+//!
+//! The structs here are the user documentation: every field carries a doc comment, and
+//! every struct refuses unknown fields so a typo is an error, not a silently ignored
+//! setting. [`load`] collects every problem at once ([`validate`]) before a job starts.
+
+mod duration;
+mod load;
+mod validate;
+
+pub use duration::Duration;
+pub use load::{load, load_str};
+pub use validate::{Problem, SpecError};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One synchronized entity: which streams to compare, how, and where to report.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Name of the entity (table), used in drift records and default topic names.
+    pub entity: String,
+    /// Names of the key columns, in order. Both sides must carry them.
+    pub key: Vec<String>,
+    /// How long a difference must last (event time) before it is reported as drift,
+    /// e.g. `"5s"`. Healthy replication lag below this never shows up as drift.
+    #[serde(default = "default_grace")]
+    pub grace: Duration,
+    /// Event-time resolution, e.g. `"10ms"`: event times are rounded down to a multiple
+    /// of it so that more changes share a timestamp and batch better.
+    #[serde(default = "default_resolution")]
+    pub time_resolution: Duration,
+    /// How far (event time) one input may be read ahead of the slowest one before it is
+    /// paused. Bounds the memory a replay of a backlog needs.
+    #[serde(default = "default_read_ahead")]
+    pub max_read_ahead: Duration,
+    /// Messages larger than this many bytes are rejected to the dead-letter output.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// The system of record.
+    pub source: Side,
+    /// The copy that should equal the source.
+    pub target: Side,
+    /// Comparison rules.
+    #[serde(default)]
+    pub compare: Compare,
+    /// Column declarations: how a column's values are decoded and compared. Columns not
+    /// listed are compared as plain JSON values.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldSpec>,
+    /// Where drift, corrections and dead letters go.
+    #[serde(default)]
+    pub outputs: Outputs,
+    /// Kafka client settings shared by all topics of this job.
+    #[serde(default)]
+    pub kafka: Kafka,
+}
+
+/// One side of the synchronization (source or target).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Side {
+    /// Message format: `debezium` (change events) or `upsert` (key → row, `null` = deleted).
+    pub format: Format,
+    /// Path of the per-key version that orders changes: for `debezium` relative to the
+    /// event (e.g. `source.lsn`), for `upsert` a top-level row field (e.g. `_version`).
+    /// Without one, changes are ordered by input order.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Path of the event time in milliseconds since the epoch: for `debezium` relative to
+    /// the event (e.g. `source.ts_ms`), for `upsert` a top-level row field or `@timestamp`
+    /// (the Kafka message timestamp, or a file line's `timestamp`).
+    pub event_time: String,
+    /// Where this side's change events are read from.
+    pub input: Input,
+}
+
+/// The wire format of one side's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Debezium change events (JSON), bare or in a `schema`/`payload` wrapper.
+    Debezium,
+    /// Flat upserts: key → row as a JSON object, `null` value = deleted.
+    Upsert,
+}
+
+/// Input locations of one side: Kafka topics, or JSONL files (one message per line).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// Kafka topics carrying this side's changes.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// JSONL files carrying this side's changes (file mode). For `upsert` a line is
+    /// `{"key":…,"value":…}` with an optional `timestamp` (ms).
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
+/// Rules that decide whether two rows are equal.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compare {
+    /// Columns never compared (e.g. a replica-only `_synced_at`). They are dropped from
+    /// target rows on decode; source rows keep them for corrections.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// Whether a column that is `null` on one side and absent on the other is equal.
+    #[serde(default = "default_true")]
+    pub null_equals_absent: bool,
+}
+
+impl Default for Compare {
+    fn default() -> Self {
+        Compare { ignore: Vec::new(), null_equals_absent: true }
+    }
+}
+
+/// How one column is decoded and compared.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// The column's logical type. `auto` compares plain JSON values; `decimal` accepts
+    /// numbers, numeric strings and Debezium's base64 bytes; `timestamp` accepts integers
+    /// since the epoch and RFC 3339 strings and compares instants; `date` accepts days
+    /// since the epoch and `YYYY-MM-DD`.
+    #[serde(default, rename = "type")]
+    pub kind: FieldKind,
+    /// Scale of a `decimal` column, used to decode base64 bytes when the message carries
+    /// no schema (with a schema, the schema's scale wins).
+    #[serde(default)]
+    pub scale: Option<u8>,
+    /// Numeric tolerance: values whose absolute difference is at most this are equal.
+    #[serde(default)]
+    pub tolerance: Option<f64>,
+    /// Unit of integer `timestamp` values when the message carries no schema.
+    #[serde(default)]
+    pub unit: TimeUnit,
+}
+
+/// Logical column types.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldKind {
+    /// Plain JSON value.
+    #[default]
+    Auto,
+    /// Exact decimal number.
+    Decimal,
+    /// An instant.
+    Timestamp,
+    /// A calendar date.
+    Date,
+}
+
+/// Unit of an integer timestamp.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeUnit {
+    /// Milliseconds since the epoch.
+    #[default]
+    Ms,
+    /// Microseconds since the epoch.
+    Us,
+    /// Nanoseconds since the epoch.
+    Ns,
+}
+
+/// Output locations. Topic names default to `driftwatch.<entity>.<output>`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outputs {
+    /// Topic of the drift changelog (compacted; key = entity + key).
+    #[serde(default)]
+    pub drift_topic: Option<String>,
+    /// Topic of the corrections (compacted; key = entity key).
+    #[serde(default)]
+    pub corrections_topic: Option<String>,
+    /// Topic of the dead letters.
+    #[serde(default)]
+    pub dlq_topic: Option<String>,
+    /// Partitions of topics driftwatch creates.
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    /// Directory for `drift.jsonl`, `corrections.jsonl`, `dlq.jsonl` in file mode.
+    #[serde(default)]
+    pub dir: Option<String>,
+}
+
+/// Kafka client settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kafka {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    #[serde(default)]
+    pub brokers: Option<String>,
+    /// Any librdkafka property (`security.protocol`, `sasl.mechanism`, …). A value of the
+    /// form `${VAR}` is read from the environment at start and never logged.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_grace() -> Duration {
+    Duration::from_millis(5_000)
+}
+fn default_resolution() -> Duration {
+    Duration::from_millis(1)
+}
+fn default_read_ahead() -> Duration {
+    Duration::from_millis(1_000)
+}
+fn default_max_message_bytes() -> usize {
+    1 << 20
+}
+fn default_partitions() -> u32 {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Spec {
+    /// The side of the given role.
+    pub fn side(&self, side: crate::cdc::SideId) -> &Side {
+        match side {
+            crate::cdc::SideId::Source => &self.source,
+            crate::cdc::SideId::Target => &self.target,
+        }
+    }
+
+    /// The drift topic, defaulted from the entity name.
+    pub fn drift_topic(&self) -> String {
+        self.outputs.drift_topic.clone().unwrap_or_else(|| format!("driftwatch.{}.drift", self.entity))
+    }
+
+    /// The corrections topic, defaulted from the entity name.
+    pub fn corrections_topic(&self) -> String {
+        self.outputs
+            .corrections_topic
+            .clone()
+            .unwrap_or_else(|| format!("driftwatch.{}.corrections", self.entity))
+    }
+
+    /// The dead-letter topic, defaulted from the entity name.
+    pub fn dlq_topic(&self) -> String {
+        self.outputs.dlq_topic.clone().unwrap_or_else(|| format!("driftwatch.{}.dlq", self.entity))
+    }
+}

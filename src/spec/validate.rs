@@ -1,0 +1,149 @@
+//! Checks of meaning that serde cannot express; every problem carries the field's path.
+
+use super::{FieldKind, Format, Side, Spec};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One problem in a spec, at a field path such as `source.version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path of the offending field (empty for the whole document).
+    pub path: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `path`.
+    pub fn new(path: &str, message: impl Into<String>) -> Self {
+        Problem { path: path.to_string(), message: message.into() }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A spec that cannot be used, with all of its problems.
+#[derive(Debug, Clone)]
+pub struct SpecError {
+    /// The spec file.
+    pub file: PathBuf,
+    /// Every problem found.
+    pub problems: Vec<Problem>,
+}
+
+impl SpecError {
+    /// The problems of the spec at `file`.
+    pub fn new(file: &Path, problems: Vec<Problem>) -> Self {
+        SpecError { file: file.to_path_buf(), problems }
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid spec {}: ", self.file.display())?;
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// Every problem of meaning in a structurally valid spec.
+pub fn validate(spec: &Spec) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut err = |path: &str, message: String| problems.push(Problem::new(path, message));
+    if spec.entity.is_empty() || !spec.entity.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+        err("entity", format!("`{}` is not a valid entity name: use letters, digits, `_`, `-` or `.`", spec.entity));
+    }
+    if spec.key.is_empty() {
+        err("key", "name at least one key column, e.g. `key = [\"id\"]`".into());
+    }
+    for (i, k) in spec.key.iter().enumerate() {
+        if k.is_empty() || k.len() > 255 {
+            err(&format!("key.{i}"), "a key column name must be 1 to 255 bytes".into());
+        }
+        if spec.key[..i].contains(k) {
+            err(&format!("key.{i}"), format!("key column `{k}` is listed twice"));
+        }
+        if spec.compare.ignore.contains(k) {
+            err("compare.ignore", format!("key column `{k}` cannot be ignored"));
+        }
+    }
+    if spec.time_resolution.as_millis() == 0 {
+        err("time_resolution", "must be at least 1ms".into());
+    }
+    if spec.max_message_bytes < 64 {
+        err("max_message_bytes", "must be at least 64 bytes".into());
+    }
+    for (name, side) in [("source", &spec.source), ("target", &spec.target)] {
+        side_problems(name, side, &mut err);
+    }
+    for (name, field) in &spec.fields {
+        let path = format!("fields.{name}");
+        if let Some(scale) = field.scale {
+            if field.kind != FieldKind::Decimal {
+                err(&format!("{path}.scale"), "`scale` applies to `type = \"decimal\"` only".into());
+            } else if scale > 38 {
+                err(&format!("{path}.scale"), format!("scale {scale} is over the maximum of 38"));
+            }
+        }
+        if let Some(t) = field.tolerance {
+            if !(t.is_finite() && t >= 0.0) {
+                err(&format!("{path}.tolerance"), "must be a finite number at least 0".into());
+            }
+            if matches!(field.kind, FieldKind::Timestamp | FieldKind::Date) {
+                err(&format!("{path}.tolerance"), "tolerance applies to numeric columns only".into());
+            }
+        }
+        if spec.key.contains(name) && field.tolerance.is_some() {
+            err(&format!("{path}.tolerance"), "a key column cannot have a tolerance".into());
+        }
+    }
+    if spec.outputs.partitions == 0 {
+        err("outputs.partitions", "must be at least 1".into());
+    }
+    if spec.kafka.properties.contains_key("bootstrap.servers") {
+        err("kafka.properties.bootstrap.servers", "set `kafka.brokers` instead".into());
+    }
+    problems
+}
+
+fn side_problems(name: &str, side: &Side, err: &mut impl FnMut(&str, String)) {
+    let top_level_only = side.format == Format::Upsert;
+    if let Some(v) = &side.version {
+        if v.is_empty() || v.split('.').any(str::is_empty) {
+            err(&format!("{name}.version"), format!("`{v}` is not a path: write e.g. `source.lsn`"));
+        } else if top_level_only && v.contains('.') {
+            err(&format!("{name}.version"), format!("an upsert version is a top-level row field, not `{v}`"));
+        }
+    }
+    let t = &side.event_time;
+    if t != "@timestamp" {
+        if t.is_empty() || t.split('.').any(str::is_empty) {
+            err(&format!("{name}.event_time"), format!("`{t}` is not a path: write e.g. `source.ts_ms` or `@timestamp`"));
+        } else if top_level_only && t.contains('.') {
+            err(&format!("{name}.event_time"), format!("an upsert event time is a top-level row field or `@timestamp`, not `{t}`"));
+        }
+    }
+    if side.input.topics.is_empty() && side.input.files.is_empty() {
+        err(&format!("{name}.input"), "name `topics = [...]` or `files = [...]` (the command line can override them)".into());
+    }
+    for (i, topic) in side.input.topics.iter().enumerate() {
+        if topic.is_empty() || topic.len() > 249 || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            err(&format!("{name}.input.topics.{i}"), format!("`{topic}` is not a valid Kafka topic name"));
+        }
+    }
+}
