@@ -16,3 +16,7 @@ pub mod row;
 pub mod dataflow;
 pub mod io;
 pub mod spec;
+pub mod run;
+pub mod cli;
+pub mod commands;
+pub mod demo;

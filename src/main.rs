@@ -1,1 +1,17 @@
-fn main() {}
+//! The `driftwatch` binary: parse, run, print any error as one line, exit 2.
+
+use clap::Parser;
+use driftwatch::cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => driftwatch::commands::run(args),
+        Command::Validate { spec } => driftwatch::commands::validate(&spec),
+        Command::Demo(args) => driftwatch::demo::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("driftwatch: {e:#}");
+        std::process::exit(2);
+    }
+}

@@ -50,7 +50,11 @@ impl ColumnTypes {
                 (name.clone(), kind)
             })
             .collect();
-        let drop = if side == SideId::Target { spec.compare.ignore.iter().cloned().collect() } else { HashSet::new() };
+        // Ignored columns are dropped from target rows, except those the side reads its
+        // version or event time from.
+        let s = spec.side(side);
+        let keep = |c: &String| Some(c) == s.version.as_ref() || *c == s.event_time;
+        let drop = if side == SideId::Target { spec.compare.ignore.iter().filter(|c| !keep(c)).cloned().collect() } else { HashSet::new() };
         ColumnTypes { kinds, drop }
     }
 

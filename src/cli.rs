@@ -1,0 +1,94 @@
+//! The command line: `run`, `validate`, `demo`.
+
+use crate::run::Cluster;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// driftwatch: continuous drift detection between a system of record and its copies.
+#[derive(Debug, Parser)]
+#[command(name = "driftwatch", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a job spec (file mode: `--source-file`/`--target-file`, or the spec's files).
+    Run(RunArgs),
+    /// Check a spec, report every problem at once, and print the resolved configuration.
+    Validate {
+        /// The job spec (TOML).
+        spec: PathBuf,
+    },
+    /// Run the embedded default: generated orders with injected faults, no broker needed.
+    Demo(DemoArgs),
+}
+
+/// Timely cluster options, as timely names them.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Worker threads per process.
+    #[arg(short = 'w', long = "workers", default_value_t = 1)]
+    pub workers: usize,
+    /// Number of processes in the cluster.
+    #[arg(short = 'n', long = "processes", default_value_t = 1)]
+    pub processes: usize,
+    /// This process's index in the cluster.
+    #[arg(short = 'p', long = "process", default_value_t = 0)]
+    pub process: usize,
+    /// File with one `host:port` line per process (`-h` as in timely).
+    #[arg(short = 'h', long = "hostfile")]
+    pub hostfile: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    /// The cluster these options describe.
+    pub fn cluster(&self) -> Cluster {
+        Cluster { workers: self.workers, processes: self.processes, process: self.process, hostfile: self.hostfile.clone() }
+    }
+}
+
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job spec (TOML).
+    pub spec: PathBuf,
+    /// Read the source from this JSONL file instead of the spec's inputs (repeatable).
+    #[arg(long = "source-file")]
+    pub source_file: Vec<PathBuf>,
+    /// Read the target from this JSONL file instead of the spec's inputs (repeatable).
+    #[arg(long = "target-file")]
+    pub target_file: Vec<PathBuf>,
+    /// Write drift.jsonl, corrections.jsonl and dlq.jsonl to this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Cluster options.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Options of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Source change events to generate.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: u64,
+    /// Distinct order ids.
+    #[arg(long, default_value_t = 2_000)]
+    pub keys: u64,
+    /// Random seed.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Messages per second to feed (both sides together); 0 = as fast as possible.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// Print at most this many drift records as they are detected.
+    #[arg(long, default_value_t = 25)]
+    pub show: usize,
+    /// Cluster options.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}

@@ -1,0 +1,251 @@
+//! Generated orders CDC: a PostgreSQL source and its replica, with replication lag and
+//! injected faults, and the ground truth of what the replica ends up getting wrong.
+
+use crate::dataflow::DriftKind;
+use base64::Engine as _;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenConfig {
+    /// Source change events.
+    pub events: u64,
+    /// Distinct order ids.
+    pub keys: u64,
+    /// Random seed.
+    pub seed: u64,
+    /// Event time of the first change (ms).
+    pub start_ms: u64,
+    /// Event time between source changes (ms).
+    pub step_ms: u64,
+    /// Median replication lag (ms); lognormal with sigma 1 (p99 ≈ 10× the median).
+    pub lag_median_ms: f64,
+    /// Probability that the replica drops a change.
+    pub p_drop: f64,
+    /// Probability that the replica corrupts a change's `status`.
+    pub p_corrupt: f64,
+    /// Probability, per source change, that the replica gains a row the source never had.
+    pub p_extra: f64,
+    /// Probability that a replica event is delivered twice.
+    pub p_duplicate: f64,
+    /// Probability that an old replica event is redelivered.
+    pub p_redeliver: f64,
+    /// Wrap source events in Kafka Connect's `schema`/`payload` envelope (Decimal bytes,
+    /// MicroTimestamp); otherwise bare events with the same encodings.
+    pub wrapped: bool,
+}
+
+impl Default for GenConfig {
+    fn default() -> Self {
+        GenConfig {
+            events: 20_000,
+            keys: 2_000,
+            seed: 7,
+            start_ms: 1_772_323_200_000,
+            step_ms: 2,
+            lag_median_ms: 40.0,
+            p_drop: 0.004,
+            p_corrupt: 0.002,
+            p_extra: 0.001,
+            p_duplicate: 0.01,
+            p_redeliver: 0.005,
+            wrapped: true,
+        }
+    }
+}
+
+/// Generated streams (one JSON message per entry, in commit order) and the truth.
+#[derive(Debug, Default)]
+pub struct Generated {
+    /// Source change events.
+    pub source: Vec<String>,
+    /// Replica change events (duplicates and redeliveries included).
+    pub target: Vec<String>,
+    /// Order ids whose replica row differs from the source's at the end, by kind.
+    pub expected: BTreeMap<i64, DriftKind>,
+    /// Injected faults by name.
+    pub injected: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Order {
+    customer_id: i64,
+    status: &'static str,
+    cents: i64,
+    items: i64,
+    note: Option<String>,
+    updated_us: i64,
+}
+
+const STATUSES: [&str; 5] = ["pending", "paid", "shipped", "delivered", "cancelled"];
+
+const SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"struct","fields":[{"type":"int64","optional":false,"field":"id"},{"type":"int64","optional":false,"field":"customer_id"},{"type":"string","optional":false,"field":"status"},{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2","connect.decimal.precision":"12"},"field":"amount"},{"type":"int32","optional":false,"field":"items"},{"type":"string","optional":true,"field":"note"},{"type":"int64","optional":false,"name":"io.debezium.time.MicroTimestamp","version":1,"field":"updated_at"}],"optional":true,"name":"pg.public.orders.Value","field":"after"},{"type":"struct","fields":[{"type":"string","optional":false,"field":"connector"},{"type":"int64","optional":false,"field":"ts_ms"},{"type":"int64","optional":true,"field":"lsn"}],"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"},{"type":"string","optional":false,"field":"op"},{"type":"int64","optional":true,"field":"ts_ms"}],"optional":false,"name":"pg.public.orders.Envelope","version":2}"#;
+
+fn source_row(out: &mut String, id: i64, o: &Order) {
+    let mut bytes = o.cents.to_be_bytes().to_vec();
+    while bytes.len() > 1 && ((bytes[0] == 0 && bytes[1] & 0x80 == 0) || (bytes[0] == 0xff && bytes[1] & 0x80 != 0)) {
+        bytes.remove(0);
+    }
+    let amount = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let note = o.note.as_ref().map_or("null".to_string(), |n| format!("{n:?}"));
+    let _ = write!(out, r#"{{"id":{id},"customer_id":{},"status":"{}","amount":"{amount}","items":{},"note":{note},"updated_at":{}}}"#, o.customer_id, o.status, o.items, o.updated_us);
+}
+
+fn target_row(out: &mut String, id: i64, o: &Order, synced_ms: u64) {
+    let note = o.note.as_ref().map_or("null".to_string(), |n| format!("{n:?}"));
+    let updated = crate::row::format_timestamp(o.updated_us * 1000);
+    let _ = write!(
+        out,
+        r#"{{"id":{id},"customer_id":{},"status":"{}","amount":{},"items":{},"note":{note},"updated_at":"{updated}","_synced_at":{synced_ms}}}"#,
+        o.customer_id,
+        o.status,
+        crate::row::Decimal { mantissa: i128::from(o.cents), scale: 2 },
+        o.items
+    );
+}
+
+fn event(out: &mut String, before_id: Option<i64>, after: impl FnOnce(&mut String), has_after: bool, op: char, connector: &str, ts_ms: u64, lsn: u64) {
+    out.push_str(r#"{"before":"#);
+    match before_id {
+        Some(id) => {
+            let _ = write!(out, r#"{{"id":{id}}}"#);
+        }
+        None => out.push_str("null"),
+    }
+    out.push_str(r#","after":"#);
+    if has_after {
+        after(out);
+    } else {
+        out.push_str("null");
+    }
+    let _ = write!(out, r#","source":{{"version":"2.7.0.Final","connector":"postgresql","name":"{connector}","ts_ms":{ts_ms},"snapshot":"false","db":"shop","sequence":"[null,\"{lsn}\"]","schema":"public","table":"orders","txId":{},"lsn":{lsn},"xmin":null}},"op":"{op}","ts_ms":{},"transaction":null}}"#, lsn / 3, ts_ms + 3);
+}
+
+/// Generates the streams and the ground truth.
+pub fn generate(cfg: &GenConfig) -> Generated {
+    let mut rng = SmallRng::seed_from_u64(cfg.seed);
+    let mut out = Generated::default();
+    let mut source: BTreeMap<i64, Order> = BTreeMap::new();
+    let mut replica: BTreeMap<i64, Order> = BTreeMap::new();
+    let mut replica_time = 0u64;
+    let mut replica_lsn = 5_000_000u64;
+    let mut sent: Vec<String> = Vec::new();
+    let mut extra_id = 1_000_000i64;
+    let count = |out: &mut Generated, name: &'static str| *out.injected.entry(name).or_insert(0) += 1;
+    for i in 0..cfg.events {
+        let t = cfg.start_ms + i * cfg.step_ms;
+        let lsn = 1_000_000 + i * 8;
+        let id = rng.gen_range(1..=cfg.keys as i64);
+        let existing = source.get(&id).cloned();
+        let (op, row) = match existing {
+            None => ('c', Some(new_order(&mut rng, t))),
+            Some(_) if rng.gen_bool(0.05) => ('d', None),
+            Some(mut o) => {
+                o.status = STATUSES[rng.gen_range(0..STATUSES.len())];
+                o.cents += rng.gen_range(-500..=500);
+                o.items = rng.gen_range(1..10);
+                o.note = rng.gen_bool(0.3).then(|| format!("note {}", rng.gen_range(0..1000)));
+                o.updated_us = (t * 1000) as i64 + rng.gen_range(0..1000);
+                ('u', Some(o))
+            }
+        };
+        let mut line = String::with_capacity(1024);
+        if cfg.wrapped {
+            let _ = write!(line, r#"{{"schema":{SCHEMA},"payload":"#);
+        }
+        event(&mut line, (op == 'd').then_some(id), |s| source_row(s, id, row.as_ref().expect("after")), row.is_some(), op, "pg", t, lsn);
+        if cfg.wrapped {
+            line.push('}');
+        }
+        out.source.push(line);
+        match &row {
+            Some(r) => source.insert(id, r.clone()),
+            None => source.remove(&id),
+        };
+        // The replica applies changes serially after a lognormal lag.
+        let lag = (cfg.lag_median_ms * (normal(&mut rng)).exp()).min(60_000.0) as u64;
+        replica_time = replica_time.max(t + lag);
+        if rng.gen_bool(cfg.p_drop) {
+            count(&mut out, "dropped");
+        } else {
+            let mut applied = row.clone();
+            if let Some(r) = applied.as_mut() {
+                if rng.gen_bool(cfg.p_corrupt) {
+                    r.status = "CORRUPTED";
+                    count(&mut out, "corrupted");
+                }
+            }
+            replica_lsn += 1;
+            let mut line = String::with_capacity(600);
+            event(&mut line, (op == 'd').then_some(id), |s| target_row(s, id, applied.as_ref().expect("after"), replica_time), applied.is_some(), op, "replica", replica_time, replica_lsn);
+            match applied {
+                Some(r) => replica.insert(id, r),
+                None => replica.remove(&id),
+            };
+            emit_replica(&mut out, &mut rng, &mut sent, line, cfg);
+        }
+        if rng.gen_bool(cfg.p_extra) {
+            extra_id += 1;
+            let o = new_order(&mut rng, t);
+            replica_lsn += 1;
+            let mut line = String::with_capacity(600);
+            event(&mut line, None, |s| target_row(s, extra_id, &o, replica_time), true, 'c', "replica", replica_time, replica_lsn);
+            replica.insert(extra_id, o);
+            count(&mut out, "extra");
+            emit_replica(&mut out, &mut rng, &mut sent, line, cfg);
+        }
+    }
+    for (id, o) in &source {
+        match replica.get(id) {
+            None => {
+                out.expected.insert(*id, DriftKind::Missing);
+            }
+            Some(r) if r != o => {
+                out.expected.insert(*id, DriftKind::Mismatch);
+            }
+            Some(_) => {}
+        }
+    }
+    for id in replica.keys().filter(|id| !source.contains_key(id)) {
+        out.expected.insert(*id, DriftKind::Orphan);
+    }
+    out
+}
+
+fn emit_replica(out: &mut Generated, rng: &mut SmallRng, sent: &mut Vec<String>, line: String, cfg: &GenConfig) {
+    if rng.gen_bool(cfg.p_duplicate) {
+        out.target.push(line.clone());
+        *out.injected.entry("duplicates").or_insert(0) += 1;
+    }
+    if sent.len() > 50 && rng.gen_bool(cfg.p_redeliver) {
+        let old = sent[sent.len() - 50].clone();
+        out.target.push(old);
+        *out.injected.entry("redeliveries").or_insert(0) += 1;
+    }
+    out.target.push(line.clone());
+    sent.push(line);
+    if sent.len() > 100 {
+        sent.drain(..50);
+    }
+}
+
+fn new_order(rng: &mut SmallRng, t: u64) -> Order {
+    Order {
+        customer_id: rng.gen_range(1..50_000),
+        status: "pending",
+        cents: rng.gen_range(100..100_000),
+        items: rng.gen_range(1..10),
+        note: None,
+        updated_us: (t * 1000) as i64 + rng.gen_range(0..1000),
+    }
+}
+
+/// A standard normal sample (Box–Muller).
+fn normal(rng: &mut SmallRng) -> f64 {
+    let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.gen();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
