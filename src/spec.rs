@@ -169,7 +169,7 @@ pub enum TimeUnit {
 }
 
 /// Output locations. Topic names default to `driftwatch.<entity>.<output>`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Outputs {
     /// Topic of the drift changelog (compacted; key = entity + key).
@@ -187,6 +187,12 @@ pub struct Outputs {
     /// Directory for `drift.jsonl`, `corrections.jsonl`, `dlq.jsonl` in file mode.
     #[serde(default)]
     pub dir: Option<String>,
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Outputs { drift_topic: None, corrections_topic: None, dlq_topic: None, partitions: default_partitions(), dir: None }
+    }
 }
 
 /// Kafka client settings.

@@ -1,0 +1,282 @@
+//! Oracle: on random CDC streams, the drift and corrections at every event time equal a
+//! from-scratch computation, with 1, 2 and 4 workers.
+
+use driftwatch::run::{run_files, Cluster};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+const GRACE: u64 = 20;
+const RES: u64 = 5;
+
+#[derive(Clone, Debug, PartialEq)]
+struct Row {
+    a: i64,
+    b: String,
+}
+
+/// One generated message: `None` row = delete; `version` None = unversioned upsert delete.
+#[derive(Clone, Debug)]
+struct Msg {
+    key: i64,
+    version: Option<u64>,
+    ts: u64,
+    row: Option<Row>,
+    tombstone: bool,
+}
+
+fn gen_side(rng: &mut SmallRng, n: usize, keys: i64, debezium: bool) -> Vec<Msg> {
+    let mut out: Vec<Msg> = Vec::new();
+    let mut ts = 1_000u64;
+    let mut version = 0u64;
+    for _ in 0..n {
+        ts += rng.gen_range(0..8);
+        let roll = rng.gen_range(0..100);
+        if roll < 10 && !out.is_empty() {
+            // duplicate or stale redelivery of an earlier message, possibly late
+            let old = out[rng.gen_range(out.len().saturating_sub(6)..out.len())].clone();
+            out.push(old);
+            continue;
+        }
+        if debezium && roll < 13 {
+            out.push(Msg { key: 0, version: None, ts, row: None, tombstone: true });
+            continue;
+        }
+        version += rng.gen_range(1..3);
+        let key = rng.gen_range(1..=keys);
+        let late = if rng.gen_bool(0.1) { rng.gen_range(0..15) } else { 0 };
+        let row = (!rng.gen_bool(0.2)).then(|| Row { a: rng.gen_range(0..3), b: ["x", "y"][rng.gen_range(0..2)].to_string() });
+        // An upsert delete (`value: null`) carries no version on the wire.
+        let version = if row.is_none() && !debezium { None } else { Some(version) };
+        out.push(Msg { key, version, ts: ts.saturating_sub(late), row, tombstone: false });
+    }
+    out
+}
+
+fn line(m: &Msg, debezium: bool, ign: i64) -> String {
+    let row = |r: &Row| json!({"k": m.key, "a": r.a, "b": r.b, "ign": ign, "_v": m.version, "ts": m.ts});
+    if debezium {
+        if m.tombstone {
+            return "null".into();
+        }
+        let (op, before, after) = match &m.row {
+            Some(r) => ("u", Value::Null, row(r)),
+            None => ("d", json!({"k": m.key}), Value::Null),
+        };
+        json!({"before": before, "after": after, "op": op, "source": {"lsn": m.version, "ts_ms": m.ts}}).to_string()
+    } else {
+        match &m.row {
+            Some(r) => json!({"key": {"k": m.key}, "value": row(r)}).to_string(),
+            None => json!({"key": {"k": m.key}, "value": null, "timestamp": m.ts}).to_string(),
+        }
+    }
+}
+
+fn spec(src_debezium: bool, tgt_debezium: bool) -> String {
+    let side = |name: &str, deb: bool| {
+        if deb {
+            format!("[{name}]\nformat = \"debezium\"\nversion = \"source.lsn\"\nevent_time = \"source.ts_ms\"\ninput = {{ files = [\"unused\"] }}\n")
+        } else {
+            format!("[{name}]\nformat = \"upsert\"\nversion = \"_v\"\nevent_time = \"ts\"\ninput = {{ files = [\"unused\"] }}\n")
+        }
+    };
+    format!(
+        "entity = \"t\"\nkey = [\"k\"]\ngrace = \"{GRACE}ms\"\ntime_resolution = \"{RES}ms\"\nmax_read_ahead = \"10ms\"\n{}{}[compare]\nignore = [\"ign\", \"_v\", \"ts\"]\n",
+        side("source", src_debezium),
+        side("target", tgt_debezium)
+    )
+}
+
+/// The expected state: (kind, differing fields with values, source version, target version).
+type State = (String, Vec<(String, Value, Value)>, Option<u64>, Option<u64>);
+
+fn state(src: Option<&(u64, Row)>, tgt: Option<&(u64, Row)>) -> Option<State> {
+    match (src, tgt) {
+        (None, None) => None,
+        (Some(s), None) => Some(("missing".into(), vec![], Some(s.0), None)),
+        (None, Some(t)) => Some(("orphan".into(), vec![], None, Some(t.0))),
+        (Some(s), Some(t)) => {
+            let mut f = vec![];
+            if s.1.a != t.1.a {
+                f.push(("a".to_string(), json!(s.1.a), json!(t.1.a)));
+            }
+            if s.1.b != t.1.b {
+                f.push(("b".to_string(), json!(s.1.b), json!(t.1.b)));
+            }
+            (!f.is_empty()).then(|| ("mismatch".into(), f, Some(s.0), Some(t.0)))
+        }
+    }
+}
+
+/// Effective times: rounded down to RES, never below the stream's progress.
+fn stamped(msgs: &[Msg]) -> Vec<(u64, &Msg)> {
+    let mut progress = 0;
+    msgs.iter()
+        .map(|m| {
+            if !m.tombstone {
+                progress = progress.max(m.ts - m.ts % RES);
+            }
+            (progress, m)
+        })
+        .collect()
+}
+
+/// The side's rows as of `t`: a fold of the version gate over the prefix, from scratch.
+fn as_of(msgs: &[(u64, &Msg)], t: u64) -> BTreeMap<i64, (u64, Row)> {
+    let mut state: BTreeMap<i64, (u64, Option<(u64, Row)>)> = BTreeMap::new();
+    for (_, m) in msgs.iter().filter(|(time, m)| *time <= t && !m.tombstone) {
+        let cur = state.get(&m.key).map(|(v, _)| *v);
+        let version = match (m.version, cur) {
+            (Some(v), Some(c)) if v <= c => continue,
+            (Some(v), _) => v,
+            (None, Some(c)) => {
+                if state[&m.key].1.is_none() {
+                    continue;
+                }
+                c
+            }
+            (None, None) => 0,
+        };
+        state.insert(m.key, (version, m.row.clone().map(|r| (version, r))));
+    }
+    state.into_iter().filter_map(|(k, (_, r))| r.map(|r| (k, r))).collect()
+}
+
+/// Expected drift records and corrections as comparable JSON values, by time.
+fn oracle(src: &[Msg], tgt: &[Msg]) -> (Vec<Value>, Vec<Value>) {
+    let (s, t) = (stamped(src), stamped(tgt));
+    let times: BTreeSet<u64> = s.iter().chain(&t).map(|(t, _)| *t).collect();
+    let mut states: Vec<(u64, BTreeMap<i64, State>)> = Vec::new();
+    for &time in &times {
+        let (a, b) = (as_of(&s, time), as_of(&t, time));
+        let keys: BTreeSet<i64> = a.keys().chain(b.keys()).copied().collect();
+        states.push((time, keys.into_iter().filter_map(|k| state(a.get(&k), b.get(&k)).map(|st| (k, st))).collect()));
+    }
+    let at = |time: u64| -> &BTreeMap<i64, State> { &states.iter().rev().find(|(t, _)| *t <= time).expect("a time").1 };
+    let all_keys: BTreeSet<i64> = states.iter().flat_map(|(_, m)| m.keys().copied()).collect();
+    let (mut records, mut fixes) = (vec![], vec![]);
+    let src_rows = |time: u64| as_of(&s, time);
+    for key in all_keys {
+        let mut since: Option<u64> = None;
+        let mut reported: Option<State> = None;
+        let mut fixed: Option<Option<(i64, String, u64)>> = None;
+        let mut events: Vec<u64> = times.iter().copied().collect();
+        let mut i = 0;
+        while i < events.len() {
+            let time = events[i];
+            i += 1;
+            let now = at(time).get(&key).cloned();
+            match (since, now) {
+                (None, None) => {}
+                (None, Some(_)) => {
+                    since = Some(time);
+                    events.push(time + GRACE);
+                    events.sort();
+                    events.dedup();
+                }
+                (Some(since_t), now) => {
+                    let open_now = |st: &State, time: u64, records: &mut Vec<Value>, fixes: &mut Vec<Value>, fixed: &mut Option<Option<(i64, String, u64)>>| {
+                        let fix = if st.0 == "orphan" { None } else { src_rows(time).get(&key).map(|(v, r)| (r.a, r.b.clone(), *v)) };
+                        if fixed.as_ref() != Some(&fix) {
+                            fixes.push(json!({"t": time, "key": key, "kind": st.0, "row": fix}));
+                            *fixed = Some(fix);
+                        }
+                        records.push(json!({"t": time, "key": key, "status": "open", "kind": st.0, "fields": st.1, "sv": st.2, "tv": st.3, "since": since_t}));
+                    };
+                    match now {
+                        None => {
+                            if let Some(last) = reported.take() {
+                                records.push(json!({"t": time, "key": key, "status": "resolved", "kind": last.0, "fields": last.1, "sv": last.2, "tv": last.3, "since": since_t}));
+                            }
+                            since = None;
+                            fixed = None;
+                        }
+                        Some(st) => {
+                            if reported.is_some() {
+                                if reported.as_ref() != Some(&st) {
+                                    open_now(&st, time, &mut records, &mut fixes, &mut fixed);
+                                    reported = Some(st);
+                                }
+                            } else if time >= since_t + GRACE {
+                                open_now(&st, time, &mut records, &mut fixes, &mut fixed);
+                                reported = Some(st);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (records, fixes)
+}
+
+fn actual(dir: &Path) -> (Vec<Value>, Vec<Value>) {
+    let read = |name: &str| -> Vec<Value> { std::fs::read_to_string(dir.join(name)).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect() };
+    let records = read("drift.jsonl")
+        .into_iter()
+        .map(|r| {
+            let fields: Vec<(String, Value, Value)> = r["fields"].as_array().unwrap().iter().map(|f| (f["field"].as_str().unwrap().to_string(), f["source"].clone(), f["target"].clone())).collect();
+            json!({"t": r["reported_ms"], "key": r["key"]["k"], "status": r["status"], "kind": r["kind"], "fields": fields, "sv": r["source"]["version"], "tv": r["target"]["version"], "since": r["since_ms"]})
+        })
+        .collect();
+    let fixes = read("corrections.jsonl")
+        .into_iter()
+        .map(|c| {
+            let row = (!c["value"].is_null()).then(|| json!([c["value"]["a"], c["value"]["b"], c["value"]["_v"]]));
+            json!({"key": c["key"]["k"], "kind": c["headers"]["driftwatch.kind"], "row": row})
+        })
+        .collect();
+    (records, fixes)
+}
+
+fn sorted(mut v: Vec<Value>) -> Vec<Value> {
+    v.sort_by_key(|x| (x["t"].as_u64(), x["key"].to_string(), x.to_string()));
+    v
+}
+
+#[test]
+fn drift_and_corrections_equal_a_from_scratch_computation_at_every_time() {
+    for seed in 0..24u64 {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let (sd, td) = (seed % 2 == 0, seed % 3 == 0);
+        let keys = rng.gen_range(2..12);
+        let (ns, nt) = (rng.gen_range(20..160), rng.gen_range(20..160));
+        let src = gen_side(&mut rng, ns, keys, sd);
+        let tgt = gen_side(&mut rng, nt, keys, td);
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, msgs: &[Msg], deb: bool| {
+            let path = dir.path().join(name);
+            let text: String = msgs.iter().enumerate().map(|(i, m)| line(m, deb, i as i64) + "\n").collect();
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let (sp, tp) = (write("source.jsonl", &src, sd), write("target.jsonl", &tgt, td));
+        let spec = driftwatch::spec::load_str(&spec(sd, td)).expect("valid spec");
+        let (expected, expected_fixes) = oracle(&src, &tgt);
+        let mut outputs = Vec::new();
+        for workers in [1, 2, 4] {
+            let out = dir.path().join(format!("out{workers}"));
+            let report = run_files(&spec, &Cluster::local(workers), vec![sp.clone()], vec![tp.clone()], &out).unwrap();
+            assert_eq!(report.stats.side(driftwatch::cdc::SideId::Source).rejected.load(std::sync::atomic::Ordering::Relaxed), 0);
+            let (records, fixes) = actual(&out);
+            let (got, want) = (sorted(records), sorted(expected.clone()));
+            let extra: Vec<&Value> = got.iter().filter(|r| !want.contains(r)).collect();
+            let missing: Vec<&Value> = want.iter().filter(|r| !got.contains(r)).collect();
+            assert!(got == want, "seed {seed}, {workers} workers: drift records differ: unexpected {extra:?}, missing {missing:?}");
+            // Corrections carry no time: compare them as a multiset (each one is emitted
+            // with its open record, whose time the drift check covers).
+            let canon = |v: &Vec<Value>| {
+                let mut v: Vec<String> = v.iter().map(|c| json!({"key": c["key"], "kind": c["kind"], "row": c["row"]}).to_string()).collect();
+                v.sort();
+                v
+            };
+            assert_eq!(canon(&fixes), canon(&expected_fixes), "seed {seed}, {workers} workers: corrections");
+            outputs.push(["drift.jsonl", "corrections.jsonl", "dlq.jsonl"].map(|f| std::fs::read(out.join(f)).unwrap()));
+        }
+        assert!(outputs.windows(2).all(|w| w[0] == w[1]), "seed {seed}: outputs differ between worker counts");
+        assert!(!expected.is_empty() || seed > 0, "the generator must produce drift");
+    }
+}
+
