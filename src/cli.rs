@@ -53,7 +53,11 @@ impl ClusterArgs {
 
 /// Options of `run`.
 #[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
+    /// Print help (`-h` is timely's hostfile option).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// The job spec (TOML).
     pub spec: PathBuf,
     /// Read the source from this JSONL file instead of the spec's inputs (repeatable).
@@ -72,7 +76,11 @@ pub struct RunArgs {
 
 /// Options of `demo`.
 #[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
 pub struct DemoArgs {
+    /// Print help (`-h` is timely's hostfile option).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// Source change events to generate.
     #[arg(long, default_value_t = 20_000)]
     pub events: u64,

@@ -23,7 +23,9 @@ pub fn load_str(text: &str) -> Result<Spec, Vec<Problem>> {
                 let mut path: Vec<String> = err.path().iter().map(|s| s.to_string()).filter(|s| s != "?").collect();
                 let message = err.inner().message().to_string();
                 if let Some(field) = unknown_field(&message) {
-                    path.push(field.to_string());
+                    if path.last().map(String::as_str) != Some(field) {
+                        path.push(field.to_string());
+                    }
                 }
                 problems.push(Problem::new(&path.join("."), message.clone()));
                 if message.starts_with("missing field") || path.is_empty() || !remove(&mut tree, &path) || problems.len() > 50 {
