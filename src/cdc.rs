@@ -150,7 +150,10 @@ impl Decoder {
     pub fn decode(&mut self, msg: &Message<'_>) -> Result<Decoded, DecodeError> {
         let size = msg.value.map_or(0, <[u8]>::len) + msg.key.map_or(0, <[u8]>::len);
         if size > self.max_bytes {
-            return Err(DecodeError(format!("message of {size} bytes is over the limit of {} bytes (max_message_bytes)", self.max_bytes)));
+            return Err(DecodeError(format!(
+                "message of {size} bytes is over the limit of {} bytes (max_message_bytes)",
+                self.max_bytes
+            )));
         }
         match self.format {
             Format::Debezium => debezium::decode(self, msg),

@@ -47,7 +47,12 @@ pub struct ClusterArgs {
 impl ClusterArgs {
     /// The cluster these options describe.
     pub fn cluster(&self) -> Cluster {
-        Cluster { workers: self.workers, processes: self.processes, process: self.process, hostfile: self.hostfile.clone() }
+        Cluster {
+            workers: self.workers,
+            processes: self.processes,
+            process: self.process,
+            hostfile: self.hostfile.clone(),
+        }
     }
 }
 

@@ -44,7 +44,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let source = pick(&args.source_file, &spec.source, "source")?;
     let target = pick(&args.target_file, &spec.target, "target")?;
-    let out = args.out.clone().or_else(|| spec.outputs.dir.as_ref().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("out").join(&spec.entity));
+    let out = args
+        .out
+        .clone()
+        .or_else(|| spec.outputs.dir.as_ref().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("out").join(&spec.entity));
     let report = crate::run::run_files(&spec, &args.cluster.cluster(), source, target, &out)?;
     eprintln!("{}", report.summary());
     eprintln!("outputs in {}", out.display());

@@ -183,7 +183,12 @@ pub struct Handles {
 }
 
 /// Builds the dataflow on a worker. `sink` receives every output, on worker 0 only.
-pub fn build(worker: &mut timely::worker::Worker, spec: &Spec, stats: Arc<Stats>, sink: Option<Box<dyn Sink>>) -> Handles {
+pub fn build(
+    worker: &mut timely::worker::Worker,
+    spec: &Spec,
+    stats: Arc<Stats>,
+    sink: Option<Box<dyn Sink>>,
+) -> Handles {
     let rules = Arc::new(CompareRules::new(spec));
     let grace_ms = spec.grace.as_millis();
     let mut source = InputHandleVec::new();
@@ -192,8 +197,18 @@ pub fn build(worker: &mut timely::worker::Worker, spec: &Spec, stats: Arc<Stats>
     let probe = ProbeHandle::new();
     let sizes = gate::SizeProbe::default();
     worker.dataflow::<Time, _, _>(|scope| {
-        let src = gate::gate(source.to_stream(scope), SideId::Source, stats.clone(), sizes.clone());
-        let tgt = gate::gate(target.to_stream(scope), SideId::Target, stats.clone(), sizes.clone());
+        let src = gate::gate(
+            source.to_stream(scope),
+            SideId::Source,
+            stats.clone(),
+            sizes.clone(),
+        );
+        let tgt = gate::gate(
+            target.to_stream(scope),
+            SideId::Target,
+            stats.clone(),
+            sizes.clone(),
+        );
         let arranged = src.concat(tgt).arrange_by_key_named("SideRows");
         sizes.watch(arranged.trace.clone());
         let drift = drift::drift(arranged, rules);
@@ -201,5 +216,11 @@ pub fn build(worker: &mut timely::worker::Worker, spec: &Spec, stats: Arc<Stats>
         let all = outputs.concat(dead.to_stream(scope)).exchange(|_| 0);
         grace::sink(all, sink, stats).probe_with(&probe);
     });
-    Handles { source, target, dead, probe, sizes }
+    Handles {
+        source,
+        target,
+        dead,
+        probe,
+        sizes,
+    }
 }

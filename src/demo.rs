@@ -32,7 +32,14 @@ pub struct GeneratedPartition {
 impl GeneratedPartition {
     /// Messages `lines` for `side`, fed at `rate` per second (0: unpaced).
     pub fn new(side: SideId, lines: Arc<Vec<String>>, rate: u64) -> Self {
-        GeneratedPartition { side, name: format!("generated-{}", side.name()).into(), lines, next: 0, rate, started: None }
+        GeneratedPartition {
+            side,
+            name: format!("generated-{}", side.name()).into(),
+            lines,
+            next: 0,
+            rate,
+            started: None,
+        }
     }
 }
 
@@ -43,7 +50,11 @@ impl Partition for GeneratedPartition {
 
     fn poll(&mut self, max: usize, f: &mut dyn FnMut(&Message<'_>, u64)) -> anyhow::Result<Poll> {
         let started = *self.started.get_or_insert_with(Instant::now);
-        let allowed = if self.rate == 0 { self.lines.len() } else { ((started.elapsed().as_secs_f64() * self.rate as f64) as usize).min(self.lines.len()) };
+        let allowed = if self.rate == 0 {
+            self.lines.len()
+        } else {
+            ((started.elapsed().as_secs_f64() * self.rate as f64) as usize).min(self.lines.len())
+        };
         if self.next >= self.lines.len() {
             return Ok(Poll::Done);
         }
@@ -52,22 +63,35 @@ impl Partition for GeneratedPartition {
             return Ok(Poll::Idle);
         }
         for i in self.next..end {
-            f(&Message { key: None, value: Some(self.lines[i].as_bytes()), timestamp_ms: None }, i as u64 + 1);
+            f(
+                &Message {
+                    key: None,
+                    value: Some(self.lines[i].as_bytes()),
+                    timestamp_ms: None,
+                },
+                i as u64 + 1,
+            );
         }
         self.next = end;
         Ok(Poll::Ready)
     }
 
     fn origin(&self, position: u64) -> Origin {
-        Origin::Generated { stream: self.name.clone(), seq: position }
+        Origin::Generated {
+            stream: self.name.clone(),
+            seq: position,
+        }
     }
 }
 
 /// Prints drift as it is detected and keeps the latest record per key.
 #[derive(Clone, Default)]
 pub struct LatestDrift {
-    inner: Arc<Mutex<(HashMap<Key, DriftKind>, usize, usize)>>,
+    inner: Arc<Mutex<Latest>>,
 }
+
+/// Open drift by key, records printed, records seen.
+type Latest = (HashMap<Key, DriftKind>, usize, usize);
 
 impl LatestDrift {
     /// A sink that prints the first `show` records.
@@ -89,7 +113,11 @@ struct DemoSink {
 
 impl Sink for DemoSink {
     fn emit(&mut self, time: Time, outputs: &[Output]) -> anyhow::Result<()> {
-        let mut g = self.latest.inner.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let mut g = self
+            .latest
+            .inner
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
         for o in outputs {
             let Output::Drift(r) = o else { continue };
             match r.status {
@@ -99,8 +127,20 @@ impl Sink for DemoSink {
             g.1 += 1;
             if g.1 <= self.show {
                 let fields: Vec<String> = r.drift.fields.iter().map(|f| f.field.clone()).collect();
-                let detail = if fields.is_empty() { String::new() } else { format!(" fields {}", fields.join(",")) };
-                println!("  t+{:>6}ms {:<8} {:<8} {}{} (since t+{}ms)", time.saturating_sub(GenConfig::default().start_ms), format!("{:?}", r.status).to_lowercase(), r.drift.kind.name(), JsonKey(&r.key).to_json(), detail, r.since.saturating_sub(GenConfig::default().start_ms));
+                let detail = if fields.is_empty() {
+                    String::new()
+                } else {
+                    format!(" fields {}", fields.join(","))
+                };
+                println!(
+                    "  t+{:>6}ms {:<8} {:<8} {}{} (since t+{}ms)",
+                    time.saturating_sub(GenConfig::default().start_ms),
+                    format!("{:?}", r.status).to_lowercase(),
+                    r.drift.kind.name(),
+                    JsonKey(&r.key).to_json(),
+                    detail,
+                    r.since.saturating_sub(GenConfig::default().start_ms)
+                );
             } else if g.1 == self.show + 1 {
                 println!("  … (further records not shown)");
             }
@@ -118,8 +158,14 @@ fn key_of(id: i64) -> Key {
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let spec = crate::spec::load_str(ORDERS_SPEC).map_err(|p| anyhow::anyhow!("embedded spec: {p:?}"))?;
-    let cfg = GenConfig { events: args.events, keys: args.keys, seed: args.seed, ..GenConfig::default() };
+    let spec =
+        crate::spec::load_str(ORDERS_SPEC).map_err(|p| anyhow::anyhow!("embedded spec: {p:?}"))?;
+    let cfg = GenConfig {
+        events: args.events,
+        keys: args.keys,
+        seed: args.seed,
+        ..GenConfig::default()
+    };
     let generated = generate(&cfg);
     println!(
         "driftwatch demo: {} source and {} replica change events over {} order ids, grace {}; injected {:?}",
@@ -133,22 +179,60 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (source, target) = (Arc::new(generated.source), Arc::new(generated.target));
     let side_rate = args.rate / 2;
     let parts: crate::run::PartitionFactory = Arc::new(move |index, peers| {
-        let all = [(SideId::Source, source.clone()), (SideId::Target, target.clone())];
-        Ok(all.into_iter().enumerate().filter(|(i, _)| i % peers == index).map(|(_, (side, lines))| Box::new(GeneratedPartition::new(side, lines, side_rate)) as Box<dyn Partition>).collect())
+        let all = [
+            (SideId::Source, source.clone()),
+            (SideId::Target, target.clone()),
+        ];
+        Ok(all
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % peers == index)
+            .map(|(_, (side, lines))| {
+                Box::new(GeneratedPartition::new(side, lines, side_rate)) as Box<dyn Partition>
+            })
+            .collect())
     });
     let latest = LatestDrift::default();
     let sink_latest = latest.clone();
     let show = args.show;
-    let report = crate::run::execute(&spec, &args.cluster.cluster(), parts, Some(Arc::new(move || sink_latest.sink(show))), u64::MAX)?;
+    let report = crate::run::execute(
+        &spec,
+        &args.cluster.cluster(),
+        parts,
+        Some(Arc::new(move || sink_latest.sink(show))),
+        u64::MAX,
+    )?;
     println!("\n{}", report.summary());
     let found = latest.open();
-    let expected: BTreeMap<Key, DriftKind> = generated.expected.iter().map(|(id, k)| (key_of(*id), *k)).collect();
-    let hits = expected.iter().filter(|(k, kind)| found.get(*k) == Some(kind)).count();
-    let missed: Vec<String> = expected.iter().filter(|(k, kind)| found.get(*k) != Some(kind)).map(|(k, kind)| format!("{} {}", kind.name(), JsonKey(k).to_json())).collect();
-    let false_: Vec<String> = found.iter().filter(|(k, kind)| expected.get(*k) != Some(kind)).map(|(k, kind)| format!("{} {}", kind.name(), JsonKey(k).to_json())).collect();
-    println!("ground truth: {} keys drifted; found {hits}, missed {}, false {}", expected.len(), missed.len(), false_.len());
+    let expected: BTreeMap<Key, DriftKind> = generated
+        .expected
+        .iter()
+        .map(|(id, k)| (key_of(*id), *k))
+        .collect();
+    let hits = expected
+        .iter()
+        .filter(|(k, kind)| found.get(*k) == Some(kind))
+        .count();
+    let missed: Vec<String> = expected
+        .iter()
+        .filter(|(k, kind)| found.get(*k) != Some(kind))
+        .map(|(k, kind)| format!("{} {}", kind.name(), JsonKey(k).to_json()))
+        .collect();
+    let false_: Vec<String> = found
+        .iter()
+        .filter(|(k, kind)| expected.get(*k) != Some(kind))
+        .map(|(k, kind)| format!("{} {}", kind.name(), JsonKey(k).to_json()))
+        .collect();
+    println!(
+        "ground truth: {} keys drifted; found {hits}, missed {}, false {}",
+        expected.len(),
+        missed.len(),
+        false_.len()
+    );
     if !missed.is_empty() || !false_.is_empty() {
-        anyhow::bail!("detected drift differs from the ground truth: missed {missed:?}, false {false_:?}");
+        anyhow::bail!(
+            "detected drift differs from the ground truth: missed {missed:?}, false {false_:?}"
+        );
     }
     Ok(())
 }

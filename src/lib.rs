@@ -12,11 +12,11 @@
 //! - [`cli`]: the command line.
 
 pub mod cdc;
-pub mod row;
-pub mod dataflow;
-pub mod io;
-pub mod spec;
-pub mod run;
 pub mod cli;
 pub mod commands;
+pub mod dataflow;
 pub mod demo;
+pub mod io;
+pub mod row;
+pub mod run;
+pub mod spec;

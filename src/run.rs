@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Makes the partitions of worker `index` of `peers`.
-pub type PartitionFactory = Arc<dyn Fn(usize, usize) -> anyhow::Result<Vec<Box<dyn Partition>>> + Send + Sync>;
+pub type PartitionFactory =
+    Arc<dyn Fn(usize, usize) -> anyhow::Result<Vec<Box<dyn Partition>>> + Send + Sync>;
 
 /// Makes the sink, on worker 0.
 pub type SinkFactory = Arc<dyn Fn() -> Box<dyn Sink> + Send + Sync>;
@@ -33,15 +34,28 @@ pub struct Cluster {
 impl Cluster {
     /// One process with `workers` threads.
     pub fn local(workers: usize) -> Self {
-        Cluster { workers, processes: 1, process: 0, hostfile: None }
+        Cluster {
+            workers,
+            processes: 1,
+            process: 0,
+            hostfile: None,
+        }
     }
 
     fn config(&self) -> anyhow::Result<timely::Config> {
-        let mut args = vec!["-w".to_string(), self.workers.max(1).to_string(), "-n".into(), self.processes.max(1).to_string(), "-p".into(), self.process.to_string()];
+        let mut args = vec![
+            "-w".to_string(),
+            self.workers.max(1).to_string(),
+            "-n".into(),
+            self.processes.max(1).to_string(),
+            "-p".into(),
+            self.process.to_string(),
+        ];
         if let Some(h) = &self.hostfile {
             args.extend(["-h".to_string(), h.display().to_string()]);
         }
-        timely::Config::from_args(args.into_iter()).map_err(|e| anyhow::anyhow!("bad cluster options: {e}"))
+        timely::Config::from_args(args.into_iter())
+            .map_err(|e| anyhow::anyhow!("bad cluster options: {e}"))
     }
 }
 
@@ -56,7 +70,13 @@ pub struct Report {
 }
 
 /// Runs `spec` over the partitions `parts` makes, delivering outputs to `sink`.
-pub fn execute(spec: &Spec, cluster: &Cluster, parts: PartitionFactory, sink: Option<SinkFactory>, sample_every: u64) -> anyhow::Result<Report> {
+pub fn execute(
+    spec: &Spec,
+    cluster: &Cluster,
+    parts: PartitionFactory,
+    sink: Option<SinkFactory>,
+    sample_every: u64,
+) -> anyhow::Result<Report> {
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
     let spec = Arc::new(spec.clone());
@@ -64,33 +84,70 @@ pub fn execute(spec: &Spec, cluster: &Cluster, parts: PartitionFactory, sink: Op
     let guards = timely::execute(cluster.config()?, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let parts = parts(index, peers)?;
-        let sink = if index == 0 { sink.as_ref().map(|f| f()) } else { None };
-        run_worker(worker, &spec, parts, worker_stats.clone(), sink, sample_every)
+        let sink = if index == 0 {
+            sink.as_ref().map(|f| f())
+        } else {
+            None
+        };
+        run_worker(
+            worker,
+            &spec,
+            parts,
+            worker_stats.clone(),
+            sink,
+            sample_every,
+        )
     })
     .map_err(|e| anyhow::anyhow!("cannot start the timely cluster: {e}"))?;
     let mut samples = Vec::new();
     for result in guards.join() {
         samples.push(result.map_err(|e| anyhow::anyhow!("a worker failed: {e}"))??);
     }
-    Ok(Report { stats, elapsed: started.elapsed(), samples })
+    Ok(Report {
+        stats,
+        elapsed: started.elapsed(),
+        samples,
+    })
 }
 
 /// Partitions over files: all files of both sides, spread round-robin over the workers.
 pub fn file_partitions(source: Vec<PathBuf>, target: Vec<PathBuf>) -> PartitionFactory {
-    let all: Vec<(SideId, PathBuf)> = source.into_iter().map(|p| (SideId::Source, p)).chain(target.into_iter().map(|p| (SideId::Target, p))).collect();
+    let all: Vec<(SideId, PathBuf)> = source
+        .into_iter()
+        .map(|p| (SideId::Source, p))
+        .chain(target.into_iter().map(|p| (SideId::Target, p)))
+        .collect();
     Arc::new(move |index, peers| {
-        all.iter().enumerate().filter(|(i, _)| i % peers == index).map(|(_, (side, path))| FilePartition::open(*side, path).map(|p| Box::new(p) as Box<dyn Partition>)).collect()
+        all.iter()
+            .enumerate()
+            .filter(|(i, _)| i % peers == index)
+            .map(|(_, (side, path))| {
+                FilePartition::open(*side, path).map(|p| Box::new(p) as Box<dyn Partition>)
+            })
+            .collect()
     })
 }
 
 /// Runs `spec` in file mode, writing the three JSONL outputs to `out`.
-pub fn run_files(spec: &Spec, cluster: &Cluster, source: Vec<PathBuf>, target: Vec<PathBuf>, out: &Path) -> anyhow::Result<Report> {
+pub fn run_files(
+    spec: &Spec,
+    cluster: &Cluster,
+    source: Vec<PathBuf>,
+    target: Vec<PathBuf>,
+    out: &Path,
+) -> anyhow::Result<Report> {
     for path in source.iter().chain(&target) {
         std::fs::metadata(path).with_context(|| format!("cannot read input {}", path.display()))?;
     }
     let outputs = FileOutputs::create(out, &spec.entity)?;
     let sink_outputs = outputs.clone();
-    let report = execute(spec, cluster, file_partitions(source, target), Some(Arc::new(move || sink_outputs.sink())), u64::MAX)?;
+    let report = execute(
+        spec,
+        cluster,
+        file_partitions(source, target),
+        Some(Arc::new(move || sink_outputs.sink())),
+        u64::MAX,
+    )?;
     outputs.flush()?;
     Ok(report)
 }
@@ -98,7 +155,15 @@ pub fn run_files(spec: &Spec, cluster: &Cluster, source: Vec<PathBuf>, target: V
 impl Report {
     /// Messages read over both sides.
     pub fn events_read(&self) -> u64 {
-        SideId::BOTH.iter().map(|s| self.stats.side(*s).read.load(std::sync::atomic::Ordering::Relaxed)).sum()
+        SideId::BOTH
+            .iter()
+            .map(|s| {
+                self.stats
+                    .side(*s)
+                    .read
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum()
     }
 
     /// The human summary printed at exit.
@@ -121,15 +186,36 @@ impl Report {
                 c.skipped.load(Relaxed)
             );
         }
-        let open: Vec<String> = DriftKind::ALL.iter().map(|k| format!("{} {}", k.name(), s.open(*k))).collect();
-        let _ = writeln!(out, "open drift: {}; drift records {}, corrections {}", open.join(", "), s.drift_records.load(Relaxed), s.corrections.load(Relaxed));
+        let open: Vec<String> = DriftKind::ALL
+            .iter()
+            .map(|k| format!("{} {}", k.name(), s.open(*k)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "open drift: {}; drift records {}, corrections {}",
+            open.join(", "),
+            s.drift_records.load(Relaxed),
+            s.corrections.load(Relaxed)
+        );
         if let Ok(h) = s.sync_lag.lock() {
-            if h.len() > 0 {
-                let _ = writeln!(out, "sync lag (ms of event time, {} differences healed): p50 {}, p99 {}, max {}", h.len(), h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max());
+            if !h.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "sync lag (ms of event time, {} differences healed): p50 {}, p99 {}, max {}",
+                    h.len(),
+                    h.value_at_quantile(0.5),
+                    h.value_at_quantile(0.99),
+                    h.max()
+                );
             }
         }
         let secs = self.elapsed.as_secs_f64();
-        let _ = write!(out, "elapsed {:.3}s, {:.0} events/s", secs, self.events_read() as f64 / secs.max(1e-9));
+        let _ = write!(
+            out,
+            "elapsed {:.3}s, {:.0} events/s",
+            secs,
+            self.events_read() as f64 / secs.max(1e-9)
+        );
         out
     }
 }

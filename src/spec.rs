@@ -114,7 +114,10 @@ pub struct Compare {
 
 impl Default for Compare {
     fn default() -> Self {
-        Compare { ignore: Vec::new(), null_equals_absent: true }
+        Compare {
+            ignore: Vec::new(),
+            null_equals_absent: true,
+        }
     }
 }
 
@@ -191,7 +194,13 @@ pub struct Outputs {
 
 impl Default for Outputs {
     fn default() -> Self {
-        Outputs { drift_topic: None, corrections_topic: None, dlq_topic: None, partitions: default_partitions(), dir: None }
+        Outputs {
+            drift_topic: None,
+            corrections_topic: None,
+            dlq_topic: None,
+            partitions: default_partitions(),
+            dir: None,
+        }
     }
 }
 
@@ -238,7 +247,10 @@ impl Spec {
 
     /// The drift topic, defaulted from the entity name.
     pub fn drift_topic(&self) -> String {
-        self.outputs.drift_topic.clone().unwrap_or_else(|| format!("driftwatch.{}.drift", self.entity))
+        self.outputs
+            .drift_topic
+            .clone()
+            .unwrap_or_else(|| format!("driftwatch.{}.drift", self.entity))
     }
 
     /// The corrections topic, defaulted from the entity name.
@@ -251,6 +263,9 @@ impl Spec {
 
     /// The dead-letter topic, defaulted from the entity name.
     pub fn dlq_topic(&self) -> String {
-        self.outputs.dlq_topic.clone().unwrap_or_else(|| format!("driftwatch.{}.dlq", self.entity))
+        self.outputs
+            .dlq_topic
+            .clone()
+            .unwrap_or_else(|| format!("driftwatch.{}.dlq", self.entity))
     }
 }

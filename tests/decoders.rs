@@ -11,7 +11,13 @@ fn decoder(side: SideId) -> Decoder {
 }
 
 fn decode(side: SideId, key: Option<&str>, value: &str) -> Result<Decoded, String> {
-    decoder(side).decode(&Message { key: key.map(str::as_bytes), value: Some(value.as_bytes()), timestamp_ms: None }).map_err(|e| e.0)
+    decoder(side)
+        .decode(&Message {
+            key: key.map(str::as_bytes),
+            value: Some(value.as_bytes()),
+            timestamp_ms: None,
+        })
+        .map_err(|e| e.0)
 }
 
 fn change(side: SideId, key: Option<&str>, value: &str) -> driftwatch::cdc::Change {
@@ -27,28 +33,73 @@ const BARE_REPLICA: &str = r#"{"before":null,"after":{"id":42,"amount":123.45,"u
 
 #[test]
 fn wrapped_and_bare_events_decode_to_the_same_values() {
-    let s = change(SideId::Source, Some(r#"{"schema":{"type":"struct","fields":[]},"payload":{"id":42}}"#), WRAPPED);
-    assert_eq!((s.version, s.time_ms), (Some(48211), Some(1_772_323_200_000)));
+    let s = change(
+        SideId::Source,
+        Some(r#"{"schema":{"type":"struct","fields":[]},"payload":{"id":42}}"#),
+        WRAPPED,
+    );
+    assert_eq!(
+        (s.version, s.time_ms),
+        (Some(48211), Some(1_772_323_200_000))
+    );
     let t = change(SideId::Target, None, BARE_REPLICA);
-    assert_eq!((t.version, t.time_ms), (Some(900_345), Some(1_772_323_201_000)));
+    assert_eq!(
+        (t.version, t.time_ms),
+        (Some(900_345), Some(1_772_323_201_000))
+    );
     assert_eq!(s.key, t.key, "message key and row key agree");
     let (sr, tr) = (s.row.unwrap(), t.row.unwrap());
-    assert!(tr.get("_synced_at").is_none(), "ignored replica column dropped");
+    assert!(
+        tr.get("_synced_at").is_none(),
+        "ignored replica column dropped"
+    );
     let rules = driftwatch::row::CompareRules::new(&driftwatch::spec::load_str(SPEC).unwrap());
-    assert!(rules.diff(&sr, &tr).is_empty(), "Decimal bytes = 123.45 and micros = RFC 3339: {:?}", rules.diff(&sr, &tr));
-    assert_eq!(serde_json::to_string(&JsonRow(&sr)).unwrap(), r#"{"amount":123.45,"id":42,"status":"shipped","updated_at":"2026-03-01T00:00:00.123456Z"}"#);
+    assert!(
+        rules.diff(&sr, &tr).is_empty(),
+        "Decimal bytes = 123.45 and micros = RFC 3339: {:?}",
+        rules.diff(&sr, &tr)
+    );
+    assert_eq!(
+        serde_json::to_string(&JsonRow(&sr)).unwrap(),
+        r#"{"amount":123.45,"id":42,"status":"shipped","updated_at":"2026-03-01T00:00:00.123456Z"}"#
+    );
 }
 
 #[test]
 fn deletes_tombstones_and_snapshot_reads() {
-    let d = change(SideId::Source, None, r#"{"before":{"id":7},"after":null,"source":{"ts_ms":5,"lsn":9},"op":"d"}"#);
+    let d = change(
+        SideId::Source,
+        None,
+        r#"{"before":{"id":7},"after":null,"source":{"ts_ms":5,"lsn":9},"op":"d"}"#,
+    );
     assert_eq!((d.row, d.version), (None, Some(9)));
-    let r = change(SideId::Source, None, r#"{"before":null,"after":{"id":8,"status":"paid"},"source":{"ts_ms":5,"lsn":3,"snapshot":"true"},"op":"r"}"#);
+    let r = change(
+        SideId::Source,
+        None,
+        r#"{"before":null,"after":{"id":8,"status":"paid"},"source":{"ts_ms":5,"lsn":3,"snapshot":"true"},"op":"r"}"#,
+    );
     assert_eq!(r.row.unwrap().get("status"), Some(ValueRef::Str("paid")));
-    assert_eq!(decode(SideId::Source, Some(r#"{"id":7}"#), "null"), Ok(Decoded::Skip));
-    assert_eq!(decode(SideId::Source, None, r#"{"schema":{"type":"struct"},"payload":null}"#), Ok(Decoded::Skip));
+    assert_eq!(
+        decode(SideId::Source, Some(r#"{"id":7}"#), "null"),
+        Ok(Decoded::Skip)
+    );
+    assert_eq!(
+        decode(
+            SideId::Source,
+            None,
+            r#"{"schema":{"type":"struct"},"payload":null}"#
+        ),
+        Ok(Decoded::Skip)
+    );
     let mut dec = decoder(SideId::Source);
-    assert_eq!(dec.decode(&Message { key: Some(b"{\"id\":7}"), value: None, timestamp_ms: None }), Ok(Decoded::Skip));
+    assert_eq!(
+        dec.decode(&Message {
+            key: Some(b"{\"id\":7}"),
+            value: None,
+            timestamp_ms: None
+        }),
+        Ok(Decoded::Skip)
+    );
 }
 
 #[test]
@@ -56,33 +107,93 @@ fn malformed_messages_are_rejected_with_a_reason() {
     let corpus: &[(&str, &str)] = &[
         ("not json at all", "not a JSON object"),
         ("[1,2,3]", "not a JSON object"),
-        (r#"{"after":{"id":1},"source":{"ts_ms":1,"lsn":1}}"#, "no `op`"),
-        (r#"{"after":{"id":1},"source":{"ts_ms":1,"lsn":1},"op":"x"}"#, "unknown op `x`"),
-        (r#"{"after":null,"source":{"ts_ms":1,"lsn":1},"op":"c"}"#, "without an `after`"),
-        (r#"{"after":{"status":"paid"},"source":{"ts_ms":1,"lsn":1},"op":"c"}"#, "key column `id` is missing"),
-        (r#"{"after":{"id":null},"source":{"ts_ms":1,"lsn":1},"op":"c"}"#, "key column `id` is null"),
-        (r#"{"after":{"id":{"a":1}},"source":{"ts_ms":1,"lsn":1},"op":"c"}"#, "wrong type for key column `id`"),
-        (r#"{"after":{"id":1},"source":{"ts_ms":1},"op":"c"}"#, "no version at `source.lsn`"),
-        (r#"{"after":{"id":1},"source":{"ts_ms":1,"lsn":-4},"op":"c"}"#, "not a non-negative integer"),
-        (r#"{"after":{"id":1},"source":{"lsn":1},"op":"c"}"#, "no event time at `source.ts_ms`"),
-        (r#"{"after":{"id":1,"amount":"??"},"source":{"ts_ms":1,"lsn":1},"op":"c"}"#, "column `amount`"),
-        (r#"{"after":{"id":1,"updated_at":"yesterday"},"source":{"ts_ms":1,"lsn":1},"op":"c"}"#, "column `updated_at`"),
-        (r#"{"after":[1],"source":{"ts_ms":1,"lsn":1},"op":"c"}"#, "after"),
-        (r#"{"before":null,"after":null,"source":{"ts_ms":1,"lsn":1},"op":"d"}"#, "no key"),
-        (r#"{"after":{"id":1},"source":{"ts_ms":1,"lsn":1},"op":"c""#, "not a JSON object"),
+        (
+            r#"{"after":{"id":1},"source":{"ts_ms":1,"lsn":1}}"#,
+            "no `op`",
+        ),
+        (
+            r#"{"after":{"id":1},"source":{"ts_ms":1,"lsn":1},"op":"x"}"#,
+            "unknown op `x`",
+        ),
+        (
+            r#"{"after":null,"source":{"ts_ms":1,"lsn":1},"op":"c"}"#,
+            "without an `after`",
+        ),
+        (
+            r#"{"after":{"status":"paid"},"source":{"ts_ms":1,"lsn":1},"op":"c"}"#,
+            "key column `id` is missing",
+        ),
+        (
+            r#"{"after":{"id":null},"source":{"ts_ms":1,"lsn":1},"op":"c"}"#,
+            "key column `id` is null",
+        ),
+        (
+            r#"{"after":{"id":{"a":1}},"source":{"ts_ms":1,"lsn":1},"op":"c"}"#,
+            "wrong type for key column `id`",
+        ),
+        (
+            r#"{"after":{"id":1},"source":{"ts_ms":1},"op":"c"}"#,
+            "no version at `source.lsn`",
+        ),
+        (
+            r#"{"after":{"id":1},"source":{"ts_ms":1,"lsn":-4},"op":"c"}"#,
+            "not a non-negative integer",
+        ),
+        (
+            r#"{"after":{"id":1},"source":{"lsn":1},"op":"c"}"#,
+            "no event time at `source.ts_ms`",
+        ),
+        (
+            r#"{"after":{"id":1,"amount":"??"},"source":{"ts_ms":1,"lsn":1},"op":"c"}"#,
+            "column `amount`",
+        ),
+        (
+            r#"{"after":{"id":1,"updated_at":"yesterday"},"source":{"ts_ms":1,"lsn":1},"op":"c"}"#,
+            "column `updated_at`",
+        ),
+        (
+            r#"{"after":[1],"source":{"ts_ms":1,"lsn":1},"op":"c"}"#,
+            "after",
+        ),
+        (
+            r#"{"before":null,"after":null,"source":{"ts_ms":1,"lsn":1},"op":"d"}"#,
+            "no key",
+        ),
+        (
+            r#"{"after":{"id":1},"source":{"ts_ms":1,"lsn":1},"op":"c""#,
+            "not a JSON object",
+        ),
     ];
     for (value, reason) in corpus {
         match decode(SideId::Source, None, value) {
-            Err(e) => assert!(e.contains(reason), "{value}: reason `{e}` should mention `{reason}`"),
+            Err(e) => assert!(
+                e.contains(reason),
+                "{value}: reason `{e}` should mention `{reason}`"
+            ),
             Ok(other) => panic!("{value}: accepted as {other:?}"),
         }
     }
     let deep = "[".repeat(10_000) + &"]".repeat(10_000);
-    assert!(decode(SideId::Source, None, &format!(r#"{{"after":{{"id":1,"x":{deep}}},"op":"c"}}"#)).is_err());
+    assert!(decode(
+        SideId::Source,
+        None,
+        &format!(r#"{{"after":{{"id":1,"x":{deep}}},"op":"c"}}"#)
+    )
+    .is_err());
     let mut dec = decoder(SideId::Source);
-    assert!(dec.decode(&Message { key: None, value: Some(&[0xff, 0xfe, b'{']), timestamp_ms: None }).unwrap_err().0.contains("UTF-8"));
+    assert!(dec
+        .decode(&Message {
+            key: None,
+            value: Some(&[0xff, 0xfe, b'{']),
+            timestamp_ms: None
+        })
+        .unwrap_err()
+        .0
+        .contains("UTF-8"));
     let huge = "x".repeat(2 << 20);
-    assert!(decode(SideId::Source, None, &huge).unwrap_err().contains("over the limit"));
+    assert!(decode(SideId::Source, None, &huge)
+        .unwrap_err()
+        .contains("over the limit"));
 }
 
 #[test]
@@ -90,15 +201,58 @@ fn upserts_from_files_and_kafka() {
     let spec = driftwatch::spec::load_str(include_str!("../dataflows/customers.toml")).unwrap();
     let mut d = Decoder::new(&spec, SideId::Source);
     let line = br#"{"key":{"customer_id":"c-1"},"value":{"customer_id":"c-1","name":"Ada","lifetime_value":"10.50","_version":3,"updated_at":"2026-03-01T00:00:00Z"}}"#;
-    let Decoded::Change(c) = d.decode(&Message { key: None, value: Some(line), timestamp_ms: None }).unwrap() else { panic!() };
+    let Decoded::Change(c) = d
+        .decode(&Message {
+            key: None,
+            value: Some(line),
+            timestamp_ms: None,
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
     assert_eq!((c.version, c.time_ms), (Some(3), Some(1_772_323_200_000)));
     let del = br#"{"key":{"customer_id":"c-1"},"value":null,"timestamp":1772323201000}"#;
-    let Decoded::Change(c) = d.decode(&Message { key: None, value: Some(del), timestamp_ms: None }).unwrap() else { panic!() };
-    assert_eq!((c.row, c.version, c.time_ms), (None, None, Some(1_772_323_201_000)));
+    let Decoded::Change(c) = d
+        .decode(&Message {
+            key: None,
+            value: Some(del),
+            timestamp_ms: None,
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (c.row, c.version, c.time_ms),
+        (None, None, Some(1_772_323_201_000))
+    );
     // Kafka: a plain string key and a null value (delete).
-    let Decoded::Change(k) = d.decode(&Message { key: Some(b"c-1"), value: None, timestamp_ms: Some(5) }).unwrap() else { panic!() };
+    let Decoded::Change(k) = d
+        .decode(&Message {
+            key: Some(b"c-1"),
+            value: None,
+            timestamp_ms: Some(5),
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(k.key, c.key);
-    for bad in [&br#"{"value":{"customer_id":"c-2"}}"#[..], br#"{"key":"c-2"}"#, br#"{"key":"c-2","value":7}"#] {
-        assert!(d.decode(&Message { key: None, value: Some(bad), timestamp_ms: None }).is_err(), "{}", String::from_utf8_lossy(bad));
+    for bad in [
+        &br#"{"value":{"customer_id":"c-2"}}"#[..],
+        br#"{"key":"c-2"}"#,
+        br#"{"key":"c-2","value":7}"#,
+    ] {
+        assert!(
+            d.decode(&Message {
+                key: None,
+                value: Some(bad),
+                timestamp_ms: None
+            })
+            .is_err(),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }

@@ -13,21 +13,47 @@ fn bin() -> Command {
 #[test]
 fn run_writes_outputs_and_a_summary_and_rejects_bad_input_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let g = generate(&GenConfig { events: 3_000, keys: 300, ..GenConfig::default() });
+    let g = generate(&GenConfig {
+        events: 3_000,
+        keys: 300,
+        ..GenConfig::default()
+    });
     let (src, tgt) = (dir.path().join("src.jsonl"), dir.path().join("tgt.jsonl"));
     std::fs::write(&src, g.source.join("\n")).unwrap();
     std::fs::write(&tgt, g.target.join("\n") + "\nthis line is not JSON\n").unwrap();
     let out = dir.path().join("out");
-    let o = bin().args(["run", "dataflows/orders.toml", "--source-file"]).arg(&src).arg("--target-file").arg(&tgt).arg("--out").arg(&out).args(["-w", "2"]).output().unwrap();
+    let o = bin()
+        .args(["run", "dataflows/orders.toml", "--source-file"])
+        .arg(&src)
+        .arg("--target-file")
+        .arg(&tgt)
+        .arg("--out")
+        .arg(&out)
+        .args(["-w", "2"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
-    assert!(stderr.contains("source: read 3000") && stderr.contains("events/s") && stderr.contains("open drift:"), "{stderr}");
+    assert!(
+        stderr.contains("source: read 3000")
+            && stderr.contains("events/s")
+            && stderr.contains("open drift:"),
+        "{stderr}"
+    );
     let dlq = std::fs::read_to_string(out.join("dlq.jsonl")).unwrap();
     assert_eq!(dlq.lines().count(), 1);
-    assert!(dlq.contains("not a JSON object") && dlq.contains("tgt.jsonl") && dlq.contains(&format!("\"line\":{}", g.target.len() + 1)), "{dlq}");
+    assert!(
+        dlq.contains("not a JSON object")
+            && dlq.contains("tgt.jsonl")
+            && dlq.contains(&format!("\"line\":{}", g.target.len() + 1)),
+        "{dlq}"
+    );
     // Latest record per key = the ground truth.
     let mut open = std::collections::BTreeMap::new();
-    for line in std::fs::read_to_string(out.join("drift.jsonl")).unwrap().lines() {
+    for line in std::fs::read_to_string(out.join("drift.jsonl"))
+        .unwrap()
+        .lines()
+    {
         let r: serde_json::Value = serde_json::from_str(line).unwrap();
         let id = r["key"]["id"].as_i64().unwrap();
         if r["status"] == "open" {
@@ -36,15 +62,34 @@ fn run_writes_outputs_and_a_summary_and_rejects_bad_input_cleanly() {
             open.remove(&id);
         }
     }
-    let want: std::collections::BTreeMap<i64, String> = g.expected.iter().map(|(k, v)| (*k, v.name().to_string())).collect();
+    let want: std::collections::BTreeMap<i64, String> = g
+        .expected
+        .iter()
+        .map(|(k, v)| (*k, v.name().to_string()))
+        .collect();
     assert_eq!(open, want);
     assert!(!want.is_empty());
-    assert!(std::fs::read_to_string(out.join("corrections.jsonl")).unwrap().contains("driftwatch.kind"));
+    assert!(std::fs::read_to_string(out.join("corrections.jsonl"))
+        .unwrap()
+        .contains("driftwatch.kind"));
 
-    let missing = bin().args(["run", "dataflows/orders.toml", "--source-file", "/nonexistent", "--target-file"]).arg(&tgt).output().unwrap();
+    let missing = bin()
+        .args([
+            "run",
+            "dataflows/orders.toml",
+            "--source-file",
+            "/nonexistent",
+            "--target-file",
+        ])
+        .arg(&tgt)
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(2));
     let err = String::from_utf8_lossy(&missing.stderr);
-    assert!(err.starts_with("driftwatch: cannot read input /nonexistent") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.starts_with("driftwatch: cannot read input /nonexistent") && err.lines().count() == 1,
+        "{err}"
+    );
 }
 
 #[test]
@@ -56,33 +101,81 @@ fn validate_reports_every_problem_with_its_path() {
     let o = bin().arg("validate").arg(&bad).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    for needle in ["grace: unknown duration unit", "grase: unknown field", "fields.amount.tolerance", "target.version", "target.input"] {
+    for needle in [
+        "grace: unknown duration unit",
+        "grase: unknown field",
+        "fields.amount.tolerance",
+        "target.version",
+        "target.input",
+    ] {
         assert!(err.contains(needle), "missing `{needle}` in:\n{err}");
     }
-    let ok = bin().args(["validate", "dataflows/orders.toml"]).output().unwrap();
-    assert!(ok.status.success() && String::from_utf8_lossy(&ok.stdout).contains("drift_topic = \"driftwatch.orders.drift\""));
+    let ok = bin()
+        .args(["validate", "dataflows/orders.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success()
+            && String::from_utf8_lossy(&ok.stdout)
+                .contains("drift_topic = \"driftwatch.orders.drift\"")
+    );
 }
 
 #[test]
 fn state_stays_flat_as_history_grows() {
     // 200 keys, 60k changes per side: state must track keys, not history.
     let spec = driftwatch::spec::load_str(driftwatch::demo::ORDERS_SPEC).unwrap();
-    let g = generate(&GenConfig { events: 60_000, keys: 200, wrapped: false, ..GenConfig::default() });
+    let g = generate(&GenConfig {
+        events: 60_000,
+        keys: 200,
+        wrapped: false,
+        ..GenConfig::default()
+    });
     let (s, t) = (Arc::new(g.source), Arc::new(g.target));
     let parts: driftwatch::run::PartitionFactory = Arc::new(move |_, _| {
-        Ok(vec![Box::new(GeneratedPartition::new(driftwatch::cdc::SideId::Source, s.clone(), 0)) as Box<dyn Partition>, Box::new(GeneratedPartition::new(driftwatch::cdc::SideId::Target, t.clone(), 0))])
+        Ok(vec![
+            Box::new(GeneratedPartition::new(
+                driftwatch::cdc::SideId::Source,
+                s.clone(),
+                0,
+            )) as Box<dyn Partition>,
+            Box::new(GeneratedPartition::new(
+                driftwatch::cdc::SideId::Target,
+                t.clone(),
+                0,
+            )),
+        ])
     });
-    let report = driftwatch::run::execute(&spec, &driftwatch::run::Cluster::local(1), parts, None, 10_000).unwrap();
+    let report = driftwatch::run::execute(
+        &spec,
+        &driftwatch::run::Cluster::local(1),
+        parts,
+        None,
+        10_000,
+    )
+    .unwrap();
     let samples = &report.samples[0];
     assert!(samples.len() >= 10, "{samples:?}");
     for (read, sizes) in samples {
         let keys: usize = sizes.gate_keys.iter().sum();
-        assert!(sizes.gate_keys[0] <= 200 && keys <= 200 + 300, "{read}: {sizes:?}");
+        assert!(
+            sizes.gate_keys[0] <= 200 && keys <= 200 + 300,
+            "{read}: {sizes:?}"
+        );
         // Rows of both sides plus updates not yet merged away (merging is lazy): a
         // multiple of the keys, never of the history (up to 120k messages here).
-        assert!(sizes.arranged_updates <= 12 * keys, "after {read} messages the arrangement holds {} updates: {samples:?}", sizes.arranged_updates);
+        assert!(
+            sizes.arranged_updates <= 12 * keys,
+            "after {read} messages the arrangement holds {} updates: {samples:?}",
+            sizes.arranged_updates
+        );
     }
     let third = samples.len() / 3;
-    let peak = |s: &[(u64, driftwatch::dataflow::gate::Sizes)]| s.iter().map(|(_, z)| z.arranged_updates).max().unwrap();
-    assert!(peak(&samples[2 * third..]) <= peak(&samples[..third]) * 3 / 2, "arrangement grows with history: {samples:?}");
+    let peak = |s: &[(u64, driftwatch::dataflow::gate::Sizes)]| {
+        s.iter().map(|(_, z)| z.arranged_updates).max().unwrap()
+    };
+    assert!(
+        peak(&samples[2 * third..]) <= peak(&samples[..third]) * 3 / 2,
+        "arrangement grows with history: {samples:?}"
+    );
 }

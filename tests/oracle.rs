@@ -41,22 +41,46 @@ fn gen_side(rng: &mut SmallRng, n: usize, keys: i64, debezium: bool) -> Vec<Msg>
             continue;
         }
         if debezium && roll < 13 {
-            out.push(Msg { key: 0, version: None, ts, row: None, tombstone: true });
+            out.push(Msg {
+                key: 0,
+                version: None,
+                ts,
+                row: None,
+                tombstone: true,
+            });
             continue;
         }
         version += rng.gen_range(1..3);
         let key = rng.gen_range(1..=keys);
-        let late = if rng.gen_bool(0.1) { rng.gen_range(0..15) } else { 0 };
-        let row = (!rng.gen_bool(0.2)).then(|| Row { a: rng.gen_range(0..3), b: ["x", "y"][rng.gen_range(0..2)].to_string() });
+        let late = if rng.gen_bool(0.1) {
+            rng.gen_range(0..15)
+        } else {
+            0
+        };
+        let row = (!rng.gen_bool(0.2)).then(|| Row {
+            a: rng.gen_range(0..3),
+            b: ["x", "y"][rng.gen_range(0..2)].to_string(),
+        });
         // An upsert delete (`value: null`) carries no version on the wire.
-        let version = if row.is_none() && !debezium { None } else { Some(version) };
-        out.push(Msg { key, version, ts: ts.saturating_sub(late), row, tombstone: false });
+        let version = if row.is_none() && !debezium {
+            None
+        } else {
+            Some(version)
+        };
+        out.push(Msg {
+            key,
+            version,
+            ts: ts.saturating_sub(late),
+            row,
+            tombstone: false,
+        });
     }
     out
 }
 
 fn line(m: &Msg, debezium: bool, ign: i64) -> String {
-    let row = |r: &Row| json!({"k": m.key, "a": r.a, "b": r.b, "ign": ign, "_v": m.version, "ts": m.ts});
+    let row =
+        |r: &Row| json!({"k": m.key, "a": r.a, "b": r.b, "ign": ign, "_v": m.version, "ts": m.ts});
     if debezium {
         if m.tombstone {
             return "null".into();
@@ -90,7 +114,12 @@ fn spec(src_debezium: bool, tgt_debezium: bool) -> String {
 }
 
 /// The expected state: (kind, differing fields with values, source version, target version).
-type State = (String, Vec<(String, Value, Value)>, Option<u64>, Option<u64>);
+type State = (
+    String,
+    Vec<(String, Value, Value)>,
+    Option<u64>,
+    Option<u64>,
+);
 
 fn state(src: Option<&(u64, Row)>, tgt: Option<&(u64, Row)>) -> Option<State> {
     match (src, tgt) {
@@ -141,7 +170,10 @@ fn as_of(msgs: &[(u64, &Msg)], t: u64) -> BTreeMap<i64, (u64, Row)> {
         };
         state.insert(m.key, (version, m.row.clone().map(|r| (version, r))));
     }
-    state.into_iter().filter_map(|(k, (_, r))| r.map(|r| (k, r))).collect()
+    state
+        .into_iter()
+        .filter_map(|(k, (_, r))| r.map(|r| (k, r)))
+        .collect()
 }
 
 /// Expected drift records and corrections as comparable JSON values, by time.
@@ -152,9 +184,21 @@ fn oracle(src: &[Msg], tgt: &[Msg]) -> (Vec<Value>, Vec<Value>) {
     for &time in &times {
         let (a, b) = (as_of(&s, time), as_of(&t, time));
         let keys: BTreeSet<i64> = a.keys().chain(b.keys()).copied().collect();
-        states.push((time, keys.into_iter().filter_map(|k| state(a.get(&k), b.get(&k)).map(|st| (k, st))).collect()));
+        states.push((
+            time,
+            keys.into_iter()
+                .filter_map(|k| state(a.get(&k), b.get(&k)).map(|st| (k, st)))
+                .collect(),
+        ));
     }
-    let at = |time: u64| -> &BTreeMap<i64, State> { &states.iter().rev().find(|(t, _)| *t <= time).expect("a time").1 };
+    let at = |time: u64| -> &BTreeMap<i64, State> {
+        &states
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= time)
+            .expect("a time")
+            .1
+    };
     let all_keys: BTreeSet<i64> = states.iter().flat_map(|(_, m)| m.keys().copied()).collect();
     let (mut records, mut fixes) = (vec![], vec![]);
     let src_rows = |time: u64| as_of(&s, time);
@@ -177,14 +221,26 @@ fn oracle(src: &[Msg], tgt: &[Msg]) -> (Vec<Value>, Vec<Value>) {
                     events.dedup();
                 }
                 (Some(since_t), now) => {
-                    let open_now = |st: &State, time: u64, records: &mut Vec<Value>, fixes: &mut Vec<Value>, fixed: &mut Option<Option<(i64, String, u64)>>| {
-                        let fix = if st.0 == "orphan" { None } else { src_rows(time).get(&key).map(|(v, r)| (r.a, r.b.clone(), *v)) };
-                        if fixed.as_ref() != Some(&fix) {
-                            fixes.push(json!({"t": time, "key": key, "kind": st.0, "row": fix}));
-                            *fixed = Some(fix);
-                        }
-                        records.push(json!({"t": time, "key": key, "status": "open", "kind": st.0, "fields": st.1, "sv": st.2, "tv": st.3, "since": since_t}));
-                    };
+                    let open_now =
+                        |st: &State,
+                         time: u64,
+                         records: &mut Vec<Value>,
+                         fixes: &mut Vec<Value>,
+                         fixed: &mut Option<Option<(i64, String, u64)>>| {
+                            let fix = if st.0 == "orphan" {
+                                None
+                            } else {
+                                src_rows(time)
+                                    .get(&key)
+                                    .map(|(v, r)| (r.a, r.b.clone(), *v))
+                            };
+                            if fixed.as_ref() != Some(&fix) {
+                                fixes
+                                    .push(json!({"t": time, "key": key, "kind": st.0, "row": fix}));
+                                *fixed = Some(fix);
+                            }
+                            records.push(json!({"t": time, "key": key, "status": "open", "kind": st.0, "fields": st.1, "sv": st.2, "tv": st.3, "since": since_t}));
+                        };
                     match now {
                         None => {
                             if let Some(last) = reported.take() {
@@ -213,7 +269,13 @@ fn oracle(src: &[Msg], tgt: &[Msg]) -> (Vec<Value>, Vec<Value>) {
 }
 
 fn actual(dir: &Path) -> (Vec<Value>, Vec<Value>) {
-    let read = |name: &str| -> Vec<Value> { std::fs::read_to_string(dir.join(name)).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect() };
+    let read = |name: &str| -> Vec<Value> {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
     let records = read("drift.jsonl")
         .into_iter()
         .map(|r| {
@@ -224,7 +286,8 @@ fn actual(dir: &Path) -> (Vec<Value>, Vec<Value>) {
     let fixes = read("corrections.jsonl")
         .into_iter()
         .map(|c| {
-            let row = (!c["value"].is_null()).then(|| json!([c["value"]["a"], c["value"]["b"], c["value"]["_v"]]));
+            let row = (!c["value"].is_null())
+                .then(|| json!([c["value"]["a"], c["value"]["b"], c["value"]["_v"]]));
             json!({"key": c["key"]["k"], "kind": c["headers"]["driftwatch.kind"], "row": row})
         })
         .collect();
@@ -248,18 +311,39 @@ fn drift_and_corrections_equal_a_from_scratch_computation_at_every_time() {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, msgs: &[Msg], deb: bool| {
             let path = dir.path().join(name);
-            let text: String = msgs.iter().enumerate().map(|(i, m)| line(m, deb, i as i64) + "\n").collect();
+            let text: String = msgs
+                .iter()
+                .enumerate()
+                .map(|(i, m)| line(m, deb, i as i64) + "\n")
+                .collect();
             std::fs::write(&path, text).unwrap();
             path
         };
-        let (sp, tp) = (write("source.jsonl", &src, sd), write("target.jsonl", &tgt, td));
+        let (sp, tp) = (
+            write("source.jsonl", &src, sd),
+            write("target.jsonl", &tgt, td),
+        );
         let spec = driftwatch::spec::load_str(&spec(sd, td)).expect("valid spec");
         let (expected, expected_fixes) = oracle(&src, &tgt);
         let mut outputs = Vec::new();
         for workers in [1, 2, 4] {
             let out = dir.path().join(format!("out{workers}"));
-            let report = run_files(&spec, &Cluster::local(workers), vec![sp.clone()], vec![tp.clone()], &out).unwrap();
-            assert_eq!(report.stats.side(driftwatch::cdc::SideId::Source).rejected.load(std::sync::atomic::Ordering::Relaxed), 0);
+            let report = run_files(
+                &spec,
+                &Cluster::local(workers),
+                vec![sp.clone()],
+                vec![tp.clone()],
+                &out,
+            )
+            .unwrap();
+            assert_eq!(
+                report
+                    .stats
+                    .side(driftwatch::cdc::SideId::Source)
+                    .rejected
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                0
+            );
             let (records, fixes) = actual(&out);
             let (got, want) = (sorted(records), sorted(expected.clone()));
             let extra: Vec<&Value> = got.iter().filter(|r| !want.contains(r)).collect();
@@ -268,15 +352,32 @@ fn drift_and_corrections_equal_a_from_scratch_computation_at_every_time() {
             // Corrections carry no time: compare them as a multiset (each one is emitted
             // with its open record, whose time the drift check covers).
             let canon = |v: &Vec<Value>| {
-                let mut v: Vec<String> = v.iter().map(|c| json!({"key": c["key"], "kind": c["kind"], "row": c["row"]}).to_string()).collect();
+                let mut v: Vec<String> = v
+                    .iter()
+                    .map(|c| {
+                        json!({"key": c["key"], "kind": c["kind"], "row": c["row"]}).to_string()
+                    })
+                    .collect();
                 v.sort();
                 v
             };
-            assert_eq!(canon(&fixes), canon(&expected_fixes), "seed {seed}, {workers} workers: corrections");
-            outputs.push(["drift.jsonl", "corrections.jsonl", "dlq.jsonl"].map(|f| std::fs::read(out.join(f)).unwrap()));
+            assert_eq!(
+                canon(&fixes),
+                canon(&expected_fixes),
+                "seed {seed}, {workers} workers: corrections"
+            );
+            outputs.push(
+                ["drift.jsonl", "corrections.jsonl", "dlq.jsonl"]
+                    .map(|f| std::fs::read(out.join(f)).unwrap()),
+            );
         }
-        assert!(outputs.windows(2).all(|w| w[0] == w[1]), "seed {seed}: outputs differ between worker counts");
-        assert!(!expected.is_empty() || seed > 0, "the generator must produce drift");
+        assert!(
+            outputs.windows(2).all(|w| w[0] == w[1]),
+            "seed {seed}: outputs differ between worker counts"
+        );
+        assert!(
+            !expected.is_empty() || seed > 0,
+            "the generator must produce drift"
+        );
     }
 }
-

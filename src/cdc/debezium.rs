@@ -43,7 +43,8 @@ impl<'a> Envelope<'a> {
     fn lookup(&self, path: &[String]) -> Result<Option<Scalar<'a>>, DecodeError> {
         match self.part(&path[0]) {
             None => Ok(None),
-            Some(raw) => lookup(raw, &path[1..]).map_err(|e| DecodeError::new(format!("`{}`: {e}", path.join(".")))),
+            Some(raw) => lookup(raw, &path[1..])
+                .map_err(|e| DecodeError::new(format!("`{}`: {e}", path.join(".")))),
         }
     }
 }
@@ -54,14 +55,18 @@ fn parse<'a>(text: &'a str) -> Result<Envelope<'a>, DecodeError> {
 
 /// Decodes one Debezium message.
 pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError> {
-    let Some(value) = msg.value else { return Ok(Decoded::Skip) };
-    let text = std::str::from_utf8(value).map_err(|e| DecodeError::new(format!("not UTF-8: {e}")))?;
+    let Some(value) = msg.value else {
+        return Ok(Decoded::Skip);
+    };
+    let text =
+        std::str::from_utf8(value).map_err(|e| DecodeError::new(format!("not UTF-8: {e}")))?;
     let trimmed = text.trim();
     if trimmed.is_empty() || trimmed == "null" {
         return Ok(Decoded::Skip);
     }
     let outer = parse(trimmed)?;
-    let (env, schema) = if outer.op.is_none() && (outer.schema.is_some() || outer.payload.is_some()) {
+    let (env, schema) = if outer.op.is_none() && (outer.schema.is_some() || outer.payload.is_some())
+    {
         match outer.payload {
             None => return Ok(Decoded::Skip),
             Some(p) => (parse(p.get())?, outer.schema),
@@ -69,36 +74,80 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
     } else {
         (outer, None)
     };
-    let op = env.op.as_deref().ok_or_else(|| DecodeError::new("not a Debezium change event: no `op` field"))?;
-    let types: Option<std::sync::Arc<SchemaTypes>> = schema.map(|s| d.schemas.get(s)).transpose()?;
-    let image = match op {
-        "c" | "r" | "u" => Some(env.after.ok_or_else(|| DecodeError::new(format!("op `{op}` without an `after` row image")))?),
-        "d" => None,
-        other => return Err(DecodeError::new(format!("unknown op `{other}`: expected c, r, u or d"))),
-    };
-    let row = image.map(|raw| decode_row(raw, &d.columns, types.as_deref(), &mut d.builder)).transpose().map_err(|e| DecodeError::new(format!("after: {}", e.0)))?;
+    let op = env
+        .op
+        .as_deref()
+        .ok_or_else(|| DecodeError::new("not a Debezium change event: no `op` field"))?;
+    let types: Option<std::sync::Arc<SchemaTypes>> =
+        schema.map(|s| d.schemas.get(s)).transpose()?;
+    let image =
+        match op {
+            "c" | "r" | "u" => Some(env.after.ok_or_else(|| {
+                DecodeError::new(format!("op `{op}` without an `after` row image"))
+            })?),
+            "d" => None,
+            other => {
+                return Err(DecodeError::new(format!(
+                    "unknown op `{other}`: expected c, r, u or d"
+                )))
+            }
+        };
+    let row = image
+        .map(|raw| decode_row(raw, &d.columns, types.as_deref(), &mut d.builder))
+        .transpose()
+        .map_err(|e| DecodeError::new(format!("after: {}", e.0)))?;
     let key = match (msg.key, &row) {
         (Some(k), _) if !k.is_empty() => key::from_message(d, k, false)?,
         (_, Some(row)) => key::from_row(d, row)?,
         (_, None) => {
-            let before = env.before.ok_or_else(|| DecodeError::new("delete without a message key or a `before` image: no key"))?;
-            let image = decode_row(before, &d.columns, types.as_deref(), &mut d.builder).map_err(|e| DecodeError::new(format!("before: {}", e.0)))?;
+            let before = env.before.ok_or_else(|| {
+                DecodeError::new("delete without a message key or a `before` image: no key")
+            })?;
+            let image = decode_row(before, &d.columns, types.as_deref(), &mut d.builder)
+                .map_err(|e| DecodeError::new(format!("before: {}", e.0)))?;
             key::from_row(d, &image)?
         }
     };
     let version = match &d.version {
         None => None,
         Some(path) => {
-            let v = env.lookup(path)?.ok_or_else(|| DecodeError::new(format!("no version at `{}`", path.join("."))))?;
-            Some(as_u64(&v).ok_or_else(|| DecodeError::new(format!("version at `{}` is {}, not a non-negative integer", path.join("."), v.describe())))?)
+            let v = env
+                .lookup(path)?
+                .ok_or_else(|| DecodeError::new(format!("no version at `{}`", path.join("."))))?;
+            Some(as_u64(&v).ok_or_else(|| {
+                DecodeError::new(format!(
+                    "version at `{}` is {}, not a non-negative integer",
+                    path.join("."),
+                    v.describe()
+                ))
+            })?)
         }
     };
     let time_ms = match &d.event_time {
-        None => Some(msg.timestamp_ms.and_then(|t| u64::try_from(t).ok()).ok_or_else(|| DecodeError::new("event time is `@timestamp` but the message has no timestamp"))?),
+        None => Some(
+            msg.timestamp_ms
+                .and_then(|t| u64::try_from(t).ok())
+                .ok_or_else(|| {
+                    DecodeError::new("event time is `@timestamp` but the message has no timestamp")
+                })?,
+        ),
         Some(path) => {
-            let v = env.lookup(path)?.ok_or_else(|| DecodeError::new(format!("no event time at `{}`", path.join("."))))?;
-            Some(as_millis(&v).ok_or_else(|| DecodeError::new(format!("event time at `{}` is {}, not milliseconds since the epoch", path.join("."), v.describe())))?)
+            let v = env.lookup(path)?.ok_or_else(|| {
+                DecodeError::new(format!("no event time at `{}`", path.join(".")))
+            })?;
+            Some(as_millis(&v).ok_or_else(|| {
+                DecodeError::new(format!(
+                    "event time at `{}` is {}, not milliseconds since the epoch",
+                    path.join("."),
+                    v.describe()
+                ))
+            })?)
         }
     };
-    Ok(Decoded::Change(Change { key, version, time_ms, row }))
+    Ok(Decoded::Change(Change {
+        key,
+        version,
+        time_ms,
+        row,
+    }))
 }

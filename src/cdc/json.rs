@@ -103,7 +103,10 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
 }
 
 /// Looks up `path` (object keys) below `raw`; `Ok(None)` when absent.
-pub fn lookup<'a>(raw: &'a RawValue, path: &[String]) -> Result<Option<Scalar<'a>>, serde_json::Error> {
+pub fn lookup<'a>(
+    raw: &'a RawValue,
+    path: &[String],
+) -> Result<Option<Scalar<'a>>, serde_json::Error> {
     if path.is_empty() {
         return Scalar::deserialize(raw).map(Some);
     }
@@ -131,7 +134,13 @@ impl<'de> Visitor<'de> for PathSeed<'_> {
         let mut found = None;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             if found.is_none() && key == self.path[0].as_str() {
-                found = if self.path.len() == 1 { Some(map.next_value::<Scalar<'de>>()?) } else { map.next_value_seed(PathSeed { path: &self.path[1..] })? };
+                found = if self.path.len() == 1 {
+                    Some(map.next_value::<Scalar<'de>>()?)
+                } else {
+                    map.next_value_seed(PathSeed {
+                        path: &self.path[1..],
+                    })?
+                };
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -175,7 +184,10 @@ pub fn as_u64(s: &Scalar<'_>) -> Option<u64> {
 /// A scalar as milliseconds since the epoch: integers, or RFC 3339 strings.
 pub fn as_millis(s: &Scalar<'_>) -> Option<u64> {
     match s {
-        Scalar::Str(t) => t.parse().ok().or_else(|| crate::row::parse_timestamp(t).and_then(|ns| u64::try_from(ns.div_euclid(1_000_000)).ok())),
+        Scalar::Str(t) => t.parse().ok().or_else(|| {
+            crate::row::parse_timestamp(t)
+                .and_then(|ns| u64::try_from(ns.div_euclid(1_000_000)).ok())
+        }),
         Scalar::F64(f) if f.is_finite() && *f >= 0.0 => Some(*f as u64),
         other => as_u64(other),
     }

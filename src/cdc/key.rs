@@ -10,9 +10,15 @@ use std::collections::HashMap;
 
 fn check<'a>(name: &str, v: Option<ValueRef<'a>>) -> Result<ValueRef<'a>, DecodeError> {
     match v {
-        None => Err(DecodeError::new(format!("no key: key column `{name}` is missing"))),
-        Some(ValueRef::Null) => Err(DecodeError::new(format!("no key: key column `{name}` is null"))),
-        Some(ValueRef::Float(_) | ValueRef::Json(_)) => Err(DecodeError::new(format!("wrong type for key column `{name}`: floats, objects and arrays cannot be keys"))),
+        None => Err(DecodeError::new(format!(
+            "no key: key column `{name}` is missing"
+        ))),
+        Some(ValueRef::Null) => Err(DecodeError::new(format!(
+            "no key: key column `{name}` is null"
+        ))),
+        Some(ValueRef::Float(_) | ValueRef::Json(_)) => Err(DecodeError::new(format!(
+            "wrong type for key column `{name}`: floats, objects and arrays cannot be keys"
+        ))),
         Some(v) => Ok(v),
     }
 }
@@ -30,17 +36,26 @@ pub fn from_row(d: &mut Decoder, row: &Row) -> Result<Key, DecodeError> {
 /// The key read from message key bytes: a JSON object of the key columns (optionally in a
 /// `schema`/`payload` wrapper), or, for a single key column, a bare JSON scalar or string.
 pub fn from_message(d: &mut Decoder, bytes: &[u8], allow_plain: bool) -> Result<Key, DecodeError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::new("message key is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::new("message key is not UTF-8"))?;
     d.builder.clear();
     let single = d.key_fields.len() == 1;
     match serde_json::from_str::<&RawValue>(text) {
         Ok(raw) if raw.get().starts_with('{') => from_object(d, raw)?,
         Ok(raw) if single => {
-            let v = parse_scalar(raw.get()).map_err(|e| DecodeError::new(format!("message key: {e}")))?;
+            let v = parse_scalar(raw.get())
+                .map_err(|e| DecodeError::new(format!("message key: {e}")))?;
             push_key(d, 0, v)?;
         }
-        Ok(_) => return Err(DecodeError::new(format!("message key must be a JSON object of the key columns {:?}", d.key_fields))),
-        Err(_) if allow_plain && single && !text.is_empty() => push_key(d, 0, Scalar::Str(text.into()))?,
+        Ok(_) => {
+            return Err(DecodeError::new(format!(
+                "message key must be a JSON object of the key columns {:?}",
+                d.key_fields
+            )))
+        }
+        Err(_) if allow_plain && single && !text.is_empty() => {
+            push_key(d, 0, Scalar::Str(text.into()))?
+        }
         Err(e) => return Err(DecodeError::new(format!("message key is not JSON: {e}"))),
     }
     Ok(d.builder.finish_key())
@@ -56,12 +71,18 @@ pub fn from_object(d: &mut Decoder, raw: &RawValue) -> Result<(), DecodeError> {
         payload: Option<&'a RawValue>,
     }
     let mut object = raw;
-    if let Ok(Wrapped { schema: Some(_), payload: Some(p) }) = serde_json::from_str::<Wrapped<'_>>(raw.get()) {
+    if let Ok(Wrapped {
+        schema: Some(_),
+        payload: Some(p),
+    }) = serde_json::from_str::<Wrapped<'_>>(raw.get())
+    {
         if p.get().starts_with('{') {
             object = p;
         }
     }
-    let mut cols: HashMap<std::borrow::Cow<'_, str>, Scalar<'_>> = serde_json::from_str(object.get()).map_err(|e| DecodeError::new(format!("message key: {e}")))?;
+    let mut cols: HashMap<std::borrow::Cow<'_, str>, Scalar<'_>> =
+        serde_json::from_str(object.get())
+            .map_err(|e| DecodeError::new(format!("message key: {e}")))?;
     for i in 0..d.key_fields.len() {
         match cols.remove(d.key_fields[i].as_str()) {
             Some(v) => push_key(d, i, v)?,
@@ -72,7 +93,10 @@ pub fn from_object(d: &mut Decoder, raw: &RawValue) -> Result<(), DecodeError> {
 }
 
 fn missing(d: &Decoder, i: usize) -> DecodeError {
-    DecodeError::new(format!("no key: key column `{}` is missing from the message key", d.key_fields[i]))
+    DecodeError::new(format!(
+        "no key: key column `{}` is missing from the message key",
+        d.key_fields[i]
+    ))
 }
 
 fn push_key(d: &mut Decoder, i: usize, v: Scalar<'_>) -> Result<(), DecodeError> {

@@ -43,7 +43,10 @@ impl ColumnTypes {
             .map(|(name, f)| {
                 let kind = match f.kind {
                     FieldKind::Auto => Kind::Auto,
-                    FieldKind::Decimal => Kind::Decimal { scale: f.scale, bytes: false },
+                    FieldKind::Decimal => Kind::Decimal {
+                        scale: f.scale,
+                        bytes: false,
+                    },
                     FieldKind::Timestamp => Kind::Timestamp { unit: f.unit },
                     FieldKind::Date => Kind::Date,
                 };
@@ -54,7 +57,16 @@ impl ColumnTypes {
         // version or event time from.
         let s = spec.side(side);
         let keep = |c: &String| Some(c) == s.version.as_ref() || *c == s.event_time;
-        let drop = if side == SideId::Target { spec.compare.ignore.iter().filter(|c| !keep(c)).cloned().collect() } else { HashSet::new() };
+        let drop = if side == SideId::Target {
+            spec.compare
+                .ignore
+                .iter()
+                .filter(|c| !keep(c))
+                .cloned()
+                .collect()
+        } else {
+            HashSet::new()
+        };
         ColumnTypes { kinds, drop }
     }
 
@@ -62,7 +74,12 @@ impl ColumnTypes {
         if let Some(k) = schema.and_then(|s| s.get(name)) {
             // The schema knows the encoding; the spec may add the scale it lacks.
             return match (*k, self.kinds.get(name)) {
-                (Kind::Decimal { scale: None, bytes }, Some(Kind::Decimal { scale, .. })) => Kind::Decimal { scale: *scale, bytes },
+                (Kind::Decimal { scale: None, bytes }, Some(Kind::Decimal { scale, .. })) => {
+                    Kind::Decimal {
+                        scale: *scale,
+                        bytes,
+                    }
+                }
                 (k, _) => k,
             };
         }
@@ -102,16 +119,36 @@ impl SchemaCache {
         if let Some(hit) = self.parsed.get(schema.get()) {
             return Ok(hit.clone());
         }
-        let node: SchemaNode = serde_json::from_str(schema.get()).map_err(|e| DecodeError::new(format!("unreadable schema: {e}")))?;
-        let image = node.fields.iter().find(|f| f.field.as_deref() == Some("after")).or_else(|| node.fields.iter().find(|f| f.field.as_deref() == Some("before")));
+        let node: SchemaNode = serde_json::from_str(schema.get())
+            .map_err(|e| DecodeError::new(format!("unreadable schema: {e}")))?;
+        let image = node
+            .fields
+            .iter()
+            .find(|f| f.field.as_deref() == Some("after"))
+            .or_else(|| {
+                node.fields
+                    .iter()
+                    .find(|f| f.field.as_deref() == Some("before"))
+            });
         let mut types = SchemaTypes::new();
         for col in image.map(|i| i.fields.as_slice()).unwrap_or_default() {
-            let (Some(field), Some(name)) = (&col.field, &col.name) else { continue };
-            let scale = col.parameters.get("scale").and_then(|s| s.as_str().and_then(|s| s.parse().ok()).or_else(|| s.as_u64().and_then(|n| u8::try_from(n).ok())));
+            let (Some(field), Some(name)) = (&col.field, &col.name) else {
+                continue;
+            };
+            let scale = col.parameters.get("scale").and_then(|s| {
+                s.as_str()
+                    .and_then(|s| s.parse().ok())
+                    .or_else(|| s.as_u64().and_then(|n| u8::try_from(n).ok()))
+            });
             let kind = match name.as_str() {
                 "org.apache.kafka.connect.data.Decimal" => Kind::Decimal { scale, bytes: true },
-                "io.debezium.data.VariableScaleDecimal" => Kind::Decimal { scale: None, bytes: true },
-                "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" | "io.debezium.time.ZonedTimestamp" => Kind::Timestamp { unit: TimeUnit::Ms },
+                "io.debezium.data.VariableScaleDecimal" => Kind::Decimal {
+                    scale: None,
+                    bytes: true,
+                },
+                "io.debezium.time.Timestamp"
+                | "org.apache.kafka.connect.data.Timestamp"
+                | "io.debezium.time.ZonedTimestamp" => Kind::Timestamp { unit: TimeUnit::Ms },
                 "io.debezium.time.MicroTimestamp" => Kind::Timestamp { unit: TimeUnit::Us },
                 "io.debezium.time.NanoTimestamp" => Kind::Timestamp { unit: TimeUnit::Ns },
                 "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => Kind::Date,
@@ -129,28 +166,56 @@ impl SchemaCache {
 }
 
 fn decimal_from_base64(text: &str, scale: Option<u8>) -> Option<Decimal> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
     Decimal::from_be_bytes(&bytes, scale?)
 }
 
 /// Converts one JSON value of column `name` by its kind and appends it to the row.
-pub fn push_column(b: &mut RowBuilder, name: &str, value: Scalar<'_>, kind: Kind) -> Result<(), DecodeError> {
-    let bad = |what: &str| DecodeError::new(format!("column `{name}`: {} is not {what}", value.describe()));
+pub fn push_column(
+    b: &mut RowBuilder,
+    name: &str,
+    value: Scalar<'_>,
+    kind: Kind,
+) -> Result<(), DecodeError> {
+    let bad = |what: &str| {
+        DecodeError::new(format!(
+            "column `{name}`: {} is not {what}",
+            value.describe()
+        ))
+    };
     let v = match (&value, kind) {
         (Scalar::Null, _) => ValueRef::Null,
         (Scalar::Bool(x), Kind::Auto) => ValueRef::Bool(*x),
         (Scalar::I64(i), Kind::Auto) => ValueRef::Int(*i),
-        (Scalar::U64(u), Kind::Auto | Kind::Decimal { .. }) => ValueRef::Decimal(Decimal { mantissa: i128::from(*u), scale: 0 }),
+        (Scalar::U64(u), Kind::Auto | Kind::Decimal { .. }) => ValueRef::Decimal(Decimal {
+            mantissa: i128::from(*u),
+            scale: 0,
+        }),
         (Scalar::F64(f), Kind::Auto) => ValueRef::Float(*f),
         (Scalar::Str(s), Kind::Auto) => ValueRef::Str(s),
         (Scalar::Nested(n), Kind::Auto) => ValueRef::Json(n),
-        (Scalar::I64(i), Kind::Decimal { .. }) => ValueRef::Decimal(Decimal { mantissa: i128::from(*i), scale: 0 }),
-        (Scalar::F64(f), Kind::Decimal { .. }) => Decimal::from_f64(*f).map_or(ValueRef::Float(*f), ValueRef::Decimal),
+        (Scalar::I64(i), Kind::Decimal { .. }) => ValueRef::Decimal(Decimal {
+            mantissa: i128::from(*i),
+            scale: 0,
+        }),
+        (Scalar::F64(f), Kind::Decimal { .. }) => {
+            Decimal::from_f64(*f).map_or(ValueRef::Float(*f), ValueRef::Decimal)
+        }
         (Scalar::Str(s), Kind::Decimal { scale, bytes }) => {
-            let parsed = if bytes { decimal_from_base64(s, scale).or_else(|| Decimal::parse(s)) } else { Decimal::parse(s).or_else(|| decimal_from_base64(s, scale)) };
+            let parsed = if bytes {
+                decimal_from_base64(s, scale).or_else(|| Decimal::parse(s))
+            } else {
+                Decimal::parse(s).or_else(|| decimal_from_base64(s, scale))
+            };
             match parsed {
                 Some(d) => ValueRef::Decimal(d),
-                None if scale.is_none() => return Err(bad("a decimal (base64 bytes need a `scale` in the spec or schema)")),
+                None if scale.is_none() => {
+                    return Err(bad(
+                        "a decimal (base64 bytes need a `scale` in the spec or schema)",
+                    ))
+                }
                 None => return Err(bad("a decimal")),
             }
         }
@@ -163,7 +228,9 @@ pub fn push_column(b: &mut RowBuilder, name: &str, value: Scalar<'_>, kind: Kind
                 value: Cow<'a, str>,
             }
             let v: Vsd<'_> = serde_json::from_str(n).map_err(|_| bad("a decimal"))?;
-            ValueRef::Decimal(decimal_from_base64(&v.value, Some(v.scale)).ok_or_else(|| bad("a decimal"))?)
+            ValueRef::Decimal(
+                decimal_from_base64(&v.value, Some(v.scale)).ok_or_else(|| bad("a decimal"))?,
+            )
         }
         (Scalar::I64(i), Kind::Timestamp { unit }) => {
             let factor = match unit {
@@ -171,11 +238,20 @@ pub fn push_column(b: &mut RowBuilder, name: &str, value: Scalar<'_>, kind: Kind
                 TimeUnit::Us => 1_000,
                 TimeUnit::Ns => 1,
             };
-            ValueRef::Timestamp(i.checked_mul(factor).ok_or_else(|| bad("a timestamp in range"))?)
+            ValueRef::Timestamp(
+                i.checked_mul(factor)
+                    .ok_or_else(|| bad("a timestamp in range"))?,
+            )
         }
-        (Scalar::Str(s), Kind::Timestamp { .. }) => ValueRef::Timestamp(parse_timestamp(s).ok_or_else(|| bad("an RFC 3339 timestamp"))?),
-        (Scalar::I64(i), Kind::Date) => ValueRef::Date(i32::try_from(*i).map_err(|_| bad("a date in range"))?),
-        (Scalar::Str(s), Kind::Date) => ValueRef::Date(parse_date(s).ok_or_else(|| bad("a YYYY-MM-DD date"))?),
+        (Scalar::Str(s), Kind::Timestamp { .. }) => {
+            ValueRef::Timestamp(parse_timestamp(s).ok_or_else(|| bad("an RFC 3339 timestamp"))?)
+        }
+        (Scalar::I64(i), Kind::Date) => {
+            ValueRef::Date(i32::try_from(*i).map_err(|_| bad("a date in range"))?)
+        }
+        (Scalar::Str(s), Kind::Date) => {
+            ValueRef::Date(parse_date(s).ok_or_else(|| bad("a YYYY-MM-DD date"))?)
+        }
         (_, Kind::Decimal { .. }) => return Err(bad("a decimal")),
         (_, Kind::Timestamp { .. }) => return Err(bad("a timestamp")),
         (_, Kind::Date) => return Err(bad("a date")),
@@ -184,11 +260,21 @@ pub fn push_column(b: &mut RowBuilder, name: &str, value: Scalar<'_>, kind: Kind
 }
 
 /// Decodes a row image (a JSON object) into a row.
-pub fn decode_row(raw: &RawValue, columns: &ColumnTypes, schema: Option<&SchemaTypes>, b: &mut RowBuilder) -> Result<Row, DecodeError> {
+pub fn decode_row(
+    raw: &RawValue,
+    columns: &ColumnTypes,
+    schema: Option<&SchemaTypes>,
+    b: &mut RowBuilder,
+) -> Result<Row, DecodeError> {
     b.clear();
     let mut error = None;
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    let seed = RowSeed { columns, schema, builder: b, error: &mut error };
+    let seed = RowSeed {
+        columns,
+        schema,
+        builder: b,
+        error: &mut error,
+    };
     match seed.deserialize(&mut de) {
         Ok(()) => Ok(b.finish_row()),
         Err(e) => Err(error.unwrap_or_else(|| DecodeError::new(format!("row image: {e}")))),

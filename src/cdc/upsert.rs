@@ -23,7 +23,10 @@ fn millis_of(v: ValueRef<'_>) -> Option<u64> {
     match v {
         ValueRef::Int(i) => u64::try_from(i).ok(),
         ValueRef::Timestamp(ns) => u64::try_from(ns.div_euclid(1_000_000)).ok(),
-        ValueRef::Str(s) => s.parse().ok().or_else(|| crate::row::parse_timestamp(s).and_then(|ns| u64::try_from(ns.div_euclid(1_000_000)).ok())),
+        ValueRef::Str(s) => s.parse().ok().or_else(|| {
+            crate::row::parse_timestamp(s)
+                .and_then(|ns| u64::try_from(ns.div_euclid(1_000_000)).ok())
+        }),
         _ => None,
     }
 }
@@ -32,18 +35,31 @@ fn millis_of(v: ValueRef<'_>) -> Option<u64> {
 pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError> {
     let mut timestamp = msg.timestamp_ms;
     let value_bytes = msg.value.unwrap_or(b"null");
-    let text = std::str::from_utf8(value_bytes).map_err(|e| DecodeError::new(format!("not UTF-8: {e}")))?;
-    let (key_raw, value_raw): (Option<&RawValue>, &RawValue) = if msg.key.is_some() || msg.value.is_none() {
-        let raw: &RawValue = serde_json::from_str(text).map_err(|e| DecodeError::new(format!("value is not JSON: {e}")))?;
+    let text = std::str::from_utf8(value_bytes)
+        .map_err(|e| DecodeError::new(format!("not UTF-8: {e}")))?;
+    let (key_raw, value_raw): (Option<&RawValue>, &RawValue) = if msg.key.is_some()
+        || msg.value.is_none()
+    {
+        let raw: &RawValue = serde_json::from_str(text)
+            .map_err(|e| DecodeError::new(format!("value is not JSON: {e}")))?;
         (None, raw)
     } else {
         if text.trim().is_empty() {
             return Ok(Decoded::Skip);
         }
-        let line: HashMap<Cow<'_, str>, &RawValue> = serde_json::from_str(text).map_err(|e| DecodeError::new(format!("not an upsert line {{\"key\":…,\"value\":…}}: {e}")))?;
-        let value = *line.get("value").ok_or_else(|| DecodeError::new("upsert line without a `value` (use null for a delete)"))?;
+        let line: HashMap<Cow<'_, str>, &RawValue> = serde_json::from_str(text).map_err(|e| {
+            DecodeError::new(format!("not an upsert line {{\"key\":…,\"value\":…}}: {e}"))
+        })?;
+        let value = *line.get("value").ok_or_else(|| {
+            DecodeError::new("upsert line without a `value` (use null for a delete)")
+        })?;
         if let Some(ts) = line.get("timestamp") {
-            let ts = parse_scalar(ts.get()).ok().and_then(|s| super::json::as_millis(&s)).ok_or_else(|| DecodeError::new("line `timestamp` is not milliseconds since the epoch"))?;
+            let ts = parse_scalar(ts.get())
+                .ok()
+                .and_then(|s| super::json::as_millis(&s))
+                .ok_or_else(|| {
+                    DecodeError::new("line `timestamp` is not milliseconds since the epoch")
+                })?;
             timestamp = i64::try_from(ts).ok();
         }
         (line.get("key").copied(), value)
@@ -61,20 +77,41 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
     };
     let version = match (&d.version, &row) {
         (Some(path), Some(row)) => {
-            let v = row.get(&path[0]).ok_or_else(|| DecodeError::new(format!("no version field `{}` in the row", path[0])))?;
-            Some(version_of(v).ok_or_else(|| DecodeError::new(format!("version field `{}` is not a non-negative integer", path[0])))?)
+            let v = row.get(&path[0]).ok_or_else(|| {
+                DecodeError::new(format!("no version field `{}` in the row", path[0]))
+            })?;
+            Some(version_of(v).ok_or_else(|| {
+                DecodeError::new(format!(
+                    "version field `{}` is not a non-negative integer",
+                    path[0]
+                ))
+            })?)
         }
         _ => None,
     };
     let time_ms = match (&d.event_time, &row) {
         (Some(path), Some(row)) => {
-            let v = row.get(&path[0]).ok_or_else(|| DecodeError::new(format!("no event time field `{}` in the row", path[0])))?;
-            Some(millis_of(v).ok_or_else(|| DecodeError::new(format!("event time field `{}` is not milliseconds or an RFC 3339 instant", path[0])))?)
+            let v = row.get(&path[0]).ok_or_else(|| {
+                DecodeError::new(format!("no event time field `{}` in the row", path[0]))
+            })?;
+            Some(millis_of(v).ok_or_else(|| {
+                DecodeError::new(format!(
+                    "event time field `{}` is not milliseconds or an RFC 3339 instant",
+                    path[0]
+                ))
+            })?)
         }
         _ => timestamp.and_then(|t| u64::try_from(t).ok()),
     };
     if d.event_time.is_none() && time_ms.is_none() && row.is_some() {
-        return Err(DecodeError::new("event time is `@timestamp` but the message has no timestamp"));
+        return Err(DecodeError::new(
+            "event time is `@timestamp` but the message has no timestamp",
+        ));
     }
-    Ok(Decoded::Change(Change { key, version, time_ms, row }))
+    Ok(Decoded::Change(Change {
+        key,
+        version,
+        time_ms,
+        row,
+    }))
 }

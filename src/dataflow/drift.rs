@@ -9,8 +9,15 @@ use differential_dataflow::VecCollection;
 use std::sync::Arc;
 
 /// The difference between the two sides of one key, if any.
-pub fn compare(rules: &CompareRules, source: Option<&SideRow>, target: Option<&SideRow>) -> Option<DriftState> {
-    let meta = |r: &SideRow| Meta { version: r.version, ts_ms: r.ts_ms };
+pub fn compare(
+    rules: &CompareRules,
+    source: Option<&SideRow>,
+    target: Option<&SideRow>,
+) -> Option<DriftState> {
+    let meta = |r: &SideRow| Meta {
+        version: r.version,
+        ts_ms: r.ts_ms,
+    };
     let (kind, fields) = match (source, target) {
         (None, None) => return None,
         (Some(_), None) => (DriftKind::Missing, Vec::new()),
@@ -23,15 +30,29 @@ pub fn compare(rules: &CompareRules, source: Option<&SideRow>, target: Option<&S
             (DriftKind::Mismatch, fields)
         }
     };
-    Some(DriftState { kind, fields, source: source.map(meta), target: target.map(meta), source_row: source.map(|s| s.row.clone()) })
+    Some(DriftState {
+        kind,
+        fields,
+        source: source.map(meta),
+        target: target.map(meta),
+        source_row: source.map(|s| s.row.clone()),
+    })
 }
 
 /// Drift as a collection: `(key, state)` present exactly while the key's sides differ.
-pub fn drift<'s>(rows: Arranged<'s, SideTrace>, rules: Arc<CompareRules>) -> VecCollection<'s, Time, (Key, DriftState), isize> {
+pub fn drift<'s>(
+    rows: Arranged<'s, SideTrace>,
+    rules: Arc<CompareRules>,
+) -> VecCollection<'s, Time, (Key, DriftState), isize> {
     rows.reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<Key, DriftState, Time, isize>, _, _>(
         "Drift",
         move |_key, input: &[(&SideRow, isize)], output: &mut Vec<(DriftState, isize)>| {
-            let side = |s: SideId| input.iter().find(|(r, d)| r.side == s && *d > 0).map(|(r, _)| *r);
+            let side = |s: SideId| {
+                input
+                    .iter()
+                    .find(|(r, d)| r.side == s && *d > 0)
+                    .map(|(r, _)| *r)
+            };
             if let Some(state) = compare(&rules, side(SideId::Source), side(SideId::Target)) {
                 output.push((state, 1));
             }

@@ -12,8 +12,8 @@ use crate::cdc::{Change, SideId};
 use crate::row::Key;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::operators::arrange::TraceAgent;
-use differential_dataflow::trace::implementations::ValSpine;
 use differential_dataflow::trace::implementations::spine_fueled::SpineBatch;
+use differential_dataflow::trace::implementations::ValSpine;
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::{AsCollection, VecCollection};
 use std::cell::RefCell;
@@ -33,7 +33,12 @@ struct Entry {
 }
 
 /// Applies one side's changes in arrival order (per key: its partition's order).
-pub fn gate<'s>(input: Stream<'s, Time, Vec<(Change, Time)>>, side: SideId, stats: Arc<Stats>, sizes: SizeProbe) -> VecCollection<'s, Time, (Key, SideRow), isize> {
+pub fn gate<'s>(
+    input: Stream<'s, Time, Vec<(Change, Time)>>,
+    side: SideId,
+    stats: Arc<Stats>,
+    sizes: SizeProbe,
+) -> VecCollection<'s, Time, (Key, SideRow), isize> {
     let pact = Exchange::new(|(c, _): &(Change, Time)| c.key.hashed());
     input
         .unary(pact, "Gate", move |_, _| {
@@ -43,20 +48,36 @@ pub fn gate<'s>(input: Stream<'s, Time, Vec<(Change, Time)>>, side: SideId, stat
                 input.for_each(|cap, data| {
                     let mut session = output.session(&cap);
                     for (change, time) in data.drain(..) {
-                        let Change { key, version, time_ms, row } = change;
+                        let Change {
+                            key,
+                            version,
+                            time_ms,
+                            row,
+                        } = change;
                         let entry = state.entry(key.clone());
                         let (old, version) = match entry {
                             std::collections::hash_map::Entry::Vacant(v) => {
                                 let version = version.unwrap_or(0);
-                                let current = row.map(|row| SideRow { side, version, ts_ms: time_ms.unwrap_or(time), row });
+                                let current = row.map(|row| SideRow {
+                                    side,
+                                    version,
+                                    ts_ms: time_ms.unwrap_or(time),
+                                    row,
+                                });
                                 if let Some(cur) = &current {
                                     session.give(((key, cur.clone()), time, 1));
                                 }
-                                v.insert(Entry { version, time, current });
+                                v.insert(Entry {
+                                    version,
+                                    time,
+                                    current,
+                                });
                                 applied += 1;
                                 continue;
                             }
-                            std::collections::hash_map::Entry::Occupied(o) => (o.into_mut(), version),
+                            std::collections::hash_map::Entry::Occupied(o) => {
+                                (o.into_mut(), version)
+                            }
                         };
                         let version = match version {
                             Some(v) if v > old.version => v,
@@ -82,7 +103,12 @@ pub fn gate<'s>(input: Stream<'s, Time, Vec<(Change, Time)>>, side: SideId, stat
                             session.give(((key.clone(), prev), time, -1));
                         }
                         old.version = version;
-                        old.current = row.map(|row| SideRow { side, version, ts_ms: time_ms.unwrap_or(time), row });
+                        old.current = row.map(|row| SideRow {
+                            side,
+                            version,
+                            ts_ms: time_ms.unwrap_or(time),
+                            row,
+                        });
                         if let Some(cur) = &old.current {
                             session.give(((key, cur.clone()), time, 1));
                         }
@@ -144,6 +170,9 @@ impl SizeProbe {
         for t in inner.traces.iter_mut() {
             t.map_spans(|s| arranged_updates += s.inner.as_ref().map_or(0, |b| b.len()));
         }
-        Sizes { gate_keys: inner.gate_keys, arranged_updates }
+        Sizes {
+            gate_keys: inner.gate_keys,
+            arranged_updates,
+        }
     }
 }

@@ -30,7 +30,11 @@ struct Episode {
 type Update = ((Key, DriftState), Time, isize);
 
 /// Turns the drift collection's updates into drift records and corrections.
-pub fn grace<'s>(drift: Stream<'s, Time, Vec<Update>>, grace_ms: u64, stats: Arc<Stats>) -> Stream<'s, Time, Vec<(Output, Time)>> {
+pub fn grace<'s>(
+    drift: Stream<'s, Time, Vec<Update>>,
+    grace_ms: u64,
+    stats: Arc<Stats>,
+) -> Stream<'s, Time, Vec<(Output, Time)>> {
     drift.unary_frontier(Pipeline, "Grace", move |_, _| {
         let mut pending: BTreeMap<Time, Vec<(Key, DriftState, isize)>> = BTreeMap::new();
         let mut timers: BTreeMap<Time, Vec<Key>> = BTreeMap::new();
@@ -53,7 +57,11 @@ pub fn grace<'s>(drift: Stream<'s, Time, Vec<Update>>, grace_ms: u64, stats: Arc
             let mut out: Vec<(Output, Time)> = Vec::new();
             loop {
                 let next_data = pending.keys().next().copied().filter(|&t| done(t));
-                let next_timer = timers.keys().next().copied().filter(|&t| done(t) || frontier.is_empty());
+                let next_timer = timers
+                    .keys()
+                    .next()
+                    .copied()
+                    .filter(|&t| done(t) || frontier.is_empty());
                 let now = match (next_data, next_timer) {
                     (None, None) => break,
                     (Some(d), Some(t)) => d.min(t),
@@ -74,7 +82,17 @@ pub fn grace<'s>(drift: Stream<'s, Time, Vec<Update>>, grace_ms: u64, stats: Arc
                             }
                             i += 1;
                         }
-                        change(&mut episodes, &mut timers, &mut out, &stats, &mut lags, key, new_state, now, grace_ms);
+                        change(
+                            &mut episodes,
+                            &mut timers,
+                            &mut out,
+                            &stats,
+                            &mut lags,
+                            key,
+                            new_state,
+                            now,
+                            grace_ms,
+                        );
                     }
                 }
                 if next_timer == Some(now) {
@@ -96,7 +114,13 @@ pub fn grace<'s>(drift: Stream<'s, Time, Vec<Update>>, grace_ms: u64, stats: Arc
             }
             stats.record_sync_lag(&lags);
             lags.clear();
-            let next = pending.keys().next().into_iter().chain(timers.keys().next()).min().copied();
+            let next = pending
+                .keys()
+                .next()
+                .into_iter()
+                .chain(timers.keys().next())
+                .min()
+                .copied();
             match next {
                 Some(t) => cap.downgrade(&t.max(*cap.time())),
                 None => held = None,
@@ -106,12 +130,30 @@ pub fn grace<'s>(drift: Stream<'s, Time, Vec<Update>>, grace_ms: u64, stats: Arc
 }
 
 #[allow(clippy::too_many_arguments)]
-fn change(episodes: &mut HashMap<Key, Episode>, timers: &mut BTreeMap<Time, Vec<Key>>, out: &mut Vec<(Output, Time)>, stats: &Stats, lags: &mut Vec<u64>, key: Key, new_state: Option<DriftState>, now: Time, grace_ms: u64) {
+fn change(
+    episodes: &mut HashMap<Key, Episode>,
+    timers: &mut BTreeMap<Time, Vec<Key>>,
+    out: &mut Vec<(Output, Time)>,
+    stats: &Stats,
+    lags: &mut Vec<u64>,
+    key: Key,
+    new_state: Option<DriftState>,
+    now: Time,
+    grace_ms: u64,
+) {
     match (episodes.get_mut(&key), new_state) {
         (None, None) => {}
         (None, Some(state)) => {
             timers.entry(now + grace_ms).or_default().push(key.clone());
-            episodes.insert(key, Episode { since: now, current: state, reported: false, corrected: None });
+            episodes.insert(
+                key,
+                Episode {
+                    since: now,
+                    current: state,
+                    reported: false,
+                    corrected: None,
+                },
+            );
         }
         (Some(ep), Some(state)) => {
             if ep.current != state {
@@ -130,7 +172,14 @@ fn change(episodes: &mut HashMap<Key, Episode>, timers: &mut BTreeMap<Time, Vec<
             lags.push(now - ep.since);
             if ep.reported {
                 stats.add_open(ep.current.kind, -1);
-                let record = DriftRecord { key, status: Status::Resolved, drift: ep.current, since: ep.since, reported: now, resolved: Some(now) };
+                let record = DriftRecord {
+                    key,
+                    status: Status::Resolved,
+                    drift: ep.current,
+                    since: ep.since,
+                    reported: now,
+                    resolved: Some(now),
+                };
                 out.push((Output::Drift(record), now));
             }
         }
@@ -144,46 +193,68 @@ fn open(out: &mut Vec<(Output, Time)>, ep: &mut Episode, key: Key, now: Time) {
     };
     // A kind change between missing and mismatch keeps the same upsert: not re-emitted.
     if ep.corrected.as_ref().map(|(_, r)| r) != Some(&fix.1) {
-        out.push((Output::Correction(Correction { key: key.clone(), kind: fix.0, row: fix.1.clone() }), now));
+        out.push((
+            Output::Correction(Correction {
+                key: key.clone(),
+                kind: fix.0,
+                row: fix.1.clone(),
+            }),
+            now,
+        ));
         ep.corrected = Some(fix);
     }
-    let record = DriftRecord { key, status: Status::Open, drift: ep.current.clone(), since: ep.since, reported: now, resolved: None };
+    let record = DriftRecord {
+        key,
+        status: Status::Open,
+        drift: ep.current.clone(),
+        since: ep.since,
+        reported: now,
+        resolved: None,
+    };
     out.push((Output::Drift(record), now));
 }
 
 /// Delivers outputs to `sink` one completed event time at a time, sorted, so that the
 /// same input yields the same output files whatever the number of workers.
-pub fn sink<'s>(outputs: Stream<'s, Time, Vec<(Output, Time)>>, mut sink: Option<Box<dyn Sink>>, stats: Arc<Stats>) -> Stream<'s, Time, Vec<()>> {
-    outputs.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, "Sink", move |_, _| {
-        let mut stash: BTreeMap<Time, Vec<Output>> = BTreeMap::new();
-        let mut failed = false;
-        move |(input, frontier), _output| {
-            input.for_each(|_cap, data| {
-                for (o, t) in data.drain(..) {
-                    stash.entry(t).or_default().push(o);
-                }
-            });
-            while let Some(entry) = stash.first_entry() {
-                if frontier.less_equal(entry.key()) {
-                    break;
-                }
-                let (time, mut outputs) = entry.remove_entry();
-                outputs.sort();
-                for o in &outputs {
-                    match o {
-                        Output::Drift(_) => add(&stats.drift_records, 1),
-                        Output::Correction(_) => add(&stats.corrections, 1),
-                        Output::DeadLetter(_) => {}
+pub fn sink<'s>(
+    outputs: Stream<'s, Time, Vec<(Output, Time)>>,
+    mut sink: Option<Box<dyn Sink>>,
+    stats: Arc<Stats>,
+) -> Stream<'s, Time, Vec<()>> {
+    outputs.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
+        Pipeline,
+        "Sink",
+        move |_, _| {
+            let mut stash: BTreeMap<Time, Vec<Output>> = BTreeMap::new();
+            let mut failed = false;
+            move |(input, frontier), _output| {
+                input.for_each(|_cap, data| {
+                    for (o, t) in data.drain(..) {
+                        stash.entry(t).or_default().push(o);
                     }
-                }
-                if let (Some(s), false) = (sink.as_mut(), failed) {
-                    if let Err(e) = s.emit(time, &outputs) {
-                        // The sink remembers its error; the job reports it at the end.
-                        failed = true;
-                        stats.set_sink_error(format!("{e:#}"));
+                });
+                while let Some(entry) = stash.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (time, mut outputs) = entry.remove_entry();
+                    outputs.sort();
+                    for o in &outputs {
+                        match o {
+                            Output::Drift(_) => add(&stats.drift_records, 1),
+                            Output::Correction(_) => add(&stats.corrections, 1),
+                            Output::DeadLetter(_) => {}
+                        }
+                    }
+                    if let (Some(s), false) = (sink.as_mut(), failed) {
+                        if let Err(e) = s.emit(time, &outputs) {
+                            // The sink remembers its error; the job reports it at the end.
+                            failed = true;
+                            stats.set_sink_error(format!("{e:#}"));
+                        }
                     }
                 }
             }
-        }
-    })
+        },
+    )
 }

@@ -86,28 +86,53 @@ const SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"struct","fields":[{"
 
 fn source_row(out: &mut String, id: i64, o: &Order) {
     let mut bytes = o.cents.to_be_bytes().to_vec();
-    while bytes.len() > 1 && ((bytes[0] == 0 && bytes[1] & 0x80 == 0) || (bytes[0] == 0xff && bytes[1] & 0x80 != 0)) {
+    while bytes.len() > 1
+        && ((bytes[0] == 0 && bytes[1] & 0x80 == 0) || (bytes[0] == 0xff && bytes[1] & 0x80 != 0))
+    {
         bytes.remove(0);
     }
     let amount = base64::engine::general_purpose::STANDARD.encode(bytes);
-    let note = o.note.as_ref().map_or("null".to_string(), |n| format!("{n:?}"));
-    let _ = write!(out, r#"{{"id":{id},"customer_id":{},"status":"{}","amount":"{amount}","items":{},"note":{note},"updated_at":{}}}"#, o.customer_id, o.status, o.items, o.updated_us);
+    let note = o
+        .note
+        .as_ref()
+        .map_or("null".to_string(), |n| format!("{n:?}"));
+    let _ = write!(
+        out,
+        r#"{{"id":{id},"customer_id":{},"status":"{}","amount":"{amount}","items":{},"note":{note},"updated_at":{}}}"#,
+        o.customer_id, o.status, o.items, o.updated_us
+    );
 }
 
 fn target_row(out: &mut String, id: i64, o: &Order, synced_ms: u64) {
-    let note = o.note.as_ref().map_or("null".to_string(), |n| format!("{n:?}"));
+    let note = o
+        .note
+        .as_ref()
+        .map_or("null".to_string(), |n| format!("{n:?}"));
     let updated = crate::row::format_timestamp(o.updated_us * 1000);
     let _ = write!(
         out,
         r#"{{"id":{id},"customer_id":{},"status":"{}","amount":{},"items":{},"note":{note},"updated_at":"{updated}","_synced_at":{synced_ms}}}"#,
         o.customer_id,
         o.status,
-        crate::row::Decimal { mantissa: i128::from(o.cents), scale: 2 },
+        crate::row::Decimal {
+            mantissa: i128::from(o.cents),
+            scale: 2
+        },
         o.items
     );
 }
 
-fn event(out: &mut String, before_id: Option<i64>, after: impl FnOnce(&mut String), has_after: bool, op: char, connector: &str, ts_ms: u64, lsn: u64) {
+#[allow(clippy::too_many_arguments)] // one Debezium envelope, field by field
+fn event(
+    out: &mut String,
+    before_id: Option<i64>,
+    after: impl FnOnce(&mut String),
+    has_after: bool,
+    op: char,
+    connector: &str,
+    ts_ms: u64,
+    lsn: u64,
+) {
     out.push_str(r#"{"before":"#);
     match before_id {
         Some(id) => {
@@ -121,7 +146,12 @@ fn event(out: &mut String, before_id: Option<i64>, after: impl FnOnce(&mut Strin
     } else {
         out.push_str("null");
     }
-    let _ = write!(out, r#","source":{{"version":"2.7.0.Final","connector":"postgresql","name":"{connector}","ts_ms":{ts_ms},"snapshot":"false","db":"shop","sequence":"[null,\"{lsn}\"]","schema":"public","table":"orders","txId":{},"lsn":{lsn},"xmin":null}},"op":"{op}","ts_ms":{},"transaction":null}}"#, lsn / 3, ts_ms + 3);
+    let _ = write!(
+        out,
+        r#","source":{{"version":"2.7.0.Final","connector":"postgresql","name":"{connector}","ts_ms":{ts_ms},"snapshot":"false","db":"shop","sequence":"[null,\"{lsn}\"]","schema":"public","table":"orders","txId":{},"lsn":{lsn},"xmin":null}},"op":"{op}","ts_ms":{},"transaction":null}}"#,
+        lsn / 3,
+        ts_ms + 3
+    );
 }
 
 /// Generates the streams and the ground truth.
@@ -134,7 +164,8 @@ pub fn generate(cfg: &GenConfig) -> Generated {
     let mut replica_lsn = 5_000_000u64;
     let mut sent: Vec<String> = Vec::new();
     let mut extra_id = 1_000_000i64;
-    let count = |out: &mut Generated, name: &'static str| *out.injected.entry(name).or_insert(0) += 1;
+    let count =
+        |out: &mut Generated, name: &'static str| *out.injected.entry(name).or_insert(0) += 1;
     for i in 0..cfg.events {
         let t = cfg.start_ms + i * cfg.step_ms;
         let lsn = 1_000_000 + i * 8;
@@ -147,7 +178,9 @@ pub fn generate(cfg: &GenConfig) -> Generated {
                 o.status = STATUSES[rng.gen_range(0..STATUSES.len())];
                 o.cents += rng.gen_range(-500..=500);
                 o.items = rng.gen_range(1..10);
-                o.note = rng.gen_bool(0.3).then(|| format!("note {}", rng.gen_range(0..1000)));
+                o.note = rng
+                    .gen_bool(0.3)
+                    .then(|| format!("note {}", rng.gen_range(0..1000)));
                 o.updated_us = (t * 1000) as i64 + rng.gen_range(0..1000);
                 ('u', Some(o))
             }
@@ -156,7 +189,16 @@ pub fn generate(cfg: &GenConfig) -> Generated {
         if cfg.wrapped {
             let _ = write!(line, r#"{{"schema":{SCHEMA},"payload":"#);
         }
-        event(&mut line, (op == 'd').then_some(id), |s| source_row(s, id, row.as_ref().expect("after")), row.is_some(), op, "pg", t, lsn);
+        event(
+            &mut line,
+            (op == 'd').then_some(id),
+            |s| source_row(s, id, row.as_ref().expect("after")),
+            row.is_some(),
+            op,
+            "pg",
+            t,
+            lsn,
+        );
         if cfg.wrapped {
             line.push('}');
         }
@@ -180,7 +222,16 @@ pub fn generate(cfg: &GenConfig) -> Generated {
             }
             replica_lsn += 1;
             let mut line = String::with_capacity(600);
-            event(&mut line, (op == 'd').then_some(id), |s| target_row(s, id, applied.as_ref().expect("after"), replica_time), applied.is_some(), op, "replica", replica_time, replica_lsn);
+            event(
+                &mut line,
+                (op == 'd').then_some(id),
+                |s| target_row(s, id, applied.as_ref().expect("after"), replica_time),
+                applied.is_some(),
+                op,
+                "replica",
+                replica_time,
+                replica_lsn,
+            );
             match applied {
                 Some(r) => replica.insert(id, r),
                 None => replica.remove(&id),
@@ -192,7 +243,16 @@ pub fn generate(cfg: &GenConfig) -> Generated {
             let o = new_order(&mut rng, t);
             replica_lsn += 1;
             let mut line = String::with_capacity(600);
-            event(&mut line, None, |s| target_row(s, extra_id, &o, replica_time), true, 'c', "replica", replica_time, replica_lsn);
+            event(
+                &mut line,
+                None,
+                |s| target_row(s, extra_id, &o, replica_time),
+                true,
+                'c',
+                "replica",
+                replica_time,
+                replica_lsn,
+            );
             replica.insert(extra_id, o);
             count(&mut out, "extra");
             emit_replica(&mut out, &mut rng, &mut sent, line, cfg);
@@ -215,7 +275,13 @@ pub fn generate(cfg: &GenConfig) -> Generated {
     out
 }
 
-fn emit_replica(out: &mut Generated, rng: &mut SmallRng, sent: &mut Vec<String>, line: String, cfg: &GenConfig) {
+fn emit_replica(
+    out: &mut Generated,
+    rng: &mut SmallRng,
+    sent: &mut Vec<String>,
+    line: String,
+    cfg: &GenConfig,
+) {
     if rng.gen_bool(cfg.p_duplicate) {
         out.target.push(line.clone());
         *out.injected.entry("duplicates").or_insert(0) += 1;

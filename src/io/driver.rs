@@ -24,32 +24,63 @@ struct PartState {
 /// Sizes of the state sampled during a run: `(messages read so far, sizes)`.
 pub type SizeSamples = Vec<(u64, Sizes)>;
 
+/// A rejected message: position, time, reason, key, value (cut), whether cut.
+type Rejected = (u64, Time, String, Option<Vec<u8>>, Option<Vec<u8>>, bool);
+
 /// Messages polled from one partition per round.
 const BATCH: usize = 1024;
 
 /// Builds the dataflow on this worker, reads its partitions to the end, and waits until
 /// every output is delivered. Returns samples of the state's size.
-pub fn run_worker(worker: &mut timely::worker::Worker, spec: &Spec, parts: Vec<Box<dyn Partition>>, stats: Arc<Stats>, sink: Option<Box<dyn Sink>>, sample_every: u64) -> anyhow::Result<SizeSamples> {
+pub fn run_worker(
+    worker: &mut timely::worker::Worker,
+    spec: &Spec,
+    parts: Vec<Box<dyn Partition>>,
+    stats: Arc<Stats>,
+    sink: Option<Box<dyn Sink>>,
+    sample_every: u64,
+) -> anyhow::Result<SizeSamples> {
     let handles = dataflow::build(worker, spec, stats.clone(), sink);
-    let (mut source, mut target, mut dead) = (Some(handles.source), Some(handles.target), Some(handles.dead));
+    let (mut source, mut target, mut dead) = (
+        Some(handles.source),
+        Some(handles.target),
+        Some(handles.dead),
+    );
     let probe = handles.probe;
-    let mut decoders = [Decoder::new(spec, SideId::Source), Decoder::new(spec, SideId::Target)];
+    let mut decoders = [
+        Decoder::new(spec, SideId::Source),
+        Decoder::new(spec, SideId::Target),
+    ];
     let versioned = [spec.source.version.is_some(), spec.target.version.is_some()];
     let resolution = spec.time_resolution.as_millis().max(1);
     let ahead = spec.max_read_ahead.as_millis();
     let max_bytes = spec.max_message_bytes;
-    let mut parts: Vec<PartState> = parts.into_iter().map(|part| PartState { part, progress: 0, done: false }).collect();
+    let mut parts: Vec<PartState> = parts
+        .into_iter()
+        .map(|part| PartState {
+            part,
+            progress: 0,
+            done: false,
+        })
+        .collect();
     let mut samples = SizeSamples::new();
     let mut read_total = 0u64;
     let mut next_sample = sample_every;
-    let mut rejected: Vec<(u64, Time, String, Option<Vec<u8>>, Option<Vec<u8>>, bool)> = Vec::new();
+    let mut rejected: Vec<Rejected> = Vec::new();
     loop {
         if let Some(e) = stats.sink_error() {
             anyhow::bail!("writing outputs failed: {e}");
         }
         let frontier = probe.with_frontier(|f| f.first().copied());
         // The partition furthest behind that is not too far ahead of the dataflow.
-        let pick = parts.iter().enumerate().filter(|(_, p)| !p.done && frontier.is_none_or(|f| p.progress <= f.saturating_add(ahead))).min_by_key(|(_, p)| p.progress).map(|(i, _)| i);
+        let pick = parts
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                !p.done && frontier.is_none_or(|f| p.progress <= f.saturating_add(ahead))
+            })
+            .min_by_key(|(_, p)| p.progress)
+            .map(|(i, _)| i);
         let mut worked = false;
         if let Some(i) = pick {
             let state = &mut parts[i];
@@ -77,7 +108,14 @@ pub fn run_worker(worker: &mut timely::worker::Worker, spec: &Spec, parts: Vec<B
                     Err(e) => {
                         let value = msg.value.map(|v| v[..v.len().min(max_bytes)].to_vec());
                         let truncated = msg.value.is_some_and(|v| v.len() > max_bytes);
-                        rejected.push((pos, progress, e.0, msg.key.map(<[u8]>::to_vec), value, truncated));
+                        rejected.push((
+                            pos,
+                            progress,
+                            e.0,
+                            msg.key.map(<[u8]>::to_vec),
+                            value,
+                            truncated,
+                        ));
                     }
                 }
             })?;
@@ -90,7 +128,14 @@ pub fn run_worker(worker: &mut timely::worker::Worker, spec: &Spec, parts: Vec<B
             read_total += read;
             if let Some(dead) = dead.as_mut() {
                 for (pos, time, reason, key, value, truncated) in rejected.drain(..) {
-                    let letter = DeadLetter { side, origin: state.part.origin(pos), reason, key, value, truncated };
+                    let letter = DeadLetter {
+                        side,
+                        origin: state.part.origin(pos),
+                        reason,
+                        key,
+                        value,
+                        truncated,
+                    };
                     dead.send((Output::DeadLetter(letter), time));
                 }
             }
@@ -100,7 +145,13 @@ pub fn run_worker(worker: &mut timely::worker::Worker, spec: &Spec, parts: Vec<B
             }
         }
         // Each input's time is the least progress of its open partitions.
-        let least = |side: Option<SideId>| parts.iter().filter(|p| !p.done && side.is_none_or(|s| p.part.side() == s)).map(|p| p.progress).min();
+        let least = |side: Option<SideId>| {
+            parts
+                .iter()
+                .filter(|p| !p.done && side.is_none_or(|s| p.part.side() == s))
+                .map(|p| p.progress)
+                .min()
+        };
         for (side, handle) in [(SideId::Source, &mut source), (SideId::Target, &mut target)] {
             match least(Some(side)) {
                 None => *handle = None,

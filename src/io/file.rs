@@ -22,8 +22,15 @@ pub struct FilePartition {
 impl FilePartition {
     /// Opens `path` for `side`.
     pub fn open(side: SideId, path: &Path) -> anyhow::Result<Self> {
-        let file = File::open(path).with_context(|| format!("cannot open {} input {}", side.name(), path.display()))?;
-        Ok(FilePartition { side, path: path.display().to_string().into(), reader: BufReader::with_capacity(1 << 20, file), line: 0, buf: Vec::with_capacity(4096) })
+        let file = File::open(path)
+            .with_context(|| format!("cannot open {} input {}", side.name(), path.display()))?;
+        Ok(FilePartition {
+            side,
+            path: path.display().to_string().into(),
+            reader: BufReader::with_capacity(1 << 20, file),
+            line: 0,
+            buf: Vec::with_capacity(4096),
+        })
     }
 }
 
@@ -35,7 +42,10 @@ impl Partition for FilePartition {
     fn poll(&mut self, max: usize, f: &mut dyn FnMut(&Message<'_>, u64)) -> anyhow::Result<Poll> {
         for _ in 0..max {
             self.buf.clear();
-            let n = self.reader.read_until(b'\n', &mut self.buf).with_context(|| format!("cannot read {}", self.path))?;
+            let n = self
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .with_context(|| format!("cannot read {}", self.path))?;
             if n == 0 {
                 return Ok(Poll::Done);
             }
@@ -44,13 +54,23 @@ impl Partition for FilePartition {
             while let [rest @ .., b'\n' | b'\r'] = line {
                 line = rest;
             }
-            f(&Message { key: None, value: Some(line), timestamp_ms: None }, self.line);
+            f(
+                &Message {
+                    key: None,
+                    value: Some(line),
+                    timestamp_ms: None,
+                },
+                self.line,
+            );
         }
         Ok(Poll::Ready)
     }
 
     fn origin(&self, position: u64) -> Origin {
-        Origin::File { file: self.path.clone(), line: position }
+        Origin::File {
+            file: self.path.clone(),
+            line: position,
+        }
     }
 }
 
@@ -72,13 +92,26 @@ struct Writers {
 impl FileOutputs {
     /// Creates (truncates) the three files in `dir`, creating it if needed.
     pub fn create(dir: &Path, entity: &str) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
         let open = |name: &str| -> anyhow::Result<BufWriter<File>> {
             let path = dir.join(name);
-            Ok(BufWriter::with_capacity(1 << 16, File::create(&path).with_context(|| format!("cannot create {}", path.display()))?))
+            Ok(BufWriter::with_capacity(
+                1 << 16,
+                File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
+            ))
         };
-        let writers = Writers { entity: entity.to_string(), dir: dir.to_path_buf(), drift: open("drift.jsonl")?, corrections: open("corrections.jsonl")?, dlq: open("dlq.jsonl")?, line: Vec::new() };
-        Ok(FileOutputs { inner: Arc::new(Mutex::new(writers)) })
+        let writers = Writers {
+            entity: entity.to_string(),
+            dir: dir.to_path_buf(),
+            drift: open("drift.jsonl")?,
+            corrections: open("corrections.jsonl")?,
+            dlq: open("dlq.jsonl")?,
+            line: Vec::new(),
+        };
+        Ok(FileOutputs {
+            inner: Arc::new(Mutex::new(writers)),
+        })
     }
 
     /// A sink writing to these files (for worker 0).
@@ -88,11 +121,15 @@ impl FileOutputs {
 
     /// Flushes everything written.
     pub fn flush(&self) -> anyhow::Result<()> {
-        let mut guard = self.inner.lock().map_err(|_| anyhow::anyhow!("output writer poisoned"))?;
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| anyhow::anyhow!("output writer poisoned"))?;
         let w = &mut *guard;
         let dir = w.dir.display().to_string();
         for f in [&mut w.drift, &mut w.corrections, &mut w.dlq] {
-            f.flush().with_context(|| format!("cannot write outputs in {dir}"))?;
+            f.flush()
+                .with_context(|| format!("cannot write outputs in {dir}"))?;
         }
         Ok(())
     }
@@ -100,7 +137,10 @@ impl FileOutputs {
 
 impl Sink for FileOutputs {
     fn emit(&mut self, _time: Time, outputs: &[Output]) -> anyhow::Result<()> {
-        let mut guard = self.inner.lock().map_err(|_| anyhow::anyhow!("output writer poisoned"))?;
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| anyhow::anyhow!("output writer poisoned"))?;
         let w = &mut *guard;
         for o in outputs {
             w.line.clear();
@@ -110,7 +150,8 @@ impl Sink for FileOutputs {
                 Output::Correction(_) => &mut w.corrections,
                 Output::DeadLetter(_) => &mut w.dlq,
             };
-            file.write_all(&w.line).with_context(|| format!("cannot write outputs in {}", w.dir.display()))?;
+            file.write_all(&w.line)
+                .with_context(|| format!("cannot write outputs in {}", w.dir.display()))?;
         }
         Ok(())
     }

@@ -73,7 +73,9 @@ pub fn drift_key(entity: &str, record: &DriftRecord) -> String {
 
 /// The value of a correction: the source row, or `None` for a delete.
 pub fn correction_value(c: &Correction) -> Option<String> {
-    c.row.as_ref().map(|r| serde_json::to_string(&JsonRow(r)).unwrap_or_default())
+    c.row
+        .as_ref()
+        .map(|r| serde_json::to_string(&JsonRow(r)).unwrap_or_default())
 }
 
 struct CorrectionJson<'a>(&'a Correction);
@@ -83,18 +85,28 @@ impl Serialize for CorrectionJson<'_> {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("key", &JsonKey(&self.0.key))?;
         m.serialize_entry("value", &self.0.row.as_ref().map(JsonRow))?;
-        m.serialize_entry("headers", &serde_json::json!({"driftwatch.kind": self.0.kind.name()}))?;
+        m.serialize_entry(
+            "headers",
+            &serde_json::json!({"driftwatch.kind": self.0.kind.name()}),
+        )?;
         m.end()
     }
 }
 
 struct DeadJson<'a>(&'a DeadLetter);
 
-fn bytes_entry<M: SerializeMap>(m: &mut M, name: &str, bytes: &Option<Vec<u8>>) -> Result<(), M::Error> {
+fn bytes_entry<M: SerializeMap>(
+    m: &mut M,
+    name: &str,
+    bytes: &Option<Vec<u8>>,
+) -> Result<(), M::Error> {
     match bytes.as_deref().map(std::str::from_utf8) {
         None => Ok(()),
         Some(Ok(text)) => m.serialize_entry(name, text),
-        Some(Err(_)) => m.serialize_entry(&format!("{name}_base64"), &base64::engine::general_purpose::STANDARD.encode(bytes.as_deref().unwrap_or_default())),
+        Some(Err(_)) => m.serialize_entry(
+            &format!("{name}_base64"),
+            &base64::engine::general_purpose::STANDARD.encode(bytes.as_deref().unwrap_or_default()),
+        ),
     }
 }
 

@@ -29,7 +29,14 @@ impl CompareRules {
     pub fn new(spec: &Spec) -> Self {
         CompareRules {
             ignore: spec.compare.ignore.iter().cloned().collect(),
-            tolerance: spec.fields.iter().filter_map(|(name, f)| f.tolerance.map(|t| (name.clone(), (t, Decimal::from_f64(t))))).collect(),
+            tolerance: spec
+                .fields
+                .iter()
+                .filter_map(|(name, f)| {
+                    f.tolerance
+                        .map(|t| (name.clone(), (t, Decimal::from_f64(t))))
+                })
+                .collect(),
             null_equals_absent: spec.compare.null_equals_absent,
         }
     }
@@ -74,7 +81,11 @@ impl CompareRules {
             if self.ignore.contains(name) || self.same(name, sv, tv) {
                 continue;
             }
-            out.push(FieldDiff { field: name.to_string(), source: sv.map(ValueRef::to_owned), target: tv.map(ValueRef::to_owned) });
+            out.push(FieldDiff {
+                field: name.to_string(),
+                source: sv.map(ValueRef::to_owned),
+                target: tv.map(ValueRef::to_owned),
+            });
         }
         out
     }
@@ -90,7 +101,10 @@ impl CompareRules {
 
 fn exact(v: ValueRef<'_>) -> Option<Decimal> {
     match v {
-        ValueRef::Int(i) => Some(Decimal { mantissa: i128::from(i), scale: 0 }),
+        ValueRef::Int(i) => Some(Decimal {
+            mantissa: i128::from(i),
+            scale: 0,
+        }),
         ValueRef::Decimal(d) => Some(d),
         _ => None,
     }
@@ -107,7 +121,11 @@ fn float(v: ValueRef<'_>) -> Option<f64> {
 
 /// Whether two values are equal: numbers by value (within `tolerance` if given),
 /// instants and dates by value, everything else exactly.
-pub fn values_equal(a: ValueRef<'_>, b: ValueRef<'_>, tolerance: Option<&(f64, Option<Decimal>)>) -> bool {
+pub fn values_equal(
+    a: ValueRef<'_>,
+    b: ValueRef<'_>,
+    tolerance: Option<&(f64, Option<Decimal>)>,
+) -> bool {
     use ValueRef::*;
     match (a, b) {
         (Null, Null) => true,
@@ -158,19 +176,42 @@ mod tests {
         assert!(!values_equal(d("12.01"), ValueRef::Int(12), None));
         assert!(values_equal(d("12.005"), d("12.00"), Some(&tol)));
         assert!(!values_equal(d("12.006"), d("12.00"), Some(&tol)));
-        assert!(values_equal(ValueRef::Float(12.004), d("12.00"), Some(&tol)));
+        assert!(values_equal(
+            ValueRef::Float(12.004),
+            d("12.00"),
+            Some(&tol)
+        ));
         assert!(!values_equal(ValueRef::Str("12"), ValueRef::Int(12), None));
     }
 
     #[test]
     fn diff_lists_fields_and_honours_rules() {
-        let mut rules = CompareRules { null_equals_absent: true, ..Default::default() };
+        let mut rules = CompareRules {
+            null_equals_absent: true,
+            ..Default::default()
+        };
         rules.ignore.insert("_synced_at".into());
-        let s = row(&[("id", ValueRef::Int(1)), ("status", ValueRef::Str("shipped")), ("note", ValueRef::Null)]);
-        let t = row(&[("id", ValueRef::Int(1)), ("status", ValueRef::Str("pending")), ("_synced_at", ValueRef::Int(5)), ("extra", ValueRef::Bool(true))]);
+        let s = row(&[
+            ("id", ValueRef::Int(1)),
+            ("status", ValueRef::Str("shipped")),
+            ("note", ValueRef::Null),
+        ]);
+        let t = row(&[
+            ("id", ValueRef::Int(1)),
+            ("status", ValueRef::Str("pending")),
+            ("_synced_at", ValueRef::Int(5)),
+            ("extra", ValueRef::Bool(true)),
+        ]);
         let d = rules.diff(&s, &t);
         assert_eq!(d.len(), 2);
-        assert_eq!(d[0], FieldDiff { field: "extra".into(), source: None, target: Some(Value::Bool(true)) });
+        assert_eq!(
+            d[0],
+            FieldDiff {
+                field: "extra".into(),
+                source: None,
+                target: Some(Value::Bool(true))
+            }
+        );
         assert_eq!(d[1].field, "status");
         rules.null_equals_absent = false;
         assert_eq!(rules.diff(&s, &t).len(), 3);

@@ -26,14 +26,22 @@ impl Decimal {
             Some((i, f)) => (i, f),
             None => (digits, ""),
         };
-        if (int.is_empty() && frac.is_empty()) || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) || frac.len() > 38 {
+        if (int.is_empty() && frac.is_empty())
+            || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+            || frac.len() > 38
+        {
             return None;
         }
         let mut mantissa: i128 = 0;
         for b in int.bytes().chain(frac.bytes()) {
-            mantissa = mantissa.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+            mantissa = mantissa
+                .checked_mul(10)?
+                .checked_add(i128::from(b - b'0'))?;
         }
-        Some(Decimal { mantissa: if neg { -mantissa } else { mantissa }, scale: frac.len() as u8 })
+        Some(Decimal {
+            mantissa: if neg { -mantissa } else { mantissa },
+            scale: frac.len() as u8,
+        })
     }
 
     /// The exact decimal of a finite float's shortest round-trip text (`0.1` → `0.1`).
@@ -56,7 +64,10 @@ impl Decimal {
         let fill = if bytes[0] & 0x80 != 0 { 0xff } else { 0 };
         let mut buf = [fill; 16];
         buf[16 - bytes.len()..].copy_from_slice(bytes);
-        Some(Decimal { mantissa: i128::from_be_bytes(buf), scale })
+        Some(Decimal {
+            mantissa: i128::from_be_bytes(buf),
+            scale,
+        })
     }
 
     /// An approximation as a float.
@@ -67,7 +78,10 @@ impl Decimal {
     /// Both mantissas at the larger scale, if that fits.
     fn aligned(self, other: Decimal) -> Option<(i128, i128)> {
         let scale = self.scale.max(other.scale);
-        let up = |d: Decimal| d.mantissa.checked_mul(10i128.checked_pow(u32::from(scale - d.scale))?);
+        let up = |d: Decimal| {
+            d.mantissa
+                .checked_mul(10i128.checked_pow(u32::from(scale - d.scale))?)
+        };
         Some((up(self)?, up(other)?))
     }
 
@@ -80,7 +94,10 @@ impl Decimal {
     pub fn within(self, other: Decimal, tolerance: Decimal) -> Option<bool> {
         let (a, b) = self.aligned(other)?;
         let scale = self.scale.max(other.scale);
-        let diff = Decimal { mantissa: a.checked_sub(b)?.checked_abs()?, scale };
+        let diff = Decimal {
+            mantissa: a.checked_sub(b)?.checked_abs()?,
+            scale,
+        };
         diff.exact_cmp(tolerance).map(|o| o != Ordering::Greater)
     }
 }
@@ -114,15 +131,45 @@ mod tests {
         assert_eq!((d.mantissa, d.scale), (-1250, 2));
         assert_eq!(d.to_string(), "-12.50");
         assert_eq!(Decimal::parse("0.05").unwrap().to_string(), "0.05");
-        assert_eq!(Decimal::parse("12.5").unwrap().exact_cmp(d), Some(std::cmp::Ordering::Greater));
-        assert_eq!(Decimal::parse("-12.5").unwrap().exact_cmp(d), Some(std::cmp::Ordering::Equal));
-        assert!(Decimal::parse("1e5").is_none() && Decimal::parse("").is_none() && Decimal::parse(".").is_none());
+        assert_eq!(
+            Decimal::parse("12.5").unwrap().exact_cmp(d),
+            Some(std::cmp::Ordering::Greater)
+        );
+        assert_eq!(
+            Decimal::parse("-12.5").unwrap().exact_cmp(d),
+            Some(std::cmp::Ordering::Equal)
+        );
+        assert!(
+            Decimal::parse("1e5").is_none()
+                && Decimal::parse("").is_none()
+                && Decimal::parse(".").is_none()
+        );
         let tol = Decimal::parse("0.005").unwrap();
-        assert_eq!(Decimal::parse("10.005").unwrap().within(Decimal::parse("10").unwrap(), tol), Some(true));
-        assert_eq!(Decimal::parse("10.0051").unwrap().within(Decimal::parse("10").unwrap(), tol), Some(false));
+        assert_eq!(
+            Decimal::parse("10.005")
+                .unwrap()
+                .within(Decimal::parse("10").unwrap(), tol),
+            Some(true)
+        );
+        assert_eq!(
+            Decimal::parse("10.0051")
+                .unwrap()
+                .within(Decimal::parse("10").unwrap(), tol),
+            Some(false)
+        );
         // 0x3039 = 12345, scale 2 → 123.45; 0xCFC7 = -12345
-        assert_eq!(Decimal::from_be_bytes(&[0x30, 0x39], 2).unwrap().to_string(), "123.45");
-        assert_eq!(Decimal::from_be_bytes(&[0xCF, 0xC7], 2).unwrap().to_string(), "-123.45");
+        assert_eq!(
+            Decimal::from_be_bytes(&[0x30, 0x39], 2)
+                .unwrap()
+                .to_string(),
+            "123.45"
+        );
+        assert_eq!(
+            Decimal::from_be_bytes(&[0xCF, 0xC7], 2)
+                .unwrap()
+                .to_string(),
+            "-123.45"
+        );
         assert_eq!(Decimal::from_f64(0.1).unwrap().to_string(), "0.1");
     }
 }

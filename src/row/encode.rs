@@ -123,7 +123,10 @@ impl<'a> Iterator for Fields<'a> {
             FLOAT => ValueRef::Float(f64::from_le_bytes(self.fixed()?)),
             DECIMAL => {
                 let mantissa = i128::from_le_bytes(self.fixed()?);
-                ValueRef::Decimal(Decimal { mantissa, scale: self.take(1)?[0] })
+                ValueRef::Decimal(Decimal {
+                    mantissa,
+                    scale: self.take(1)?[0],
+                })
             }
             STR => ValueRef::Str(self.text()?),
             TIMESTAMP => ValueRef::Timestamp(i64::from_le_bytes(self.fixed()?)),
@@ -165,7 +168,8 @@ impl RowBuilder {
 
     /// Appends a column. Names longer than 255 bytes are refused.
     pub fn push(&mut self, name: &str, value: ValueRef<'_>) -> Result<(), String> {
-        let len = u8::try_from(name.len()).map_err(|_| format!("column name of {} bytes is over 255", name.len()))?;
+        let len = u8::try_from(name.len())
+            .map_err(|_| format!("column name of {} bytes is over 255", name.len()))?;
         let start = self.scratch.len() as u32;
         let b = &mut self.scratch;
         b.push(len);
@@ -197,15 +201,26 @@ impl RowBuilder {
             }
             ValueRef::Json(s) => push_text(b, JSON, s),
         }
-        self.index.push((start, u32::from(len), self.scratch.len() as u32));
+        self.index
+            .push((start, u32::from(len), self.scratch.len() as u32));
         Ok(())
     }
 
     /// The value of a pushed column (the last one pushed under that name).
     pub fn get(&self, name: &str) -> Option<ValueRef<'_>> {
-        self.index.iter().rev().find(|&&(s, n, _)| &self.scratch[s as usize + 1..(s + 1 + n) as usize] == name.as_bytes()).and_then(|&(s, _, e)| {
-            Fields { bytes: &self.scratch[s as usize..e as usize] }.next().map(|(_, v)| v)
-        })
+        self.index
+            .iter()
+            .rev()
+            .find(|&&(s, n, _)| {
+                &self.scratch[s as usize + 1..(s + 1 + n) as usize] == name.as_bytes()
+            })
+            .and_then(|&(s, _, e)| {
+                Fields {
+                    bytes: &self.scratch[s as usize..e as usize],
+                }
+                .next()
+                .map(|(_, v)| v)
+            })
     }
 
     fn name(&self, &(s, n, _): &(u32, u32, u32)) -> &[u8] {
@@ -218,10 +233,14 @@ impl RowBuilder {
         index.sort_by(|a, b| self.name(a).cmp(self.name(b)));
         self.out.clear();
         for (i, entry) in index.iter().enumerate() {
-            if index.get(i + 1).is_some_and(|next| self.name(next) == self.name(entry)) {
+            if index
+                .get(i + 1)
+                .is_some_and(|next| self.name(next) == self.name(entry))
+            {
                 continue;
             }
-            self.out.extend_from_slice(&self.scratch[entry.0 as usize..entry.2 as usize]);
+            self.out
+                .extend_from_slice(&self.scratch[entry.0 as usize..entry.2 as usize]);
         }
         self.index = index;
         Row(Arc::from(&self.out[..]))
@@ -256,8 +275,16 @@ mod tests {
     fn rows_sort_columns_and_keep_the_last_repeat() {
         let mut b = RowBuilder::default();
         b.push("z", ValueRef::Int(1)).unwrap();
-        b.push("a", ValueRef::Str("x".repeat(200).as_str())).unwrap();
-        b.push("m", ValueRef::Decimal(Decimal { mantissa: -5, scale: 1 })).unwrap();
+        b.push("a", ValueRef::Str("x".repeat(200).as_str()))
+            .unwrap();
+        b.push(
+            "m",
+            ValueRef::Decimal(Decimal {
+                mantissa: -5,
+                scale: 1,
+            }),
+        )
+        .unwrap();
         b.push("z", ValueRef::Null).unwrap();
         assert_eq!(b.get("z"), Some(ValueRef::Null));
         let row = b.finish_row();

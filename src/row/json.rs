@@ -37,7 +37,10 @@ impl Serialize for JsonValue<'_> {
     }
 }
 
-fn fields<'a, S: Serializer>(s: S, it: impl Iterator<Item = (&'a str, ValueRef<'a>)>) -> Result<S::Ok, S::Error> {
+fn fields<'a, S: Serializer>(
+    s: S,
+    it: impl Iterator<Item = (&'a str, ValueRef<'a>)>,
+) -> Result<S::Ok, S::Error> {
     let mut map = s.serialize_map(None)?;
     for (name, value) in it {
         map.serialize_entry(name, &JsonValue(value))?;

@@ -52,11 +52,19 @@ pub fn parse_date(text: &str) -> Option<i32> {
 /// instead of `T`, or no offset meaning UTC) into nanoseconds since the epoch.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
     let b = text.as_bytes();
-    if b.len() < 19 || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 19
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let days = i64::from(parse_date(&text[..10])?);
-    let (h, mi, s) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    let (h, mi, s) = (
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    );
     if h > 23 || mi > 59 || s > 60 {
         return None;
     }
@@ -107,7 +115,12 @@ pub fn format_timestamp(nanos: i64) -> String {
     let frac = nanos.rem_euclid(1_000_000_000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
-    let mut out = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", sod / 3600, sod % 3600 / 60, sod % 60);
+    let mut out = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    );
     if frac != 0 {
         let f = format!("{frac:09}");
         out.push('.');
@@ -136,8 +149,17 @@ mod tests {
         assert_eq!(parse_timestamp("2026-03-01T07:00:00-0500"), Some(a));
         assert_eq!(a, 1_772_366_400 * 1_000_000_000);
         assert_eq!(format_timestamp(a + 500_000_000), "2026-03-01T12:00:00.5Z");
-        assert_eq!(parse_timestamp("2026-03-01T12:00:00.123456789Z").unwrap() - a, 123_456_789);
-        for bad in ["2026-03-01", "2026-13-01T00:00:00Z", "2026-03-01T12:00:00+2", "yesterday", "2026-03-01T12:00:00.Z"] {
+        assert_eq!(
+            parse_timestamp("2026-03-01T12:00:00.123456789Z").unwrap() - a,
+            123_456_789
+        );
+        for bad in [
+            "2026-03-01",
+            "2026-13-01T00:00:00Z",
+            "2026-03-01T12:00:00+2",
+            "yesterday",
+            "2026-03-01T12:00:00.Z",
+        ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
         assert_eq!(parse_date("1970-01-02"), Some(1));

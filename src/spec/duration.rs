@@ -25,7 +25,9 @@ impl std::str::FromStr for Duration {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (digits, unit) = text.split_at(split);
         let value: u64 = digits
             .parse()
@@ -35,20 +37,27 @@ impl std::str::FromStr for Duration {
             "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
-            other => return Err(format!("unknown duration unit `{other}` in `{text}`: use ms, s, m or h")),
+            other => {
+                return Err(format!(
+                    "unknown duration unit `{other}` in `{text}`: use ms, s, m or h"
+                ))
+            }
         };
-        value.checked_mul(factor).map(Duration).ok_or_else(|| format!("duration `{text}` is too large"))
+        value
+            .checked_mul(factor)
+            .map(Duration)
+            .ok_or_else(|| format!("duration `{text}` is too large"))
     }
 }
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0;
-        if ms != 0 && ms % 3_600_000 == 0 {
+        if ms != 0 && ms.is_multiple_of(3_600_000) {
             write!(f, "{}h", ms / 3_600_000)
-        } else if ms != 0 && ms % 60_000 == 0 {
+        } else if ms != 0 && ms.is_multiple_of(60_000) {
             write!(f, "{}m", ms / 60_000)
-        } else if ms != 0 && ms % 1_000 == 0 {
+        } else if ms != 0 && ms.is_multiple_of(1_000) {
             write!(f, "{}s", ms / 1_000)
         } else {
             write!(f, "{ms}ms")
@@ -74,7 +83,9 @@ impl<'de> Deserialize<'de> for Duration {
                 v.parse().map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-                u64::try_from(v).map(Duration).map_err(|_| E::custom("a duration cannot be negative"))
+                u64::try_from(v)
+                    .map(Duration)
+                    .map_err(|_| E::custom("a duration cannot be negative"))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
                 Ok(Duration(v))
@@ -90,7 +101,14 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        for (text, ms, shown) in [("250ms", 250, "250ms"), ("5s", 5000, "5s"), ("2m", 120_000, "2m"), ("1h", 3_600_000, "1h"), ("0", 0, "0ms"), ("1500", 1500, "1500ms")] {
+        for (text, ms, shown) in [
+            ("250ms", 250, "250ms"),
+            ("5s", 5000, "5s"),
+            ("2m", 120_000, "2m"),
+            ("1h", 3_600_000, "1h"),
+            ("0", 0, "0ms"),
+            ("1500", 1500, "1500ms"),
+        ] {
             let d: Duration = text.parse().unwrap();
             assert_eq!(d.as_millis(), ms, "{text}");
             assert_eq!(d.to_string(), shown);

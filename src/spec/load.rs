@@ -6,13 +6,23 @@ use std::path::Path;
 
 /// Reads and validates the spec at `path`, reporting every problem found at once.
 pub fn load(path: &Path) -> Result<Spec, SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SpecError::new(path, vec![Problem::new("", format!("cannot read the spec: {e}"))]))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        SpecError::new(
+            path,
+            vec![Problem::new("", format!("cannot read the spec: {e}"))],
+        )
+    })?;
     load_str(&text).map_err(|problems| SpecError::new(path, problems))
 }
 
 /// Parses and validates spec text; on failure returns every problem found.
 pub fn load_str(text: &str) -> Result<Spec, Vec<Problem>> {
-    let mut tree: toml::Value = toml::from_str(text).map_err(|e| vec![Problem::new("", format!("not valid TOML: {}", e.message().trim()))])?;
+    let mut tree: toml::Value = toml::from_str(text).map_err(|e| {
+        vec![Problem::new(
+            "",
+            format!("not valid TOML: {}", e.message().trim()),
+        )]
+    })?;
     let mut problems = Vec::new();
     // Structural errors: record each, remove the offending entry and try again, so that
     // one typo does not hide the next. A missing required field cannot be repaired.
@@ -20,7 +30,12 @@ pub fn load_str(text: &str) -> Result<Spec, Vec<Problem>> {
         match serde_path_to_error::deserialize::<_, Spec>(tree.clone()) {
             Ok(spec) => break Some(spec),
             Err(err) => {
-                let mut path: Vec<String> = err.path().iter().map(|s| s.to_string()).filter(|s| s != "?").collect();
+                let mut path: Vec<String> = err
+                    .path()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .filter(|s| s != "?")
+                    .collect();
                 let message = err.inner().message().to_string();
                 if let Some(field) = unknown_field(&message) {
                     if path.last().map(String::as_str) != Some(field) {
@@ -28,7 +43,11 @@ pub fn load_str(text: &str) -> Result<Spec, Vec<Problem>> {
                     }
                 }
                 problems.push(Problem::new(&path.join("."), message.clone()));
-                if message.starts_with("missing field") || path.is_empty() || !remove(&mut tree, &path) || problems.len() > 50 {
+                if message.starts_with("missing field")
+                    || path.is_empty()
+                    || !remove(&mut tree, &path)
+                    || problems.len() > 50
+                {
                     break None;
                 }
             }
@@ -55,7 +74,9 @@ fn unknown_field(message: &str) -> Option<&str> {
 
 /// Removes the entry at `path`; false when there is none.
 fn remove(tree: &mut toml::Value, path: &[String]) -> bool {
-    let Some((last, parents)) = path.split_last() else { return false };
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
     let mut node = tree;
     for part in parents {
         node = match node {

@@ -16,7 +16,10 @@ pub struct Problem {
 impl Problem {
     /// A problem at `path`.
     pub fn new(path: &str, message: impl Into<String>) -> Self {
-        Problem { path: path.to_string(), message: message.into() }
+        Problem {
+            path: path.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -42,7 +45,10 @@ pub struct SpecError {
 impl SpecError {
     /// The problems of the spec at `file`.
     pub fn new(file: &Path, problems: Vec<Problem>) -> Self {
-        SpecError { file: file.to_path_buf(), problems }
+        SpecError {
+            file: file.to_path_buf(),
+            problems,
+        }
     }
 }
 
@@ -65,21 +71,44 @@ impl std::error::Error for SpecError {}
 pub fn validate(spec: &Spec) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut err = |path: &str, message: String| problems.push(Problem::new(path, message));
-    if spec.entity.is_empty() || !spec.entity.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
-        err("entity", format!("`{}` is not a valid entity name: use letters, digits, `_`, `-` or `.`", spec.entity));
+    if spec.entity.is_empty()
+        || !spec
+            .entity
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    {
+        err(
+            "entity",
+            format!(
+                "`{}` is not a valid entity name: use letters, digits, `_`, `-` or `.`",
+                spec.entity
+            ),
+        );
     }
     if spec.key.is_empty() {
-        err("key", "name at least one key column, e.g. `key = [\"id\"]`".into());
+        err(
+            "key",
+            "name at least one key column, e.g. `key = [\"id\"]`".into(),
+        );
     }
     for (i, k) in spec.key.iter().enumerate() {
         if k.is_empty() || k.len() > 255 {
-            err(&format!("key.{i}"), "a key column name must be 1 to 255 bytes".into());
+            err(
+                &format!("key.{i}"),
+                "a key column name must be 1 to 255 bytes".into(),
+            );
         }
         if spec.key[..i].contains(k) {
-            err(&format!("key.{i}"), format!("key column `{k}` is listed twice"));
+            err(
+                &format!("key.{i}"),
+                format!("key column `{k}` is listed twice"),
+            );
         }
         if spec.compare.ignore.contains(k) {
-            err("compare.ignore", format!("key column `{k}` cannot be ignored"));
+            err(
+                "compare.ignore",
+                format!("key column `{k}` cannot be ignored"),
+            );
         }
     }
     if spec.time_resolution.as_millis() == 0 {
@@ -95,28 +124,46 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
         let path = format!("fields.{name}");
         if let Some(scale) = field.scale {
             if field.kind != FieldKind::Decimal {
-                err(&format!("{path}.scale"), "`scale` applies to `type = \"decimal\"` only".into());
+                err(
+                    &format!("{path}.scale"),
+                    "`scale` applies to `type = \"decimal\"` only".into(),
+                );
             } else if scale > 38 {
-                err(&format!("{path}.scale"), format!("scale {scale} is over the maximum of 38"));
+                err(
+                    &format!("{path}.scale"),
+                    format!("scale {scale} is over the maximum of 38"),
+                );
             }
         }
         if let Some(t) = field.tolerance {
             if !(t.is_finite() && t >= 0.0) {
-                err(&format!("{path}.tolerance"), "must be a finite number at least 0".into());
+                err(
+                    &format!("{path}.tolerance"),
+                    "must be a finite number at least 0".into(),
+                );
             }
             if matches!(field.kind, FieldKind::Timestamp | FieldKind::Date) {
-                err(&format!("{path}.tolerance"), "tolerance applies to numeric columns only".into());
+                err(
+                    &format!("{path}.tolerance"),
+                    "tolerance applies to numeric columns only".into(),
+                );
             }
         }
         if spec.key.contains(name) && field.tolerance.is_some() {
-            err(&format!("{path}.tolerance"), "a key column cannot have a tolerance".into());
+            err(
+                &format!("{path}.tolerance"),
+                "a key column cannot have a tolerance".into(),
+            );
         }
     }
     if spec.outputs.partitions == 0 {
         err("outputs.partitions", "must be at least 1".into());
     }
     if spec.kafka.properties.contains_key("bootstrap.servers") {
-        err("kafka.properties.bootstrap.servers", "set `kafka.brokers` instead".into());
+        err(
+            "kafka.properties.bootstrap.servers",
+            "set `kafka.brokers` instead".into(),
+        );
     }
     problems
 }
@@ -125,25 +172,48 @@ fn side_problems(name: &str, side: &Side, err: &mut impl FnMut(&str, String)) {
     let top_level_only = side.format == Format::Upsert;
     if let Some(v) = &side.version {
         if v.is_empty() || v.split('.').any(str::is_empty) {
-            err(&format!("{name}.version"), format!("`{v}` is not a path: write e.g. `source.lsn`"));
+            err(
+                &format!("{name}.version"),
+                format!("`{v}` is not a path: write e.g. `source.lsn`"),
+            );
         } else if top_level_only && v.contains('.') {
-            err(&format!("{name}.version"), format!("an upsert version is a top-level row field, not `{v}`"));
+            err(
+                &format!("{name}.version"),
+                format!("an upsert version is a top-level row field, not `{v}`"),
+            );
         }
     }
     let t = &side.event_time;
     if t != "@timestamp" {
         if t.is_empty() || t.split('.').any(str::is_empty) {
-            err(&format!("{name}.event_time"), format!("`{t}` is not a path: write e.g. `source.ts_ms` or `@timestamp`"));
+            err(
+                &format!("{name}.event_time"),
+                format!("`{t}` is not a path: write e.g. `source.ts_ms` or `@timestamp`"),
+            );
         } else if top_level_only && t.contains('.') {
-            err(&format!("{name}.event_time"), format!("an upsert event time is a top-level row field or `@timestamp`, not `{t}`"));
+            err(
+                &format!("{name}.event_time"),
+                format!("an upsert event time is a top-level row field or `@timestamp`, not `{t}`"),
+            );
         }
     }
     if side.input.topics.is_empty() && side.input.files.is_empty() {
-        err(&format!("{name}.input"), "name `topics = [...]` or `files = [...]` (the command line can override them)".into());
+        err(
+            &format!("{name}.input"),
+            "name `topics = [...]` or `files = [...]` (the command line can override them)".into(),
+        );
     }
     for (i, topic) in side.input.topics.iter().enumerate() {
-        if topic.is_empty() || topic.len() > 249 || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            err(&format!("{name}.input.topics.{i}"), format!("`{topic}` is not a valid Kafka topic name"));
+        if topic.is_empty()
+            || topic.len() > 249
+            || !topic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            err(
+                &format!("{name}.input.topics.{i}"),
+                format!("`{topic}` is not a valid Kafka topic name"),
+            );
         }
     }
 }
