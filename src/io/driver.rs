@@ -14,6 +14,7 @@ use crate::dataflow::{self, DeadLetter, Output, Sink, Stats, Time};
 use crate::spec::Spec;
 use std::sync::Arc;
 use std::time::Duration;
+use timely::dataflow::InputHandleVec;
 
 struct PartState {
     part: Box<dyn Partition>,
@@ -23,6 +24,16 @@ struct PartState {
 
 /// Sizes of the state sampled during a run: `(messages read so far, sizes)`.
 pub type SizeSamples = Vec<(u64, Sizes)>;
+
+/// Moves an input to `least` (its open partitions' least progress), or closes it when
+/// none is open.
+fn advance<D: Clone + 'static>(input: &mut Option<InputHandleVec<Time, D>>, least: Option<Time>) {
+    match (least, input.as_mut()) {
+        (None, _) => *input = None,
+        (Some(t), Some(h)) if *h.time() < t => h.advance_to(t),
+        _ => {}
+    }
+}
 
 /// A rejected message: position, time, reason, key, value (cut), whether cut.
 type Rejected = (u64, Time, String, Option<Vec<u8>>, Option<Vec<u8>>, bool);
@@ -152,28 +163,9 @@ pub fn run_worker(
                 .map(|p| p.progress)
                 .min()
         };
-        for (side, handle) in [(SideId::Source, &mut source), (SideId::Target, &mut target)] {
-            match least(Some(side)) {
-                None => *handle = None,
-                Some(t) => {
-                    if let Some(h) = handle.as_mut() {
-                        if *h.time() < t {
-                            h.advance_to(t);
-                        }
-                    }
-                }
-            }
-        }
-        match least(None) {
-            None => dead = None,
-            Some(t) => {
-                if let Some(h) = dead.as_mut() {
-                    if *h.time() < t {
-                        h.advance_to(t);
-                    }
-                }
-            }
-        }
+        advance(&mut source, least(Some(SideId::Source)));
+        advance(&mut target, least(Some(SideId::Target)));
+        advance(&mut dead, least(None));
         probe.with_frontier(|f| handles.sizes.advance(f));
         if read_total >= next_sample {
             samples.push((read_total, handles.sizes.sizes()));
