@@ -216,6 +216,17 @@ impl Report {
             secs,
             self.events_read() as f64 / secs.max(1e-9)
         );
+        if let Some(rss) = peak_rss_bytes() {
+            let _ = write!(out, ", peak RSS {:.1} MiB", rss as f64 / (1 << 20) as f64);
+        }
         out
     }
+}
+
+/// This process's peak resident set size (`VmHWM`), where `/proc` has it (Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
