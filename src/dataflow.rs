@@ -1,23 +1,23 @@
-//! The drift dataflow (timely + differential), from decoded changes to output records.
+//! The drift dataflow (timely), from decoded changes to output records.
 //!
 //! ```text
-//! source changes ─exchange(key)→ gate ─┐
-//!                                      ├─ concat → arrange_by_key → reduce (drift per key) → grace → outputs
-//! target changes ─exchange(key)→ gate ─┘
+//! source changes ─exchange(key)─┐
+//!                               ├─ sides (both sides' keyed state, drift per key) → grace → sink
+//! target changes ─exchange(key)─┘
 //! ```
 //!
-//! - [`gate`]: per side, the version-gated upsert state (O(keys)), emitting row changes;
-//! - [`drift`]: per key, the outer comparison of both sides: missing, orphan, mismatch;
+//! - [`sides`]: per key, both sides' version-gated rows (O(keys)), compared after every
+//!   event time that touched the key: missing, orphan, mismatch;
 //! - [`grace`]: event-time timers: a difference is reported once it lasted `grace`,
-//!   resolved when it heals, and each open record yields its correction.
+//!   resolved when it heals, and each open record yields its correction;
+//! - [`grace::sink`]: outputs in event-time order on worker 0.
 //!
-//! Timestamps are event times in ms (rounded to the spec's resolution). Because the gate
-//! state is per key and the arrangements are compacted as the frontier advances, memory
+//! Timestamps are event times in ms (rounded to the spec's resolution). State is one
+//! entry per key and changes not yet complete (bounded by `max_read_ahead`), so memory
 //! is proportional to keys, not to history.
 
-pub mod drift;
-pub mod gate;
 pub mod grace;
+pub mod sides;
 pub mod stats;
 
 use crate::cdc::{Change, Origin, SideId};
@@ -81,7 +81,64 @@ pub struct Meta {
     pub ts_ms: u64,
 }
 
-/// The difference for one key at one time.
+/// What the sides operator emits for a key whose sides differ: the kind and the rows.
+///
+/// It is cheap to make and to compare (the rows are shared, not copied) because most
+/// differences are replication lag that heals within grace; the field-level details are
+/// worked out only for the ones that get reported ([`Divergence::details`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    /// What kind of difference.
+    pub kind: DriftKind,
+    /// The source's row, if the source has the key.
+    pub source: Option<SideRow>,
+    /// The target's row, if the target has the key.
+    pub target: Option<SideRow>,
+}
+
+impl Divergence {
+    /// The difference between two sides' rows for a key, if any.
+    pub fn between(
+        rules: &CompareRules,
+        source: Option<&SideRow>,
+        target: Option<&SideRow>,
+    ) -> Option<Divergence> {
+        let kind = match (source, target) {
+            (None, None) => return None,
+            (Some(_), None) => DriftKind::Missing,
+            (None, Some(_)) => DriftKind::Orphan,
+            (Some(s), Some(t)) if rules.equal(&s.row, &t.row) => return None,
+            (Some(_), Some(_)) => DriftKind::Mismatch,
+        };
+        Some(Divergence {
+            kind,
+            source: source.cloned(),
+            target: target.cloned(),
+        })
+    }
+
+    /// The record's details: differing fields, where each side's row came from, and the
+    /// source row (the correction's upsert).
+    pub fn details(&self, rules: &CompareRules) -> DriftState {
+        let meta = |r: &SideRow| Meta {
+            version: r.version,
+            ts_ms: r.ts_ms,
+        };
+        let fields = match (&self.source, &self.target) {
+            (Some(s), Some(t)) => rules.diff(&s.row, &t.row),
+            _ => Vec::new(),
+        };
+        DriftState {
+            kind: self.kind,
+            fields,
+            source: self.source.as_ref().map(meta),
+            target: self.target.as_ref().map(meta),
+            source_row: self.source.as_ref().map(|s| s.row.clone()),
+        }
+    }
+}
+
+/// The difference for one key at one time, as drift records carry it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DriftState {
     /// What kind of difference.
@@ -179,7 +236,7 @@ pub struct Handles {
     /// Progress of the whole dataflow, outputs included.
     pub probe: ProbeHandle<Time>,
     /// Size of the per-side state and arrangements (for tests and metrics).
-    pub sizes: gate::SizeProbe,
+    pub sizes: sides::SizeProbe,
 }
 
 /// Builds the dataflow on a worker. `sink` receives every output, on worker 0 only.
@@ -195,24 +252,16 @@ pub fn build(
     let mut target = InputHandleVec::new();
     let mut dead = InputHandleVec::new();
     let probe = ProbeHandle::new();
-    let sizes = gate::SizeProbe::default();
+    let sizes = sides::SizeProbe::default();
     worker.dataflow::<Time, _, _>(|scope| {
-        let src = gate::gate(
+        let drift = sides::sides(
             source.to_stream(scope),
-            SideId::Source,
-            stats.clone(),
-            sizes.clone(),
-        );
-        let tgt = gate::gate(
             target.to_stream(scope),
-            SideId::Target,
+            rules.clone(),
             stats.clone(),
             sizes.clone(),
         );
-        let arranged = src.concat(tgt).arrange_by_key_named("SideRows");
-        sizes.watch(arranged.trace.clone());
-        let drift = drift::drift(arranged, rules);
-        let outputs = grace::grace(drift.inner, grace_ms, stats.clone());
+        let outputs = grace::grace(drift, rules, grace_ms, stats.clone());
         let all = outputs.concat(dead.to_stream(scope)).exchange(|_| 0);
         grace::sink(all, sink, stats).probe_with(&probe);
     });

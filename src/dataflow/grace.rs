@@ -10,8 +10,10 @@
 //! Corrections follow open records: an upsert of the source row (missing, mismatch) or
 //! a delete (orphan), emitted again only when it would differ from the last one.
 
+use super::sides::DriftUpdate;
 use super::stats::add;
-use super::{Correction, DriftKind, DriftRecord, DriftState, Output, Sink, Stats, Status, Time};
+use super::{Correction, Divergence, DriftKind, DriftRecord, Output, Sink, Stats, Status, Time};
+use crate::row::CompareRules;
 use crate::row::{Key, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,25 +24,41 @@ use timely::dataflow::Stream;
 
 struct Episode {
     since: Time,
-    current: DriftState,
+    current: Divergence,
     reported: bool,
     corrected: Option<(DriftKind, Option<Row>)>,
 }
 
-type Update = ((Key, DriftState), Time, isize);
+/// One worker's episodes and timers, and what the current activation produced.
+struct Episodes {
+    rules: Arc<CompareRules>,
+    stats: Arc<Stats>,
+    grace_ms: u64,
+    open: HashMap<Key, Episode>,
+    timers: BTreeMap<Time, Vec<Key>>,
+    out: Vec<(Output, Time)>,
+    lags: Vec<u64>,
+}
 
-/// Turns the drift collection's updates into drift records and corrections.
+/// Turns the drift updates into drift records and corrections.
 pub fn grace<'s>(
-    drift: Stream<'s, Time, Vec<Update>>,
+    drift: Stream<'s, Time, Vec<(DriftUpdate, Time)>>,
+    rules: Arc<CompareRules>,
     grace_ms: u64,
     stats: Arc<Stats>,
 ) -> Stream<'s, Time, Vec<(Output, Time)>> {
     drift.unary_frontier(Pipeline, "Grace", move |_, _| {
-        let mut pending: BTreeMap<Time, Vec<(Key, DriftState, isize)>> = BTreeMap::new();
-        let mut timers: BTreeMap<Time, Vec<Key>> = BTreeMap::new();
-        let mut episodes: HashMap<Key, Episode> = HashMap::new();
+        let mut pending: BTreeMap<Time, Vec<DriftUpdate>> = BTreeMap::new();
         let mut held: Option<Capability<Time>> = None;
-        let mut lags = Vec::new();
+        let mut eps = Episodes {
+            rules,
+            stats,
+            grace_ms,
+            open: HashMap::new(),
+            timers: BTreeMap::new(),
+            out: Vec::new(),
+            lags: Vec::new(),
+        };
         move |(input, frontier), output| {
             input.for_each(|cap, data| {
                 if let Some(c) = cap.retain_least(0) {
@@ -48,16 +66,16 @@ pub fn grace<'s>(
                         held = Some(c);
                     }
                 }
-                for ((key, state), time, diff) in data.drain(..) {
-                    pending.entry(time).or_default().push((key, state, diff));
+                for (update, time) in data.drain(..) {
+                    pending.entry(time).or_default().push(update);
                 }
             });
             let Some(cap) = held.as_mut() else { return };
             let done = |t: Time| !frontier.less_equal(&t);
-            let mut out: Vec<(Output, Time)> = Vec::new();
             loop {
                 let next_data = pending.keys().next().copied().filter(|&t| done(t));
-                let next_timer = timers
+                let next_timer = eps
+                    .timers
                     .keys()
                     .next()
                     .copied()
@@ -69,56 +87,30 @@ pub fn grace<'s>(
                     (None, Some(t)) => t,
                 };
                 if next_data == Some(now) {
-                    let mut updates = pending.remove(&now).unwrap_or_default();
-                    updates.sort();
-                    let mut i = 0;
-                    while i < updates.len() {
-                        let key = updates[i].0.clone();
-                        let mut new_state = None;
-                        while i < updates.len() && updates[i].0 == key {
-                            let (_, state, diff) = &updates[i];
-                            if *diff > 0 {
-                                new_state = Some(state.clone());
-                            }
-                            i += 1;
-                        }
-                        change(
-                            &mut episodes,
-                            &mut timers,
-                            &mut out,
-                            &stats,
-                            &mut lags,
-                            key,
-                            new_state,
-                            now,
-                            grace_ms,
-                        );
+                    // One update per key and time (the sides operator's contract).
+                    for (key, new) in pending.remove(&now).unwrap_or_default() {
+                        eps.change(key, new, now);
                     }
                 }
                 if next_timer == Some(now) {
-                    for key in timers.remove(&now).unwrap_or_default() {
-                        if let Some(ep) = episodes.get_mut(&key) {
-                            if !ep.reported && ep.since + grace_ms == now {
-                                ep.reported = true;
-                                stats.add_open(ep.current.kind, 1);
-                                open(&mut out, ep, key, now);
-                            }
-                        }
+                    for key in eps.timers.remove(&now).unwrap_or_default() {
+                        eps.fire(key, now);
                     }
                 }
             }
-            out.sort_by_key(|(_, t)| *t);
-            for chunk in out.chunk_by(|a, b| a.1 == b.1) {
+            eps.out.sort_by_key(|(_, t)| *t);
+            for chunk in eps.out.chunk_by(|a, b| a.1 == b.1) {
                 let c = cap.delayed(&chunk[0].1);
                 output.session(&c).give_iterator(chunk.iter().cloned());
             }
-            stats.record_sync_lag(&lags);
-            lags.clear();
+            eps.out.clear();
+            eps.stats.record_sync_lag(&eps.lags);
+            eps.lags.clear();
             let next = pending
                 .keys()
                 .next()
                 .into_iter()
-                .chain(timers.keys().next())
+                .chain(eps.timers.keys().next())
                 .min()
                 .copied();
             match next {
@@ -129,67 +121,76 @@ pub fn grace<'s>(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn change(
-    episodes: &mut HashMap<Key, Episode>,
-    timers: &mut BTreeMap<Time, Vec<Key>>,
-    out: &mut Vec<(Output, Time)>,
-    stats: &Stats,
-    lags: &mut Vec<u64>,
-    key: Key,
-    new_state: Option<DriftState>,
-    now: Time,
-    grace_ms: u64,
-) {
-    match (episodes.get_mut(&key), new_state) {
-        (None, None) => {}
-        (None, Some(state)) => {
-            timers.entry(now + grace_ms).or_default().push(key.clone());
-            episodes.insert(
-                key,
-                Episode {
+impl Episodes {
+    /// The key's divergence is now `new` (`None`: back in sync).
+    fn change(&mut self, key: Key, new: Option<Divergence>, now: Time) {
+        match (self.open.get_mut(&key), new) {
+            (None, None) => {}
+            (None, Some(current)) => {
+                let timers = self.timers.entry(now + self.grace_ms).or_default();
+                timers.push(key.clone());
+                let episode = Episode {
                     since: now,
-                    current: state,
+                    current,
                     reported: false,
                     corrected: None,
-                },
-            );
-        }
-        (Some(ep), Some(state)) => {
-            if ep.current != state {
+                };
+                self.open.insert(key, episode);
+            }
+            (Some(ep), Some(current)) => {
+                if ep.current != current {
+                    if ep.reported {
+                        self.stats.add_open(ep.current.kind, -1);
+                        self.stats.add_open(current.kind, 1);
+                        ep.current = current;
+                        report(&mut self.out, &self.rules, ep, key, now);
+                    } else {
+                        ep.current = current;
+                    }
+                }
+            }
+            (Some(_), None) => {
+                let ep = self.open.remove(&key).expect("present");
+                self.lags.push(now - ep.since);
                 if ep.reported {
-                    stats.add_open(ep.current.kind, -1);
-                    stats.add_open(state.kind, 1);
-                    ep.current = state;
-                    open(out, ep, key, now);
-                } else {
-                    ep.current = state;
+                    self.stats.add_open(ep.current.kind, -1);
+                    let record = DriftRecord {
+                        key,
+                        status: Status::Resolved,
+                        drift: ep.current.details(&self.rules),
+                        since: ep.since,
+                        reported: now,
+                        resolved: Some(now),
+                    };
+                    self.out.push((Output::Drift(record), now));
                 }
             }
         }
-        (Some(_), None) => {
-            let ep = episodes.remove(&key).expect("present");
-            lags.push(now - ep.since);
-            if ep.reported {
-                stats.add_open(ep.current.kind, -1);
-                let record = DriftRecord {
-                    key,
-                    status: Status::Resolved,
-                    drift: ep.current,
-                    since: ep.since,
-                    reported: now,
-                    resolved: Some(now),
-                };
-                out.push((Output::Drift(record), now));
+    }
+
+    /// The grace timer set when `key`'s episode began fires at `now`.
+    fn fire(&mut self, key: Key, now: Time) {
+        if let Some(ep) = self.open.get_mut(&key) {
+            if !ep.reported && ep.since + self.grace_ms == now {
+                ep.reported = true;
+                self.stats.add_open(ep.current.kind, 1);
+                report(&mut self.out, &self.rules, ep, key, now);
             }
         }
     }
 }
 
-fn open(out: &mut Vec<(Output, Time)>, ep: &mut Episode, key: Key, now: Time) {
+/// An `open` record for a reported episode, after its correction if that changed.
+fn report(
+    out: &mut Vec<(Output, Time)>,
+    rules: &CompareRules,
+    ep: &mut Episode,
+    key: Key,
+    now: Time,
+) {
     let fix = match ep.current.kind {
         DriftKind::Orphan => (DriftKind::Orphan, None),
-        kind => (kind, ep.current.source_row.clone()),
+        kind => (kind, ep.current.source.as_ref().map(|s| s.row.clone())),
     };
     // A kind change between missing and mismatch keeps the same upsert: not re-emitted.
     if ep.corrected.as_ref().map(|(_, r)| r) != Some(&fix.1) {
@@ -206,7 +207,7 @@ fn open(out: &mut Vec<(Output, Time)>, ep: &mut Episode, key: Key, now: Time) {
     let record = DriftRecord {
         key,
         status: Status::Open,
-        drift: ep.current.clone(),
+        drift: ep.current.details(rules),
         since: ep.since,
         reported: now,
         resolved: None,

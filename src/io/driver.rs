@@ -8,7 +8,7 @@
 
 use super::{Partition, Poll};
 use crate::cdc::{Decoded, Decoder, SideId};
-use crate::dataflow::gate::Sizes;
+use crate::dataflow::sides::Sizes;
 use crate::dataflow::stats::add;
 use crate::dataflow::{self, DeadLetter, Output, Sink, Stats, Time};
 use crate::spec::Spec;
@@ -166,7 +166,6 @@ pub fn run_worker(
         advance(&mut source, least(Some(SideId::Source)));
         advance(&mut target, least(Some(SideId::Target)));
         advance(&mut dead, least(None));
-        probe.with_frontier(|f| handles.sizes.advance(f));
         if read_total >= next_sample {
             samples.push((read_total, handles.sizes.sizes()));
             next_sample = read_total + sample_every;
@@ -183,7 +182,6 @@ pub fn run_worker(
     drop((source, target, dead));
     while !probe.done() {
         worker.step_or_park(Some(Duration::from_millis(1)));
-        probe.with_frontier(|f| handles.sizes.advance(f));
     }
     if let Some(e) = stats.sink_error() {
         anyhow::bail!("writing outputs failed: {e}");

@@ -49,6 +49,35 @@ impl CompareRules {
     /// The differing columns of two rows, in name order; empty when they are equal.
     pub fn diff(&self, source: &Row, target: &Row) -> Vec<FieldDiff> {
         let mut out = Vec::new();
+        self.walk(source, target, |name, sv, tv| {
+            out.push(FieldDiff {
+                field: name.to_string(),
+                source: sv.map(ValueRef::to_owned),
+                target: tv.map(ValueRef::to_owned),
+            });
+            true
+        });
+        out
+    }
+
+    /// Whether two rows are equal under the rules (as `diff(..).is_empty()`, without
+    /// allocating: this runs after every change).
+    pub fn equal(&self, source: &Row, target: &Row) -> bool {
+        let mut equal = true;
+        self.walk(source, target, |_, _, _| {
+            equal = false;
+            false
+        });
+        equal
+    }
+
+    /// Calls `differs` on each differing column in name order while it returns true.
+    fn walk<'r>(
+        &self,
+        source: &'r Row,
+        target: &'r Row,
+        mut differs: impl FnMut(&'r str, Option<ValueRef<'r>>, Option<ValueRef<'r>>) -> bool,
+    ) {
         let mut s = source.fields().peekable();
         let mut t = target.fields().peekable();
         loop {
@@ -81,13 +110,10 @@ impl CompareRules {
             if self.ignore.contains(name) || self.same(name, sv, tv) {
                 continue;
             }
-            out.push(FieldDiff {
-                field: name.to_string(),
-                source: sv.map(ValueRef::to_owned),
-                target: tv.map(ValueRef::to_owned),
-            });
+            if !differs(name, sv, tv) {
+                break;
+            }
         }
-        out
     }
 
     fn same(&self, name: &str, a: Option<ValueRef<'_>>, b: Option<ValueRef<'_>>) -> bool {

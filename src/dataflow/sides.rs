@@ -1,0 +1,208 @@
+//! Both sides' keyed state behind the version gate, and the drift of each key it implies.
+//!
+//! Per key it keeps each side's current row (or a remembered delete) and its version. A
+//! change whose version is not greater is a duplicate or a stale redelivery: counted,
+//! ignored. Deletes are remembered so an older insert cannot resurrect a row. State is
+//! one entry per key ever seen, whatever the length of the history.
+//!
+//! Changes are applied in event-time order, one completed time at a time (when both
+//! inputs' frontiers have passed it), so the drift at every time is that of the two
+//! sides' rows at that time, whatever order the partitions were read in. After each
+//! time, every key it touched is compared, and a key whose drift changed yields one
+//! update `(key, Some(drift))` or `(key, None)` (back in sync) at that time: the drift
+//! as an upsert stream, which the grace operator consumes.
+//!
+//! Why not `arrange_by_key` + `reduce`: that was the first version. On the file-mode
+//! benchmark it spent over half its time replaying per-key histories, copying keys and
+//! merging batches, and it held every row twice (gate and arrangement); one hash map
+//! lookup per change does the same work (BENCHMARKS.md), and its state is what a
+//! checkpoint has to write.
+
+use super::stats::add;
+use super::{Divergence, SideRow, Stats, Time};
+use crate::cdc::{Change, SideId};
+use crate::row::{CompareRules, Key};
+use differential_dataflow::hashable::Hashable;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+/// A key's drift after a time: `Some` while its sides differ, `None` once they agree.
+pub type DriftUpdate = (Key, Option<Divergence>);
+
+/// One side's state for a key: the last applied version and its row (`None`: deleted).
+struct SideEntry {
+    version: u64,
+    current: Option<SideRow>,
+}
+
+#[derive(Default)]
+struct KeyState {
+    sides: [Option<SideEntry>; 2],
+    /// Whether the key's last emitted drift was `Some`.
+    drifting: bool,
+    /// Whether the key is in this time's list of touched keys.
+    touched: bool,
+}
+
+/// Applies both sides' changes by key and emits each key's drift when it changes.
+pub fn sides<'s>(
+    source: Stream<'s, Time, Vec<(Change, Time)>>,
+    target: Stream<'s, Time, Vec<(Change, Time)>>,
+    rules: Arc<CompareRules>,
+    stats: Arc<Stats>,
+    sizes: SizeProbe,
+) -> Stream<'s, Time, Vec<(DriftUpdate, Time)>> {
+    let by_key = || Exchange::new(|(c, _): &(Change, Time)| c.key.hashed());
+    source.binary_frontier(target, by_key(), by_key(), "Sides", move |_, _| {
+        let mut pending: BTreeMap<Time, Vec<(SideId, Change)>> = BTreeMap::new();
+        let mut state: HashMap<Key, KeyState> = HashMap::new();
+        let mut held: Option<Capability<Time>> = None;
+        let mut touched: Vec<Key> = Vec::new();
+        move |(source, source_frontier), (target, target_frontier), output| {
+            for (side, input) in [(SideId::Source, source), (SideId::Target, target)] {
+                input.for_each(|cap, data| {
+                    if let Some(c) = cap.retain_least(0) {
+                        if held.as_ref().is_none_or(|h| c.time() < h.time()) {
+                            held = Some(c);
+                        }
+                    }
+                    for (change, time) in data.drain(..) {
+                        pending.entry(time).or_default().push((side, change));
+                    }
+                });
+            }
+            let Some(cap) = held.as_mut() else { return };
+            let done = |t: &Time| {
+                !source_frontier.less_equal(t) && !target_frontier.less_equal(t)
+            };
+            let mut counts = [[0u64; 3]; 2];
+            while let Some(entry) = pending.first_entry() {
+                if !done(entry.key()) {
+                    break;
+                }
+                let (time, changes) = entry.remove_entry();
+                for (side, change) in changes {
+                    let Change {
+                        key,
+                        version,
+                        time_ms,
+                        row,
+                    } = change;
+                    let ks = match state.get_mut(&key) {
+                        Some(ks) => ks,
+                        None => state.entry(key.clone()).or_default(),
+                    };
+                    let outcome = apply(&mut ks.sides[side as usize], side, version, time_ms, time, row);
+                    counts[side as usize][outcome as usize] += 1;
+                    if outcome == Outcome::Applied && !ks.touched {
+                        ks.touched = true;
+                        touched.push(key);
+                    }
+                }
+                let at = cap.delayed(&time);
+                let mut session = output.session(&at);
+                for key in touched.drain(..) {
+                    let ks = state.get_mut(&key).expect("touched keys are in the state");
+                    ks.touched = false;
+                    let row = |s: SideId| ks.sides[s as usize].as_ref()?.current.as_ref();
+                    let drift = Divergence::between(&rules, row(SideId::Source), row(SideId::Target));
+                    if drift.is_some() || ks.drifting {
+                        ks.drifting = drift.is_some();
+                        session.give(((key, drift), time));
+                    }
+                }
+            }
+            for side in SideId::BOTH {
+                let [applied, duplicate, stale] = counts[side as usize];
+                let c = stats.side(side);
+                add(&c.applied, applied);
+                add(&c.duplicate, duplicate);
+                add(&c.stale, stale);
+            }
+            match pending.keys().next() {
+                Some(t) => cap.downgrade(t),
+                None => held = None,
+            }
+            let mut s = sizes.inner.borrow_mut();
+            s.keys = state.len();
+            s.pending = pending.values().map(Vec::len).sum();
+        }
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Applied = 0,
+    Duplicate = 1,
+    Stale = 2,
+}
+
+/// The version gate for one side of one key.
+fn apply(
+    entry: &mut Option<SideEntry>,
+    side: SideId,
+    version: Option<u64>,
+    time_ms: Option<u64>,
+    time: Time,
+    row: Option<crate::row::Row>,
+) -> Outcome {
+    let version = match (entry.as_ref(), version) {
+        (None, v) => v.unwrap_or(0),
+        (Some(old), Some(v)) if v > old.version => v,
+        (Some(old), Some(v)) if v == old.version => return Outcome::Duplicate,
+        (Some(_), Some(_)) => return Outcome::Stale,
+        // No version (an upsert delete): applies after whatever the key holds.
+        (Some(old), None) if row.is_none() && old.current.is_none() => {
+            return Outcome::Duplicate
+        }
+        (Some(old), None) => old.version,
+    };
+    *entry = Some(SideEntry {
+        version,
+        current: row.map(|row| SideRow {
+            side,
+            version,
+            ts_ms: time_ms.unwrap_or(time),
+            row,
+        }),
+    });
+    Outcome::Applied
+}
+
+#[derive(Default)]
+struct SizeInner {
+    keys: usize,
+    pending: usize,
+}
+
+/// Sizes of a worker's state, for the state-stays-flat test and metrics.
+#[derive(Clone, Default)]
+pub struct SizeProbe {
+    inner: Rc<RefCell<SizeInner>>,
+}
+
+/// A snapshot of a worker's state sizes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sizes {
+    /// Keys held (seen on either side, deletes included).
+    pub keys: usize,
+    /// Changes received but not yet applied (their time is not complete).
+    pub pending: usize,
+}
+
+impl SizeProbe {
+    /// Current sizes.
+    pub fn sizes(&self) -> Sizes {
+        let inner = self.inner.borrow();
+        Sizes {
+            keys: inner.keys,
+            pending: inner.pending,
+        }
+    }
+}
