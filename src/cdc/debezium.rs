@@ -1,6 +1,6 @@
 //! Debezium change events (JSON), bare or in Kafka Connect's `schema`/`payload` wrapper.
 
-use super::json::{as_millis, as_u64, lookup, Scalar};
+use super::json::{as_millis, as_u64, lookup, lookup_many, Scalar};
 use super::logical::{decode_row, SchemaTypes};
 use super::{key, Change, DecodeError, Decoded, Decoder, Message};
 use serde::Deserialize;
@@ -38,6 +38,28 @@ impl<'a> Envelope<'a> {
             "before" => self.before,
             _ => None,
         }
+    }
+
+    /// The version's and the event time's values, in one pass over their part when they
+    /// share one (as `source.lsn` and `source.ts_ms` do).
+    fn positions(
+        &self,
+        version: Option<&[String]>,
+        time: Option<&[String]>,
+    ) -> Result<[Option<Scalar<'a>>; 2], DecodeError> {
+        if let (Some(v), Some(t)) = (version, time) {
+            if v.len() > 1 && t.len() > 1 && v[0] == t[0] {
+                let mut out = [None, None];
+                if let Some(raw) = self.part(&v[0]) {
+                    lookup_many(raw, &[&v[1..], &t[1..]], &mut out).map_err(|e| {
+                        DecodeError::new(format!("`{}`: {e}", v[0]))
+                    })?;
+                }
+                return Ok(out);
+            }
+        }
+        let one = |p: Option<&[String]>| p.map(|p| self.lookup(p)).transpose();
+        Ok([one(version)?.flatten(), one(time)?.flatten()])
     }
 
     fn lookup(&self, path: &[String]) -> Result<Option<Scalar<'a>>, DecodeError> {
@@ -108,11 +130,12 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
             key::from_row(d, &image)?
         }
     };
+    let [version_value, time_value] =
+        env.positions(d.version.as_deref(), d.event_time.as_deref())?;
     let version = match &d.version {
         None => None,
         Some(path) => {
-            let v = env
-                .lookup(path)?
+            let v = version_value
                 .ok_or_else(|| DecodeError::new(format!("no version at `{}`", path.join("."))))?;
             Some(as_u64(&v).ok_or_else(|| {
                 DecodeError::new(format!(
@@ -132,7 +155,7 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
                 })?,
         ),
         Some(path) => {
-            let v = env.lookup(path)?.ok_or_else(|| {
+            let v = time_value.ok_or_else(|| {
                 DecodeError::new(format!("no event time at `{}`", path.join(".")))
             })?;
             Some(as_millis(&v).ok_or_else(|| {

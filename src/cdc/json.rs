@@ -102,6 +102,29 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
     }
 }
 
+/// An object key, borrowed from the input unless it has escapes. (`Cow<str>`'s own
+/// `Deserialize` always allocates, which on the hot path is one allocation per column.)
+pub struct Name<'a>(pub Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// Looks up `path` (object keys) below `raw`; `Ok(None)` when absent.
 pub fn lookup<'a>(
     raw: &'a RawValue,
@@ -132,7 +155,7 @@ impl<'de> Visitor<'de> for PathSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
             if found.is_none() && key == self.path[0].as_str() {
                 found = if self.path.len() == 1 {
                     Some(map.next_value::<Scalar<'de>>()?)
@@ -168,6 +191,92 @@ impl<'de> Visitor<'de> for PathSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(None)
+    }
+}
+
+/// Looks up several paths below `raw` in one pass: `out[i]` receives `paths[i]`'s value
+/// (left `None` when absent). Versions and event times usually sit side by side in
+/// Debezium's `source` block; this reads it once instead of once per path.
+pub fn lookup_many<'a>(
+    raw: &'a RawValue,
+    paths: &[&[String]],
+    out: &mut [Option<Scalar<'a>>],
+) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    ManySeed { paths, out }.deserialize(&mut de)
+}
+
+struct ManySeed<'p, 'o, 'de> {
+    paths: &'p [&'p [String]],
+    out: &'o mut [Option<Scalar<'de>>],
+}
+
+impl<'de> DeserializeSeed<'de> for ManySeed<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ManySeed<'_, '_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
+            let n = self.paths.len();
+            let wanted = |out: &[Option<Scalar<'de>>], i: usize| {
+                let p = self.paths[i];
+                !p.is_empty() && p[0] == key.as_ref() && out[i].is_none()
+            };
+            let hits = (0..n).filter(|&i| wanted(self.out, i));
+            let (any, deep) = hits.fold((false, false), |(_, d), i| {
+                (true, d || self.paths[i].len() > 1)
+            });
+            if !any {
+                map.next_value::<IgnoredAny>()?;
+            } else if !deep {
+                let v: Scalar<'de> = map.next_value()?;
+                for i in 0..n {
+                    if wanted(self.out, i) {
+                        self.out[i] = Some(v.clone());
+                    }
+                }
+            } else {
+                // Deeper paths (and any ending here): look each up in the value's text.
+                let raw: &'de RawValue = map.next_value()?;
+                for i in 0..n {
+                    if wanted(self.out, i) {
+                        let found = lookup(raw, &self.paths[i][1..]).map_err(de::Error::custom)?;
+                        self.out[i] = found;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
     }
 }
 

@@ -301,7 +301,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         f.write_str("a row image (a JSON object)")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(super::json::Name(name)) = map.next_key()? {
             if self.columns.drop.contains(name.as_ref()) {
                 map.next_value::<IgnoredAny>()?;
                 continue;
