@@ -2,7 +2,7 @@
 //!
 //! `cargo bench --bench file_mode -- [--events N] [--keys K] [--partitions P]
 //! [--rounds R] [--workers 1,2]` generates (once, cached under `target/bench-data`) an
-//! orders dataset of bare Debezium events of about 550 bytes, split by key into `P`
+//! orders dataset of bare Debezium events of about 600 bytes, split by key into `P`
 //! files per side like Kafka partitions, then runs, round after round, the baseline and
 //! the engine at each worker count, each in a child process of its own so that its peak
 //! resident memory is its own. It prints medians and ratios as a Markdown table.
@@ -92,7 +92,7 @@ fn main() {
 fn real_main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let dir = args.data.join(format!(
-        "orders-{}ev-{}k-{}p",
+        "orders-{}ev-{}k-{}p-v2",
         args.events, args.keys, args.partitions
     ));
     let files = |side: &str| -> Vec<PathBuf> {
@@ -194,6 +194,7 @@ fn prepare(args: &Args, dir: &Path) -> anyhow::Result<[u64; 3]> {
         events: args.events,
         keys: args.keys,
         wrapped: false,
+        note_len: 140,
         ..GenConfig::default()
     });
     for (side, lines) in [("source", &g.source), ("target", &g.target)] {

@@ -11,6 +11,11 @@
 //! - [`demo`]: the embedded default job with generated, fault-injected data.
 //! - [`cli`]: the command line.
 
+/// The hash map of the hot paths: foldhash (fast, seeded per process) instead of SipHash.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The hash set of the hot paths (see [`FastMap`]).
+pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 pub mod cdc;
 pub mod cli;
 pub mod commands;

@@ -10,7 +10,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visi
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use crate::{FastMap, FastSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -30,8 +31,8 @@ pub enum Kind {
 /// The spec's column declarations for one side.
 #[derive(Debug, Clone, Default)]
 pub struct ColumnTypes {
-    kinds: HashMap<String, Kind>,
-    drop: HashSet<String>,
+    kinds: FastMap<String, Kind>,
+    drop: FastSet<String>,
 }
 
 impl ColumnTypes {
@@ -65,7 +66,7 @@ impl ColumnTypes {
                 .cloned()
                 .collect()
         } else {
-            HashSet::new()
+            FastSet::default()
         };
         ColumnTypes { kinds, drop }
     }
@@ -93,7 +94,7 @@ impl ColumnTypes {
 }
 
 /// Column kinds read from a Debezium message schema.
-pub type SchemaTypes = HashMap<String, Kind>;
+pub type SchemaTypes = FastMap<String, Kind>;
 
 /// Parsed Debezium schemas by their text: wrapped messages repeat the same schema.
 #[derive(Default)]
@@ -130,7 +131,7 @@ impl SchemaCache {
                     .iter()
                     .find(|f| f.field.as_deref() == Some("before"))
             });
-        let mut types = SchemaTypes::new();
+        let mut types = SchemaTypes::default();
         for col in image.map(|i| i.fields.as_slice()).unwrap_or_default() {
             let (Some(field), Some(name)) = (&col.field, &col.name) else {
                 continue;

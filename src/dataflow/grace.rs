@@ -15,7 +15,8 @@ use super::stats::add;
 use super::{Correction, Divergence, DriftKind, DriftRecord, Output, Sink, Stats, Status, Time};
 use crate::row::CompareRules;
 use crate::row::{Key, Row};
-use std::collections::{BTreeMap, HashMap};
+use crate::FastMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -34,7 +35,7 @@ struct Episodes {
     rules: Arc<CompareRules>,
     stats: Arc<Stats>,
     grace_ms: u64,
-    open: HashMap<Key, Episode>,
+    open: FastMap<Key, Episode>,
     timers: BTreeMap<Time, Vec<Key>>,
     out: Vec<(Output, Time)>,
     lags: Vec<u64>,
@@ -54,7 +55,7 @@ pub fn grace<'s>(
             rules,
             stats,
             grace_ms,
-            open: HashMap::new(),
+            open: FastMap::default(),
             timers: BTreeMap::new(),
             out: Vec::new(),
             lags: Vec::new(),

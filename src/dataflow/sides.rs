@@ -24,7 +24,8 @@ use crate::cdc::{Change, SideId};
 use crate::row::{CompareRules, Key};
 use differential_dataflow::hashable::Hashable;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use crate::FastMap;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Exchange;
@@ -61,7 +62,7 @@ pub fn sides<'s>(
     let by_key = || Exchange::new(|(c, _): &(Change, Time)| c.key.hashed());
     source.binary_frontier(target, by_key(), by_key(), "Sides", move |_, _| {
         let mut pending: BTreeMap<Time, Vec<(SideId, Change)>> = BTreeMap::new();
-        let mut state: HashMap<Key, KeyState> = HashMap::new();
+        let mut state: FastMap<Key, KeyState> = FastMap::default();
         let mut held: Option<Capability<Time>> = None;
         let mut touched: Vec<Key> = Vec::new();
         move |(source, source_frontier), (target, target_frontier), output| {

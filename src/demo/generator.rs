@@ -33,6 +33,9 @@ pub struct GenConfig {
     pub p_duplicate: f64,
     /// Probability that an old replica event is redelivered.
     pub p_redeliver: f64,
+    /// Length of every order's free-text `note` (0: an occasional short note). The
+    /// benchmark sets it to make events the size of real ones (about 600 bytes).
+    pub note_len: usize,
     /// Wrap source events in Kafka Connect's `schema`/`payload` envelope (Decimal bytes,
     /// MicroTimestamp); otherwise bare events with the same encodings.
     pub wrapped: bool,
@@ -53,6 +56,7 @@ impl Default for GenConfig {
             p_duplicate: 0.01,
             p_redeliver: 0.005,
             wrapped: true,
+            note_len: 0,
         }
     }
 }
@@ -172,15 +176,13 @@ pub fn generate(cfg: &GenConfig) -> Generated {
         let id = rng.gen_range(1..=cfg.keys as i64);
         let existing = source.get(&id).cloned();
         let (op, row) = match existing {
-            None => ('c', Some(new_order(&mut rng, t))),
+            None => ('c', Some(new_order(&mut rng, t, cfg.note_len))),
             Some(_) if rng.gen_bool(0.05) => ('d', None),
             Some(mut o) => {
                 o.status = STATUSES[rng.gen_range(0..STATUSES.len())];
                 o.cents += rng.gen_range(-500..=500);
                 o.items = rng.gen_range(1..10);
-                o.note = rng
-                    .gen_bool(0.3)
-                    .then(|| format!("note {}", rng.gen_range(0..1000)));
+                o.note = note(&mut rng, cfg.note_len);
                 o.updated_us = (t * 1000) as i64 + rng.gen_range(0..1000);
                 ('u', Some(o))
             }
@@ -240,7 +242,7 @@ pub fn generate(cfg: &GenConfig) -> Generated {
         }
         if rng.gen_bool(cfg.p_extra) {
             extra_id += 1;
-            let o = new_order(&mut rng, t);
+            let o = new_order(&mut rng, t, cfg.note_len);
             replica_lsn += 1;
             let mut line = String::with_capacity(600);
             event(
@@ -298,13 +300,32 @@ fn emit_replica(
     }
 }
 
-fn new_order(rng: &mut SmallRng, t: u64) -> Order {
+/// A note: short and occasional, or always `len` characters of text.
+fn note(rng: &mut SmallRng, len: usize) -> Option<String> {
+    const WORDS: [&str; 8] = [
+        "leave", "at", "the", "door", "gift", "wrap", "please", "call",
+    ];
+    if len == 0 {
+        return rng
+            .gen_bool(0.3)
+            .then(|| format!("note {}", rng.gen_range(0..1000)));
+    }
+    let mut text = format!("note {}", rng.gen_range(0..1000));
+    while text.len() < len {
+        text.push(' ');
+        text.push_str(WORDS[rng.gen_range(0..WORDS.len())]);
+    }
+    text.truncate(len);
+    Some(text)
+}
+
+fn new_order(rng: &mut SmallRng, t: u64, note_len: usize) -> Order {
     Order {
         customer_id: rng.gen_range(1..50_000),
         status: "pending",
         cents: rng.gen_range(100..100_000),
         items: rng.gen_range(1..10),
-        note: None,
+        note: (note_len > 0).then(|| note(rng, note_len)).flatten(),
         updated_us: (t * 1000) as i64 + rng.gen_range(0..1000),
     }
 }

@@ -3,7 +3,7 @@
 use super::{Decimal, Row, Value, ValueRef};
 use crate::spec::Spec;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use crate::{FastMap, FastSet};
 
 /// One differing column. `None` means the column is absent on that side.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -19,8 +19,8 @@ pub struct FieldDiff {
 /// The comparison rules of one spec, prepared for the hot path.
 #[derive(Debug, Clone, Default)]
 pub struct CompareRules {
-    ignore: HashSet<String>,
-    tolerance: HashMap<String, (f64, Option<Decimal>)>,
+    ignore: FastSet<String>,
+    tolerance: FastMap<String, (f64, Option<Decimal>)>,
     null_equals_absent: bool,
 }
 
