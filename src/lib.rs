@@ -16,6 +16,7 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomS
 /// The hash set of the hot paths (see [`FastMap`]).
 pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
+pub mod alloc;
 pub mod cdc;
 pub mod cli;
 pub mod commands;
