@@ -188,7 +188,11 @@ fn prepare(args: &Args, dir: &Path) -> anyhow::Result<[u64; 3]> {
     if let Ok(text) = std::fs::read_to_string(&truth_path) {
         return Ok(serde_json::from_str(&text)?);
     }
-    eprintln!("generating {} source events into {}", args.events, dir.display());
+    eprintln!(
+        "generating {} source events into {}",
+        args.events,
+        dir.display()
+    );
     std::fs::create_dir_all(dir)?;
     let g = generate(&GenConfig {
         events: args.events,
@@ -249,7 +253,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn print_table(roles: &[String], results: &BTreeMap<String, Vec<Measured>>, truth: &[u64; 3]) {
-    let rate = |r: &str| median(results[r].iter().map(|m| m.events as f64 / m.secs).collect());
+    let rate = |r: &str| {
+        median(
+            results[r]
+                .iter()
+                .map(|m| m.events as f64 / m.secs)
+                .collect(),
+        )
+    };
     let rss = |r: &str| median(results[r].iter().map(|m| m.peak_rss as f64).collect());
     let (base_rate, base_rss) = (rate("baseline"), rss("baseline"));
     let first = &results["baseline"][0];
@@ -259,7 +270,9 @@ fn print_table(roles: &[String], results: &BTreeMap<String, Vec<Measured>>, trut
         first.bytes as f64 / 1e6,
         first.bytes as f64 / first.events as f64
     );
-    println!("| run | events/s (median) | MB/s | peak RSS | speed vs baseline | memory vs baseline |");
+    println!(
+        "| run | events/s (median) | MB/s | peak RSS | speed vs baseline | memory vs baseline |"
+    );
     println!("|---|---|---|---|---|---|");
     for role in roles {
         let (r, m) = (rate(role), rss(role));

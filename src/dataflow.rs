@@ -235,7 +235,7 @@ pub struct Handles {
     pub dead: InputHandleVec<Time, (Output, Time)>,
     /// Progress of the whole dataflow, outputs included.
     pub probe: ProbeHandle<Time>,
-    /// Size of the per-side state and arrangements (for tests and metrics).
+    /// Size of the keyed state (for tests and metrics).
     pub sizes: sides::SizeProbe,
 }
 

@@ -5,7 +5,7 @@
 //! - [`spec`]: the job spec (one TOML file per synchronized entity), validated up front.
 //! - [`cdc`]: decoders from Debezium / upsert messages to keyed, versioned changes.
 //! - [`row`]: canonical rows, normalisation and field-level comparison.
-//! - [`dataflow`]: the timely + differential dataflow: version gates, drift, grace, corrections.
+//! - [`dataflow`]: the timely dataflow: keyed state of both sides, drift, grace, corrections.
 //! - [`io`]: inputs (files, generators) read so their event times advance together; outputs.
 //! - [`run`]: a whole job: workers, inputs, dataflow, outputs, summary.
 //! - [`demo`]: the embedded default job with generated, fault-injected data.

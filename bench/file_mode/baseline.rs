@@ -80,7 +80,10 @@ fn same(source: &Value, target: &Value) -> bool {
     };
     let fields = s.keys().chain(t.keys()).filter(|k| *k != "_synced_at");
     fields.into_iter().all(|f| {
-        let (a, b) = (&s.get(f).unwrap_or(&Value::Null), &t.get(f).unwrap_or(&Value::Null));
+        let (a, b) = (
+            &s.get(f).unwrap_or(&Value::Null),
+            &t.get(f).unwrap_or(&Value::Null),
+        );
         match f.as_str() {
             "amount" => match (amount(a), amount(b)) {
                 (Some(x), Some(y)) => (x - y).abs() <= 0.005 + 1e-9,

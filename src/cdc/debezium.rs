@@ -51,9 +51,8 @@ impl<'a> Envelope<'a> {
             if v.len() > 1 && t.len() > 1 && v[0] == t[0] {
                 let mut out = [None, None];
                 if let Some(raw) = self.part(&v[0]) {
-                    lookup_many(raw, &[&v[1..], &t[1..]], &mut out).map_err(|e| {
-                        DecodeError::new(format!("`{}`: {e}", v[0]))
-                    })?;
+                    lookup_many(raw, &[&v[1..], &t[1..]], &mut out)
+                        .map_err(|e| DecodeError::new(format!("`{}`: {e}", v[0])))?;
                 }
                 return Ok(out);
             }

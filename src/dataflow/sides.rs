@@ -22,9 +22,9 @@ use super::stats::add;
 use super::{Divergence, SideRow, Stats, Time};
 use crate::cdc::{Change, SideId};
 use crate::row::{CompareRules, Key};
+use crate::FastMap;
 use differential_dataflow::hashable::Hashable;
 use std::cell::RefCell;
-use crate::FastMap;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -79,9 +79,7 @@ pub fn sides<'s>(
                 });
             }
             let Some(cap) = held.as_mut() else { return };
-            let done = |t: &Time| {
-                !source_frontier.less_equal(t) && !target_frontier.less_equal(t)
-            };
+            let done = |t: &Time| !source_frontier.less_equal(t) && !target_frontier.less_equal(t);
             let mut counts = [[0u64; 3]; 2];
             while let Some(entry) = pending.first_entry() {
                 if !done(entry.key()) {
@@ -99,7 +97,14 @@ pub fn sides<'s>(
                         Some(ks) => ks,
                         None => state.entry(key.clone()).or_default(),
                     };
-                    let outcome = apply(&mut ks.sides[side as usize], side, version, time_ms, time, row);
+                    let outcome = apply(
+                        &mut ks.sides[side as usize],
+                        side,
+                        version,
+                        time_ms,
+                        time,
+                        row,
+                    );
                     counts[side as usize][outcome as usize] += 1;
                     if outcome == Outcome::Applied && !ks.touched {
                         ks.touched = true;
@@ -112,7 +117,8 @@ pub fn sides<'s>(
                     let ks = state.get_mut(&key).expect("touched keys are in the state");
                     ks.touched = false;
                     let row = |s: SideId| ks.sides[s as usize].as_ref()?.current.as_ref();
-                    let drift = Divergence::between(&rules, row(SideId::Source), row(SideId::Target));
+                    let drift =
+                        Divergence::between(&rules, row(SideId::Source), row(SideId::Target));
                     if drift.is_some() || ks.drifting {
                         ks.drifting = drift.is_some();
                         session.give(((key, drift), time));
@@ -159,9 +165,7 @@ fn apply(
         (Some(old), Some(v)) if v == old.version => return Outcome::Duplicate,
         (Some(_), Some(_)) => return Outcome::Stale,
         // No version (an upsert delete): applies after whatever the key holds.
-        (Some(old), None) if row.is_none() && old.current.is_none() => {
-            return Outcome::Duplicate
-        }
+        (Some(old), None) if row.is_none() && old.current.is_none() => return Outcome::Duplicate,
         (Some(old), None) => old.version,
     };
     *entry = Some(SideEntry {

@@ -2,8 +2,8 @@
 
 use super::{Decimal, Row, Value, ValueRef};
 use crate::spec::Spec;
-use serde::{Deserialize, Serialize};
 use crate::{FastMap, FastSet};
+use serde::{Deserialize, Serialize};
 
 /// One differing column. `None` means the column is absent on that side.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
