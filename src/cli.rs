@@ -74,9 +74,51 @@ pub struct RunArgs {
     /// Write drift.jsonl, corrections.jsonl and dlq.jsonl to this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Kafka bootstrap servers, instead of the spec's `kafka.brokers`.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Read the source from this topic instead of the spec's (repeatable).
+    #[arg(long = "source-topic")]
+    pub source_topic: Vec<String>,
+    /// Read the target from this topic instead of the spec's (repeatable).
+    #[arg(long = "target-topic")]
+    pub target_topic: Vec<String>,
+    /// Write drift records to this topic.
+    #[arg(long = "drift-topic")]
+    pub drift_topic: Option<String>,
+    /// Write corrections to this topic.
+    #[arg(long = "corrections-topic")]
+    pub corrections_topic: Option<String>,
+    /// Write dead letters to this topic.
+    #[arg(long = "dlq-topic")]
+    pub dlq_topic: Option<String>,
+    /// Read every input partition from its earliest offset (the default while no
+    /// checkpoint is given; overrides `--start-offset`).
+    #[arg(long = "from-beginning")]
+    pub from_beginning: bool,
+    /// Start one partition at an offset: `TOPIC:PARTITION:OFFSET` (repeatable).
+    #[arg(long = "start-offset", value_parser = parse_start_offset)]
+    pub start_offset: Vec<(String, i32, i64)>,
+    /// Read each partition up to its high watermark at start, then end time (report
+    /// every pending difference, deliver everything, exit), as with files.
+    #[arg(long = "stop-at-end")]
+    pub stop_at_end: bool,
     /// Cluster options.
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+fn parse_start_offset(text: &str) -> Result<(String, i32, i64), String> {
+    let mut parts = text.rsplitn(3, ':');
+    let (offset, partition, topic) = (parts.next(), parts.next(), parts.next());
+    match (topic, partition.map(str::parse), offset.map(str::parse)) {
+        (Some(t), Some(Ok(p)), Some(Ok(o))) if !t.is_empty() && p >= 0 && o >= 0 => {
+            Ok((t.to_string(), p, o))
+        }
+        _ => Err(format!(
+            "`{text}` is not TOPIC:PARTITION:OFFSET (e.g. orders:0:1500)"
+        )),
+    }
 }
 
 /// Options of `demo`.

@@ -30,27 +30,74 @@ fn resolved(spec: &Spec) -> Spec {
     s
 }
 
-/// `driftwatch run SPEC`.
+/// `driftwatch run SPEC`: file mode when files are given (here or in the spec), else Kafka.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let spec = spec::load(&args.spec)?;
-    let pick = |cli: &[PathBuf], side: &spec::Side, name: &str| -> anyhow::Result<Vec<PathBuf>> {
-        if !cli.is_empty() {
-            return Ok(cli.to_vec());
+    let mut spec = spec::load(&args.spec)?;
+    let files = |cli: &[PathBuf], side: &spec::Side| -> Vec<PathBuf> {
+        if cli.is_empty() {
+            side.input.files.iter().map(PathBuf::from).collect()
+        } else {
+            cli.to_vec()
         }
-        if !side.input.files.is_empty() {
-            return Ok(side.input.files.iter().map(PathBuf::from).collect());
-        }
-        anyhow::bail!("the {name} reads Kafka topics {:?}, which this build cannot consume yet: give --{name}-file PATH to run over a dump", side.input.topics)
     };
-    let source = pick(&args.source_file, &spec.source, "source")?;
-    let target = pick(&args.target_file, &spec.target, "target")?;
-    let out = args
-        .out
-        .clone()
-        .or_else(|| spec.outputs.dir.as_ref().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("out").join(&spec.entity));
-    let report = crate::run::run_files(&spec, &args.cluster.cluster(), source, target, &out)?;
+    let source = files(&args.source_file, &spec.source);
+    let target = files(&args.target_file, &spec.target);
+    let cluster = args.cluster.cluster();
+    if source.is_empty() != target.is_empty() {
+        let (with, without) = if source.is_empty() {
+            ("target", "source")
+        } else {
+            ("source", "target")
+        };
+        anyhow::bail!("the {with} reads files but the {without} does not: give --{without}-file PATH too (mixing files and Kafka is not supported)");
+    }
+    if !source.is_empty() {
+        let out = args
+            .out
+            .clone()
+            .or_else(|| spec.outputs.dir.as_ref().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("out").join(&spec.entity));
+        let report = crate::run::run_files(&spec, &cluster, source, target, &out)?;
+        eprintln!("{}", report.summary());
+        eprintln!("outputs in {}", out.display());
+        return Ok(());
+    }
+    if !args.source_topic.is_empty() {
+        spec.source.input.topics = args.source_topic.clone();
+    }
+    if !args.target_topic.is_empty() {
+        spec.target.input.topics = args.target_topic.clone();
+    }
+    for (slot, value) in [
+        (&mut spec.outputs.drift_topic, &args.drift_topic),
+        (&mut spec.outputs.corrections_topic, &args.corrections_topic),
+        (&mut spec.outputs.dlq_topic, &args.dlq_topic),
+    ] {
+        if value.is_some() {
+            slot.clone_from(value);
+        }
+    }
+    if let Some(b) = &args.brokers {
+        spec.kafka.brokers = Some(b.clone());
+    }
+    for (name, side) in [("source", &spec.source), ("target", &spec.target)] {
+        if side.input.topics.is_empty() {
+            anyhow::bail!("the {name} has no input: give --{name}-topic TOPIC or --{name}-file PATH");
+        }
+    }
+    let starts = if args.from_beginning {
+        Default::default()
+    } else {
+        args.start_offset
+            .iter()
+            .map(|(t, p, o)| ((t.clone(), *p), *o))
+            .collect()
+    };
+    let options = crate::run::KafkaOptions {
+        starts,
+        stop_at_end: args.stop_at_end,
+    };
+    let report = crate::run::run_kafka(&spec, &cluster, options)?;
     eprintln!("{}", report.summary());
-    eprintln!("outputs in {}", out.display());
     Ok(())
 }

@@ -223,6 +223,10 @@ pub enum Output {
 pub trait Sink: 'static {
     /// All outputs at event time `time`, in a deterministic order.
     fn emit(&mut self, time: Time, outputs: &[Output]) -> anyhow::Result<()>;
+    /// Time has ended (every input closed): deliver whatever is still buffered.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// The inputs and progress handles of one worker's dataflow.

@@ -2,12 +2,14 @@
 //! and renderings of output records.
 //!
 //! - [`file`]: JSONL files as partitions, and the file output directory;
+//! - [`kafka`]: Kafka partitions as inputs, topics as outputs, topic administration;
 //! - [`render`]: the JSON shapes of drift records, corrections and dead letters;
 //! - [`driver`]: the per-worker read loop (pick the input furthest behind, pause the
 //!   ones that run ahead, clamp late events to their partition's progress).
 
 pub mod driver;
 pub mod file;
+pub mod kafka;
 pub mod render;
 
 use crate::cdc::{Message, Origin, SideId};
@@ -31,4 +33,10 @@ pub trait Partition: Send {
     fn poll(&mut self, max: usize, f: &mut dyn FnMut(&Message<'_>, u64)) -> anyhow::Result<Poll>;
     /// Where the message at `position` came from.
     fn origin(&self, position: u64) -> Origin;
+    /// When idle: an event time (ms) the partition vouches for although nothing new was
+    /// read, because it is caught up (a Kafka partition at its high watermark: the wall
+    /// clock less the skew allowance). `None` holds the partition's time where it is.
+    fn heartbeat(&mut self) -> Option<u64> {
+        None
+    }
 }

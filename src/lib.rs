@@ -8,6 +8,8 @@
 //! - [`dataflow`]: the timely dataflow: keyed state of both sides, drift, grace, corrections.
 //! - [`io`]: inputs (files, generators) read so their event times advance together; outputs.
 //! - [`run`]: a whole job: workers, inputs, dataflow, outputs, summary.
+//! - [`shutdown`]: SIGINT/SIGTERM stop a live job without ending event time.
+//! - [`alloc`]: the global allocator (mimalloc), and why.
 //! - [`demo`]: the embedded default job with generated, fault-injected data.
 //! - [`cli`]: the command line.
 
@@ -25,4 +27,5 @@ pub mod demo;
 pub mod io;
 pub mod row;
 pub mod run;
+pub mod shutdown;
 pub mod spec;

@@ -152,6 +152,76 @@ pub fn run_files(
     Ok(report)
 }
 
+/// Kafka-mode options beyond the spec.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaOptions {
+    /// Start offsets by (topic, partition); others start at the earliest offset.
+    pub starts: std::collections::BTreeMap<(String, i32), i64>,
+    /// Read up to the high watermarks seen at start, then end time and exit.
+    pub stop_at_end: bool,
+}
+
+/// Runs `spec` on Kafka: its input topics in, its output topics (created when missing)
+/// out. Runs until SIGINT/SIGTERM, or with `stop_at_end` until the inputs' ends.
+pub fn run_kafka(spec: &Spec, cluster: &Cluster, options: KafkaOptions) -> anyhow::Result<Report> {
+    use crate::io::kafka::{admin, config::KafkaConfig, sink, source::KafkaInputs};
+    let config = KafkaConfig::new(spec, None)?;
+    let mut inputs = KafkaInputs::discover(
+        config.clone(),
+        &spec.source.input.topics,
+        &spec.target.input.topics,
+        spec.kafka.clock_skew.as_millis(),
+    )?;
+    inputs.starts = options.starts;
+    inputs.stop_at_end = options.stop_at_end;
+    let topics = sink::OutputTopics {
+        drift: spec.drift_topic(),
+        corrections: spec.corrections_topic(),
+        dlq: spec.dlq_topic(),
+    };
+    if cluster.process == 0 {
+        let partitions = spec.outputs.partitions as i32;
+        let out = |name, compact| admin::OutputTopic {
+            name,
+            partitions,
+            compact,
+        };
+        admin::ensure_topics(
+            &config,
+            &[
+                out(&topics.drift, true),
+                out(&topics.corrections, true),
+                out(&topics.dlq, false),
+            ],
+        )?;
+    }
+    crate::shutdown::install()?;
+    let entity = spec.entity.clone();
+    let sink: SinkFactory = Arc::new(move || {
+        match sink::KafkaSink::new(&config, &entity, topics.clone()) {
+            Ok(s) => Box::new(s) as Box<dyn Sink>,
+            Err(e) => Box::new(FailedSink(format!("{e:#}"))),
+        }
+    });
+    let inputs = Arc::new(inputs);
+    execute(
+        spec,
+        cluster,
+        Arc::new(move |index, peers| inputs.open(index, peers)),
+        Some(sink),
+        u64::MAX,
+    )
+}
+
+/// A sink that could not be made: its first emit reports why.
+struct FailedSink(String);
+
+impl Sink for FailedSink {
+    fn emit(&mut self, _: crate::dataflow::Time, _: &[crate::dataflow::Output]) -> anyhow::Result<()> {
+        anyhow::bail!("{}", self.0)
+    }
+}
+
 impl Report {
     /// Messages read over both sides.
     pub fn events_read(&self) -> u64 {

@@ -205,7 +205,7 @@ impl Default for Outputs {
 }
 
 /// Kafka client settings.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Kafka {
     /// Bootstrap servers, `host:port[,host:port…]`.
@@ -215,8 +215,21 @@ pub struct Kafka {
     /// form `${VAR}` is read from the environment at start and never logged.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// Consumer group under which read offsets are committed, for standard lag tools
+    /// (default `driftwatch.<entity>`). Partitions are assigned statically, never by the
+    /// group, and the job does not resume from these offsets.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// How far behind the wall clock a caught-up partition's event time is held, to
+    /// allow for clock skew between the databases and this host, e.g. `"2s"`. An idle,
+    /// caught-up input advances with the wall clock less this, so grace still fires.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew: Duration,
 }
 
+fn default_clock_skew() -> Duration {
+    Duration::from_millis(2_000)
+}
 fn default_grace() -> Duration {
     Duration::from_millis(5_000)
 }
@@ -229,6 +242,17 @@ fn default_read_ahead() -> Duration {
 fn default_max_message_bytes() -> usize {
     1 << 20
 }
+impl Default for Kafka {
+    fn default() -> Self {
+        Kafka {
+            brokers: None,
+            properties: BTreeMap::new(),
+            group_id: None,
+            clock_skew: default_clock_skew(),
+        }
+    }
+}
+
 fn default_partitions() -> u32 {
     1
 }
@@ -267,5 +291,13 @@ impl Spec {
             .dlq_topic
             .clone()
             .unwrap_or_else(|| format!("driftwatch.{}.dlq", self.entity))
+    }
+
+    /// The consumer group for offset commits.
+    pub fn group_id(&self) -> String {
+        self.kafka
+            .group_id
+            .clone()
+            .unwrap_or_else(|| format!("driftwatch.{}", self.entity))
     }
 }

@@ -228,7 +228,7 @@ pub fn sink<'s>(
         "Sink",
         move |_, _| {
             let mut stash: BTreeMap<Time, Vec<Output>> = BTreeMap::new();
-            let mut failed = false;
+            let (mut failed, mut finished) = (false, false);
             move |(input, frontier), _output| {
                 input.for_each(|_cap, data| {
                     for (o, t) in data.drain(..) {
@@ -251,6 +251,15 @@ pub fn sink<'s>(
                     if let (Some(s), false) = (sink.as_mut(), failed) {
                         if let Err(e) = s.emit(time, &outputs) {
                             // The sink remembers its error; the job reports it at the end.
+                            failed = true;
+                            stats.set_sink_error(format!("{e:#}"));
+                        }
+                    }
+                }
+                if frontier.is_empty() && !finished {
+                    finished = true;
+                    if let (Some(s), false) = (sink.as_mut(), failed) {
+                        if let Err(e) = s.finish() {
                             failed = true;
                             stats.set_sink_error(format!("{e:#}"));
                         }

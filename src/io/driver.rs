@@ -41,6 +41,9 @@ type Rejected = (u64, Time, String, Option<Vec<u8>>, Option<Vec<u8>>, bool);
 /// Messages polled from one partition per round.
 const BATCH: usize = 1024;
 
+/// The longest a worker sleeps when none of its partitions has anything to read.
+const IDLE_PARK: Duration = Duration::from_millis(20);
+
 /// Builds the dataflow on this worker, reads its partitions to the end, and waits until
 /// every output is delivered. Returns samples of the state's size.
 pub fn run_worker(
@@ -78,22 +81,23 @@ pub fn run_worker(
     let mut read_total = 0u64;
     let mut next_sample = sample_every;
     let mut rejected: Vec<Rejected> = Vec::new();
+    let mut idle_rounds = 0u64;
     loop {
         if let Some(e) = stats.sink_error() {
             anyhow::bail!("writing outputs failed: {e}");
         }
         let frontier = probe.with_frontier(|f| f.first().copied());
-        // The partition furthest behind that is not too far ahead of the dataflow.
-        let pick = parts
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| {
+        // Partitions not too far ahead of the dataflow, furthest behind first; read the
+        // first that has anything. Idle ones may vouch for a later time (heartbeat).
+        let mut order: Vec<usize> = (0..parts.len())
+            .filter(|&i| {
+                let p = &parts[i];
                 !p.done && frontier.is_none_or(|f| p.progress <= f.saturating_add(ahead))
             })
-            .min_by_key(|(_, p)| p.progress)
-            .map(|(i, _)| i);
+            .collect();
+        order.sort_by_key(|&i| parts[i].progress);
         let mut worked = false;
-        if let Some(i) = pick {
+        for i in order {
             let state = &mut parts[i];
             let side = state.part.side();
             let decoder = &mut decoders[side as usize];
@@ -130,8 +134,12 @@ pub fn run_worker(
                     }
                 }
             })?;
+            if poll == Poll::Idle {
+                if let Some(t) = state.part.heartbeat() {
+                    progress = progress.max(t - t % resolution);
+                }
+            }
             state.progress = progress;
-            worked = read > 0;
             let c = stats.side(side);
             add(&c.read, read);
             add(&c.skipped, skipped);
@@ -150,9 +158,12 @@ pub fn run_worker(
                     dead.send((Output::DeadLetter(letter), time));
                 }
             }
-            match poll {
-                Poll::Done => state.done = true,
-                Poll::Idle | Poll::Ready => {}
+            if poll == Poll::Done {
+                state.done = true;
+            }
+            if read > 0 {
+                worked = true;
+                break;
             }
         }
         // Each input's time is the least progress of its open partitions.
@@ -173,10 +184,22 @@ pub fn run_worker(
         if parts.iter().all(|p| p.done) {
             break;
         }
+        if crate::shutdown::requested() {
+            // Stop without ending time: drop the dataflow instead of draining it.
+            for id in worker.installed_dataflows() {
+                worker.drop_dataflow(id);
+            }
+            samples.push((read_total, handles.sizes.sizes()));
+            return Ok(samples);
+        }
         if worked {
+            idle_rounds = 0;
             worker.step();
         } else {
-            worker.step_or_park(Some(Duration::from_millis(1)));
+            // Nothing to read: back off up to IDLE_PARK so an idle job costs ~no CPU.
+            idle_rounds = (idle_rounds + 1).min(64);
+            let park = Duration::from_micros(500 * idle_rounds).min(IDLE_PARK);
+            worker.step_or_park(Some(park));
         }
     }
     drop((source, target, dead));

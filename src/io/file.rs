@@ -136,6 +136,10 @@ impl FileOutputs {
 }
 
 impl Sink for FileOutputs {
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.flush()
+    }
+
     fn emit(&mut self, _time: Time, outputs: &[Output]) -> anyhow::Result<()> {
         let mut guard = self
             .inner

@@ -1,0 +1,12 @@
+//! Kafka: partitions as inputs, topics as outputs, and topic administration.
+//!
+//! - [`config`]: client settings from the spec (brokers, properties, `${VAR}` secrets);
+//! - [`admin`]: input topic metadata, creation of missing output topics;
+//! - [`source`]: statically assigned partitions read through per-partition queues;
+//! - [`sink`]: drift, corrections and dead letters produced idempotently, every
+//!   delivery checked.
+
+pub mod admin;
+pub mod config;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,290 @@
+//! Kafka partitions as inputs: one consumer per worker, one queue per assigned partition.
+//!
+//! Partitions are assigned statically: every (side, topic, partition) of the job is
+//! numbered, and worker `i` of `n` (over all processes) takes those numbered `i mod n`,
+//! so the same input lands on the same worker in every run. There is no group
+//! rebalancing; the group id only carries offset commits for lag tools (auto-committed
+//! from offsets stored after each read).
+//!
+//! Each partition's queue is split off the consumer so the driver can read the
+//! partition furthest behind in event time. A partition that has read up to its high
+//! watermark vouches for the wall clock less `clock_skew` ([`Partition::heartbeat`]), so
+//! idle inputs do not stall grace, and a lagging one holds reporting back.
+
+use super::config::KafkaConfig;
+use crate::cdc::{Message, Origin, SideId};
+use crate::io::{Partition, Poll};
+use anyhow::Context as _;
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
+use rdkafka::message::Message as _;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Where to start reading a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The earliest offset still in the log.
+    Earliest,
+    /// A given offset.
+    At(i64),
+}
+
+/// One input partition of the job.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Side fed by the topic.
+    pub side: SideId,
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+}
+
+/// What the Kafka partitions of a job share: client settings, start offsets, bounds.
+#[derive(Debug, Clone)]
+pub struct KafkaInputs {
+    /// Client settings.
+    pub config: KafkaConfig,
+    /// Every input partition of the job, in assignment order.
+    pub partitions: Vec<TopicPartition>,
+    /// Start offsets by (topic, partition); others start at the earliest offset.
+    pub starts: BTreeMap<(String, i32), i64>,
+    /// Stop at the high watermarks seen at start (time then ends, as with files).
+    pub stop_at_end: bool,
+    /// Event-time allowance for clock skew, in ms.
+    pub clock_skew_ms: u64,
+}
+
+impl KafkaInputs {
+    /// Lists the partitions of the source and target topics.
+    pub fn discover(
+        config: KafkaConfig,
+        source: &[String],
+        target: &[String],
+        clock_skew_ms: u64,
+    ) -> anyhow::Result<Self> {
+        let mut partitions = Vec::new();
+        for (side, topics) in [(SideId::Source, source), (SideId::Target, target)] {
+            let counts = super::admin::partitions(&config, topics)?;
+            for (topic, n) in topics.iter().zip(counts) {
+                partitions.extend((0..n).map(|partition| TopicPartition {
+                    side,
+                    topic: topic.clone(),
+                    partition,
+                }));
+            }
+        }
+        Ok(KafkaInputs {
+            config,
+            partitions,
+            starts: BTreeMap::new(),
+            stop_at_end: false,
+            clock_skew_ms,
+        })
+    }
+
+    /// Opens the partitions of worker `index` of `peers` on one consumer.
+    pub fn open(&self, index: usize, peers: usize) -> anyhow::Result<Vec<Box<dyn Partition>>> {
+        let mine: Vec<&TopicPartition> = self
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % peers == index)
+            .map(|(_, p)| p)
+            .collect();
+        if mine.is_empty() {
+            return Ok(Vec::new());
+        }
+        let consumer: BaseConsumer = self
+            .config
+            .client(&[
+                ("group.id", &self.config.group_id),
+                ("enable.auto.commit", "true"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("enable.partition.eof", "false"),
+            ])
+            .create()
+            .context("cannot create a Kafka consumer")?;
+        let consumer = Arc::new(consumer);
+        let mut tpl = TopicPartitionList::new();
+        for p in &mine {
+            let offset = match self.starts.get(&(p.topic.clone(), p.partition)) {
+                Some(o) => Offset::Offset(*o),
+                None => Offset::Beginning,
+            };
+            tpl.add_partition_offset(&p.topic, p.partition, offset)
+                .with_context(|| format!("cannot assign {}/{}", p.topic, p.partition))?;
+        }
+        consumer
+            .assign(&tpl)
+            .context("cannot assign partitions to the consumer")?;
+        let mut out: Vec<Box<dyn Partition>> = Vec::new();
+        for (i, p) in mine.into_iter().enumerate() {
+            let queue = consumer
+                .split_partition_queue(&p.topic, p.partition)
+                .ok_or_else(|| anyhow::anyhow!("cannot read {}/{}", p.topic, p.partition))?;
+            let start = self.starts.get(&(p.topic.clone(), p.partition)).copied();
+            let (next, end) = if self.stop_at_end {
+                let (low, high) = consumer
+                    .fetch_watermarks(&p.topic, p.partition, super::admin::TIMEOUT)
+                    .with_context(|| format!("cannot read the end of {}/{}", p.topic, p.partition))?;
+                (start.unwrap_or(low).max(low), Some(high))
+            } else {
+                (start.unwrap_or(0), None)
+            };
+            out.push(Box::new(KafkaPartition {
+                side: p.side,
+                topic: p.topic.as_str().into(),
+                topic_c: CString::new(p.topic.as_str())?,
+                partition: p.partition,
+                consumer: consumer.clone(),
+                queue,
+                serves_consumer: i == 0,
+                next,
+                read_any: false,
+                end,
+                skew_ms: self.clock_skew_ms,
+                last_error: None,
+                error_logged: None,
+            }));
+        }
+        Ok(out)
+    }
+}
+
+/// One assigned partition.
+struct KafkaPartition {
+    side: SideId,
+    topic: Arc<str>,
+    partition: i32,
+    consumer: Arc<BaseConsumer>,
+    queue: PartitionQueue<DefaultConsumerContext>,
+    /// The topic name for librdkafka calls.
+    topic_c: CString,
+    /// Whether this partition also polls the consumer's main queue (errors, commits).
+    serves_consumer: bool,
+    /// The next offset to read (one past the last read).
+    next: i64,
+    /// Whether anything was read yet (until then the log may begin after `next`).
+    read_any: bool,
+    /// Exclusive end offset, when bounded.
+    end: Option<i64>,
+    skew_ms: u64,
+    last_error: Option<String>,
+    error_logged: Option<Instant>,
+}
+
+impl KafkaPartition {
+    fn note_error(&mut self, e: String) {
+        // librdkafka retries by itself; say so once in a while, not per poll.
+        if self.error_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+            eprintln!(
+                "driftwatch: kafka {}/{}: {e} (retrying)",
+                self.topic, self.partition
+            );
+            self.error_logged = Some(Instant::now());
+        }
+        self.last_error = Some(e);
+    }
+}
+
+impl Partition for KafkaPartition {
+    fn side(&self) -> SideId {
+        self.side
+    }
+
+    fn poll(&mut self, max: usize, f: &mut dyn FnMut(&Message<'_>, u64)) -> anyhow::Result<Poll> {
+        if self.serves_consumer {
+            match self.consumer.poll(Duration::ZERO) {
+                Some(Err(e)) => self.note_error(e.to_string()),
+                Some(Ok(_)) | None => {}
+            }
+        }
+        if self.end.is_some_and(|end| self.next >= end) {
+            return Ok(Poll::Done);
+        }
+        let mut read = 0;
+        while read < max {
+            match self.queue.poll(Duration::ZERO) {
+                None => break,
+                Some(Err(e)) => {
+                    self.note_error(e.to_string());
+                    break;
+                }
+                Some(Ok(m)) => {
+                    let offset = m.offset();
+                    let message = Message {
+                        key: m.key(),
+                        value: m.payload(),
+                        timestamp_ms: m.timestamp().to_millis(),
+                    };
+                    f(&message, offset as u64);
+                    self.next = offset + 1;
+                    self.read_any = true;
+                    read += 1;
+                    if self.end.is_some_and(|end| self.next >= end) {
+                        break;
+                    }
+                }
+            }
+        }
+        if read > 0 {
+            self.last_error = None;
+            // Committed (asynchronously, by librdkafka) for lag tools only.
+            let _ = self
+                .consumer
+                .store_offset(&self.topic, self.partition, self.next);
+            Ok(Poll::Ready)
+        } else {
+            Ok(Poll::Idle)
+        }
+    }
+
+    fn heartbeat(&mut self) -> Option<u64> {
+        if self.end.is_some() {
+            return None;
+        }
+        // The watermarks librdkafka cached from its last fetch: no request is made.
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client outlives this call (held by `self.consumer`), the topic is
+        // a NUL-terminated string we own, and the out-pointers are valid locals.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                self.topic_c.as_ptr(),
+                self.partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        let position = if self.read_any {
+            self.next
+        } else {
+            self.next.max(low)
+        };
+        if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            || high < 0
+            || position < high
+        {
+            return None;
+        }
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()?
+            .as_millis() as u64;
+        Some(now.saturating_sub(self.skew_ms))
+    }
+
+    fn origin(&self, position: u64) -> Origin {
+        Origin::Kafka {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: position as i64,
+        }
+    }
+}

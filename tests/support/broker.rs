@@ -1,0 +1,170 @@
+//! A real tansu broker for a test, started and stopped by `scripts/broker`.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A broker on a free loopback port with its data in a temporary directory.
+pub struct Broker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker")
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker { port, dir };
+        b.run(&["start"]);
+        b
+    }
+
+    fn run(&self, verb: &[&str]) {
+        let out = Command::new("bash")
+            .arg(script())
+            .args(verb)
+            .arg(self.port.to_string())
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/broker {verb:?} failed (install tansu with `scripts/broker install`): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the broker (data kept) and starts it again.
+    #[allow(dead_code)]
+    pub fn restart(&self) {
+        self.run(&["stop"]);
+        self.run(&["start"]);
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new("bash")
+            .arg(script())
+            .args(["topic", name, &partitions.to_string(), &self.port.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Produces `(key, value)` messages (value `None`: a tombstone), keyed partitioning.
+    pub fn produce(&self, topic: &str, messages: &[(Option<String>, Option<String>)]) {
+        let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.addr())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "20")
+            .create()
+            .unwrap();
+        for (k, v) in messages {
+            let mut r: BaseRecord<'_, str, str> = BaseRecord::to(topic);
+            if let Some(k) = k {
+                r = r.key(k.as_str());
+            }
+            if let Some(v) = v {
+                r = r.payload(v.as_str());
+            }
+            let mut r = r;
+            loop {
+                match p.send(r) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        r = back;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+        p.flush(Duration::from_secs(60)).unwrap();
+    }
+
+    /// Every message of `topic` up to its high watermarks: (key, value, headers).
+    pub fn consume_all(&self, topic: &str) -> Vec<Record> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.addr())
+            .set("group.id", "driftwatch-tests")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let md = c
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let partitions = md.topics()[0].partitions().len() as i32;
+        let mut out = Vec::new();
+        for p in 0..partitions {
+            let (low, high) = c
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            if high <= low {
+                continue;
+            }
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, p, Offset::Offset(low)).unwrap();
+            c.assign(&tpl).unwrap();
+            let mut next = low;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while next < high {
+                assert!(std::time::Instant::now() < deadline, "{topic}/{p} stuck at {next} < {high}");
+                if let Some(m) = c.poll(Duration::from_millis(200)) {
+                    let m = m.unwrap();
+                    next = m.offset() + 1;
+                    let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+                    let headers = m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_string(), text(h.value).unwrap_or_default()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out.push(Record {
+                        partition: p,
+                        key: text(m.key()),
+                        value: text(m.payload()),
+                        headers,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A consumed message.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Record {
+    pub partition: i32,
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["stop", &self.port.to_string()])
+            .arg(self.dir.path())
+            .output();
+    }
+}
