@@ -129,3 +129,115 @@ fn orders_end_to_end_match_the_ground_truth_and_reject_malformed_messages() {
     let letter: Value = serde_json::from_str(dlq[0].value.as_deref().unwrap()).unwrap();
     assert_eq!(letter["origin"]["topic"], "e2e.tgt", "{letter}");
 }
+
+/// Each key's records in order (a changelog's meaning), whatever the partitioning.
+fn per_key(records: &[Record]) -> BTreeMap<String, Vec<Option<String>>> {
+    let mut out: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+    for r in records {
+        out.entry(r.key.clone().unwrap_or_default())
+            .or_default()
+            .push(r.value.clone());
+    }
+    out
+}
+
+#[test]
+fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
+    let broker = Broker::start();
+    let g = gen(33);
+    setup(&broker, &g, "eq");
+    let one = run_job(&broker, "eq", "eq.w1", &["-w", "1"]);
+    assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
+    let four = run_job(&broker, "eq", "eq.w4", &["-w", "4"]);
+    assert!(four.status.success(), "{}", String::from_utf8_lossy(&four.stderr));
+
+    // Two processes of two workers each, on loopback.
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let hostfile = dir.path().join("hosts");
+    std::fs::write(
+        &hostfile,
+        ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let hosts = hostfile.to_str().unwrap().to_string();
+    let procs: Vec<_> = (0..2)
+        .map(|p| {
+            let (broker, hosts) = (&broker, hosts.clone());
+            let p = p.to_string();
+            let args = ["-w", "2", "-n", "2", "-p", &p, "-h", &hosts];
+            Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+                .args(["run", "dataflows/orders.toml", "--stop-at-end", "--brokers"])
+                .arg(broker.addr())
+                .args(["--source-topic", "eq.src", "--target-topic", "eq.tgt"])
+                .args(["--drift-topic", "eq.n2.drift"])
+                .args(["--corrections-topic", "eq.n2.corrections"])
+                .args(["--dlq-topic", "eq.n2.dlq"])
+                .args(args)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in procs {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let drift = |out: &str| per_key(&broker.consume_all(&format!("{out}.drift")));
+    let corrections = |out: &str| per_key(&broker.consume_all(&format!("{out}.corrections")));
+    let reference = drift("eq.w1");
+    assert_eq!(open_drift(&broker.consume_all("eq.w1.drift")), g.expected);
+    assert!(!reference.is_empty());
+    assert_eq!(drift("eq.w4"), reference, "1x4 vs 1x1");
+    assert_eq!(drift("eq.n2"), reference, "2x2 vs 1x1");
+    let reference = corrections("eq.w1");
+    assert_eq!(corrections("eq.w4"), reference, "1x4 vs 1x1");
+    assert_eq!(corrections("eq.n2"), reference, "2x2 vs 1x1");
+}
+
+#[test]
+fn corrections_applied_to_the_target_resolve_the_drift() {
+    let broker = Broker::start();
+    let g = gen(45);
+    assert!(!g.expected.is_empty());
+    setup(&broker, &g, "loop");
+    let first = run_job(&broker, "loop", "loop.1", &["-w", "2"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert_eq!(open_drift(&broker.consume_all("loop.1.drift")), g.expected);
+
+    // A consumer applies the corrections to the replica, which emits CDC for them.
+    let last_ts = GenConfig::default().start_ms + 3_000 * GenConfig::default().step_ms + 120_000;
+    let fixes: Vec<(Option<String>, Option<String>)> = latest(&broker.consume_all("loop.1.corrections"))
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, row))| {
+            let id: Value = serde_json::from_str(&key).unwrap();
+            let source = format!(r#""source":{{"lsn":{},"ts_ms":{}}}"#, 90_000_000 + i, last_ts);
+            let event = match row {
+                Some(row) => format!(r#"{{"before":null,"after":{row},{source},"op":"u"}}"#),
+                None => format!(r#"{{"before":{id},"after":null,{source},"op":"d"}}"#),
+            };
+            (Some(key), Some(event))
+        })
+        .collect();
+    assert_eq!(fixes.len(), g.expected.len());
+    broker.produce("loop.tgt", &fixes);
+
+    let second = run_job(&broker, "loop", "loop.2", &["-w", "2"]);
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let drift = broker.consume_all("loop.2.drift");
+    assert!(!drift.is_empty(), "the drift was reported, then resolved");
+    assert_eq!(open_drift(&drift), BTreeMap::new(), "every difference resolved");
+    let summary = String::from_utf8_lossy(&second.stderr);
+    assert!(summary.contains("open drift: missing 0, orphan 0, mismatch 0"), "{summary}");
+}
