@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a job spec (file mode: `--source-file`/`--target-file`, or the spec's files).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a spec, report every problem at once, and print the resolved configuration.
     Validate {
         /// The job spec (TOML).

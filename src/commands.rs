@@ -82,7 +82,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     for (name, side) in [("source", &spec.source), ("target", &spec.target)] {
         if side.input.topics.is_empty() {
-            anyhow::bail!("the {name} has no input: give --{name}-topic TOPIC or --{name}-file PATH");
+            anyhow::bail!(
+                "the {name} has no input: give --{name}-topic TOPIC or --{name}-file PATH"
+            );
         }
     }
     let starts = if args.from_beginning {

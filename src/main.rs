@@ -6,7 +6,7 @@ use driftwatch::cli::{Cli, Command};
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => driftwatch::commands::run(args),
+        Command::Run(args) => driftwatch::commands::run(*args),
         Command::Validate { spec } => driftwatch::commands::validate(&spec),
         Command::Demo(args) => driftwatch::demo::run(args),
     };

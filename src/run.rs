@@ -197,12 +197,13 @@ pub fn run_kafka(spec: &Spec, cluster: &Cluster, options: KafkaOptions) -> anyho
     }
     crate::shutdown::install()?;
     let entity = spec.entity.clone();
-    let sink: SinkFactory = Arc::new(move || {
-        match sink::KafkaSink::new(&config, &entity, topics.clone()) {
-            Ok(s) => Box::new(s) as Box<dyn Sink>,
-            Err(e) => Box::new(FailedSink(format!("{e:#}"))),
-        }
-    });
+    let sink: SinkFactory =
+        Arc::new(
+            move || match sink::KafkaSink::new(&config, &entity, topics.clone()) {
+                Ok(s) => Box::new(s) as Box<dyn Sink>,
+                Err(e) => Box::new(FailedSink(format!("{e:#}"))),
+            },
+        );
     let inputs = Arc::new(inputs);
     execute(
         spec,
@@ -217,7 +218,11 @@ pub fn run_kafka(spec: &Spec, cluster: &Cluster, options: KafkaOptions) -> anyho
 struct FailedSink(String);
 
 impl Sink for FailedSink {
-    fn emit(&mut self, _: crate::dataflow::Time, _: &[crate::dataflow::Output]) -> anyhow::Result<()> {
+    fn emit(
+        &mut self,
+        _: crate::dataflow::Time,
+        _: &[crate::dataflow::Output],
+    ) -> anyhow::Result<()> {
         anyhow::bail!("{}", self.0)
     }
 }

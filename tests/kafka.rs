@@ -16,8 +16,16 @@ use support::broker::{Broker, Record};
 /// The order id of a generated event (wrapped or bare; `after`, or `before` for deletes).
 fn order_id(line: &str) -> i64 {
     let v: Value = serde_json::from_str(line).unwrap();
-    let env = if v.get("payload").is_some() { &v["payload"] } else { &v };
-    let row = if env["after"].is_null() { &env["before"] } else { &env["after"] };
+    let env = if v.get("payload").is_some() {
+        &v["payload"]
+    } else {
+        &v
+    };
+    let row = if env["after"].is_null() {
+        &env["before"]
+    } else {
+        &env["after"]
+    };
     row["id"].as_i64().unwrap()
 }
 
@@ -25,7 +33,12 @@ fn order_id(line: &str) -> i64 {
 fn keyed(lines: &[String]) -> Vec<(Option<String>, Option<String>)> {
     lines
         .iter()
-        .map(|l| (Some(format!(r#"{{"id":{}}}"#, order_id(l))), Some(l.clone())))
+        .map(|l| {
+            (
+                Some(format!(r#"{{"id":{}}}"#, order_id(l))),
+                Some(l.clone()),
+            )
+        })
         .collect()
 }
 
@@ -96,14 +109,22 @@ fn gen(seed: u64) -> Generated {
 fn orders_end_to_end_match_the_ground_truth_and_reject_malformed_messages() {
     let broker = Broker::start();
     let g = gen(21);
-    assert!(g.expected.len() >= 10, "too few faults to test: {:?}", g.expected);
+    assert!(
+        g.expected.len() >= 10,
+        "too few faults to test: {:?}",
+        g.expected
+    );
     setup(&broker, &g, "e2e");
     broker.produce(
         "e2e.tgt",
         &[(Some(r#"{"id":7}"#.into()), Some("{not json".into()))],
     );
     let out = run_job(&broker, "e2e", "e2e.out", &["-w", "2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let drift = broker.consume_all("e2e.out.drift");
     assert_eq!(open_drift(&drift), g.expected, "open drift vs ground truth");
@@ -124,7 +145,12 @@ fn orders_end_to_end_match_the_ground_truth_and_reject_malformed_messages() {
     let dlq = broker.consume_all("e2e.out.dlq");
     assert_eq!(dlq.len(), 1, "{dlq:?}");
     assert_eq!(dlq[0].key.as_deref(), Some(r#"{"id":7}"#));
-    let reason = &dlq[0].headers.iter().find(|(k, _)| k == "driftwatch.reason").unwrap().1;
+    let reason = &dlq[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "driftwatch.reason")
+        .unwrap()
+        .1;
     assert!(reason.contains("JSON"), "{reason}");
     let letter: Value = serde_json::from_str(dlq[0].value.as_deref().unwrap()).unwrap();
     assert_eq!(letter["origin"]["topic"], "e2e.tgt", "{letter}");
@@ -147,9 +173,17 @@ fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
     let g = gen(33);
     setup(&broker, &g, "eq");
     let one = run_job(&broker, "eq", "eq.w1", &["-w", "1"]);
-    assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
     let four = run_job(&broker, "eq", "eq.w4", &["-w", "4"]);
-    assert!(four.status.success(), "{}", String::from_utf8_lossy(&four.stderr));
+    assert!(
+        four.status.success(),
+        "{}",
+        String::from_utf8_lossy(&four.stderr)
+    );
 
     // Two processes of two workers each, on loopback.
     let dir = tempfile::tempdir().unwrap();
@@ -165,7 +199,10 @@ fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
     let hostfile = dir.path().join("hosts");
     std::fs::write(
         &hostfile,
-        ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>(),
+        ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}\n"))
+            .collect::<String>(),
     )
     .unwrap();
     let hosts = hostfile.to_str().unwrap().to_string();
@@ -190,7 +227,11 @@ fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
         .collect();
     for child in procs {
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     let drift = |out: &str| per_key(&broker.consume_all(&format!("{out}.drift")));
@@ -212,32 +253,52 @@ fn corrections_applied_to_the_target_resolve_the_drift() {
     assert!(!g.expected.is_empty());
     setup(&broker, &g, "loop");
     let first = run_job(&broker, "loop", "loop.1", &["-w", "2"]);
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     assert_eq!(open_drift(&broker.consume_all("loop.1.drift")), g.expected);
 
     // A consumer applies the corrections to the replica, which emits CDC for them.
     let last_ts = GenConfig::default().start_ms + 3_000 * GenConfig::default().step_ms + 120_000;
-    let fixes: Vec<(Option<String>, Option<String>)> = latest(&broker.consume_all("loop.1.corrections"))
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, row))| {
-            let id: Value = serde_json::from_str(&key).unwrap();
-            let source = format!(r#""source":{{"lsn":{},"ts_ms":{}}}"#, 90_000_000 + i, last_ts);
-            let event = match row {
-                Some(row) => format!(r#"{{"before":null,"after":{row},{source},"op":"u"}}"#),
-                None => format!(r#"{{"before":{id},"after":null,{source},"op":"d"}}"#),
-            };
-            (Some(key), Some(event))
-        })
-        .collect();
+    let fixes: Vec<(Option<String>, Option<String>)> =
+        latest(&broker.consume_all("loop.1.corrections"))
+            .into_iter()
+            .enumerate()
+            .map(|(i, (key, row))| {
+                let id: Value = serde_json::from_str(&key).unwrap();
+                let source = format!(
+                    r#""source":{{"lsn":{},"ts_ms":{}}}"#,
+                    90_000_000 + i,
+                    last_ts
+                );
+                let event = match row {
+                    Some(row) => format!(r#"{{"before":null,"after":{row},{source},"op":"u"}}"#),
+                    None => format!(r#"{{"before":{id},"after":null,{source},"op":"d"}}"#),
+                };
+                (Some(key), Some(event))
+            })
+            .collect();
     assert_eq!(fixes.len(), g.expected.len());
     broker.produce("loop.tgt", &fixes);
 
     let second = run_job(&broker, "loop", "loop.2", &["-w", "2"]);
-    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     let drift = broker.consume_all("loop.2.drift");
     assert!(!drift.is_empty(), "the drift was reported, then resolved");
-    assert_eq!(open_drift(&drift), BTreeMap::new(), "every difference resolved");
+    assert_eq!(
+        open_drift(&drift),
+        BTreeMap::new(),
+        "every difference resolved"
+    );
     let summary = String::from_utf8_lossy(&second.stderr);
-    assert!(summary.contains("open drift: missing 0, orphan 0, mismatch 0"), "{summary}");
+    assert!(
+        summary.contains("open drift: missing 0, orphan 0, mismatch 0"),
+        "{summary}"
+    );
 }

@@ -62,10 +62,19 @@ impl Broker {
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let out = Command::new("bash")
             .arg(script())
-            .args(["topic", name, &partitions.to_string(), &self.port.to_string()])
+            .args([
+                "topic",
+                name,
+                &partitions.to_string(),
+                &self.port.to_string(),
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Produces `(key, value)` messages (value `None`: a tombstone), keyed partitioning.
@@ -119,16 +128,21 @@ impl Broker {
                 continue;
             }
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(topic, p, Offset::Offset(low)).unwrap();
+            tpl.add_partition_offset(topic, p, Offset::Offset(low))
+                .unwrap();
             c.assign(&tpl).unwrap();
             let mut next = low;
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             while next < high {
-                assert!(std::time::Instant::now() < deadline, "{topic}/{p} stuck at {next} < {high}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{topic}/{p} stuck at {next} < {high}"
+                );
                 if let Some(m) = c.poll(Duration::from_millis(200)) {
                     let m = m.unwrap();
                     next = m.offset() + 1;
-                    let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+                    let text =
+                        |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
                     let headers = m
                         .headers()
                         .map(|h| {

@@ -23,7 +23,12 @@ pub fn partitions(config: &KafkaConfig, topics: &[String]) -> anyhow::Result<Vec
         .map(|topic| {
             let md = consumer
                 .fetch_metadata(Some(topic), TIMEOUT)
-                .with_context(|| format!("cannot read metadata of topic {topic} from {}", config.brokers()))?;
+                .with_context(|| {
+                    format!(
+                        "cannot read metadata of topic {topic} from {}",
+                        config.brokers()
+                    )
+                })?;
             let t = md
                 .topics()
                 .iter()

@@ -31,7 +31,9 @@ impl KafkaConfig {
             .map(str::to_string)
             .or_else(|| spec.kafka.brokers.clone())
             .ok_or_else(|| {
-                anyhow::anyhow!("no Kafka brokers: set `kafka.brokers` in the spec or give --brokers")
+                anyhow::anyhow!(
+                    "no Kafka brokers: set `kafka.brokers` in the spec or give --brokers"
+                )
             })?;
         let mut properties = Vec::new();
         for (name, value) in &spec.kafka.properties {

@@ -17,9 +17,7 @@ use crate::row::JsonKey;
 use anyhow::Context as _;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
-};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use std::sync::{Arc, Mutex};
@@ -50,9 +48,7 @@ impl ProducerContext for Deliveries {
         if let Err((e, m)) = result {
             use rdkafka::message::Message as _;
             if let Ok(mut f) = self.failed.lock() {
-                f.get_or_insert_with(|| {
-                    format!("delivery to {} failed: {e}", m.topic())
-                });
+                f.get_or_insert_with(|| format!("delivery to {} failed: {e}", m.topic()));
             }
         }
     }

@@ -132,7 +132,9 @@ impl KafkaInputs {
             let (next, end) = if self.stop_at_end {
                 let (low, high) = consumer
                     .fetch_watermarks(&p.topic, p.partition, super::admin::TIMEOUT)
-                    .with_context(|| format!("cannot read the end of {}/{}", p.topic, p.partition))?;
+                    .with_context(|| {
+                        format!("cannot read the end of {}/{}", p.topic, p.partition)
+                    })?;
                 (start.unwrap_or(low).max(low), Some(high))
             } else {
                 (start.unwrap_or(0), None)
@@ -182,7 +184,10 @@ struct KafkaPartition {
 impl KafkaPartition {
     fn note_error(&mut self, e: String) {
         // librdkafka retries by itself; say so once in a while, not per poll.
-        if self.error_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+        if self
+            .error_logged
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+        {
             eprintln!(
                 "driftwatch: kafka {}/{}: {e} (retrying)",
                 self.topic, self.partition
@@ -200,9 +205,8 @@ impl Partition for KafkaPartition {
 
     fn poll(&mut self, max: usize, f: &mut dyn FnMut(&Message<'_>, u64)) -> anyhow::Result<Poll> {
         if self.serves_consumer {
-            match self.consumer.poll(Duration::ZERO) {
-                Some(Err(e)) => self.note_error(e.to_string()),
-                Some(Ok(_)) | None => {}
+            if let Some(Err(e)) = self.consumer.poll(Duration::ZERO) {
+                self.note_error(e.to_string());
             }
         }
         if self.end.is_some_and(|end| self.next >= end) {
