@@ -302,3 +302,155 @@ fn corrections_applied_to_the_target_resolve_the_drift() {
         "{summary}"
     );
 }
+
+/// A child process killed if the test fails before it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A bare Debezium orders event for a hand-made fault: the row was updated at
+/// `updated_ms`, the change committed at `ts_ms`.
+fn order_event(
+    id: i64,
+    lsn: u64,
+    updated_ms: u64,
+    ts_ms: u64,
+    op: &str,
+) -> (Option<String>, Option<String>) {
+    let row = format!(
+        r#"{{"id":{id},"customer_id":1,"status":"paid","amount":"AQ==","items":1,"note":null,"updated_at":{}}}"#,
+        updated_ms * 1000
+    );
+    let after = if op == "d" { "null".to_string() } else { row };
+    let before = if op == "d" {
+        format!(r#"{{"id":{id}}}"#)
+    } else {
+        "null".into()
+    };
+    let value = format!(
+        r#"{{"before":{before},"after":{after},"source":{{"lsn":{lsn},"ts_ms":{ts_ms}}},"op":"{op}"}}"#
+    );
+    (Some(format!(r#"{{"id":{id}}}"#)), Some(value))
+}
+
+/// Polls the drift topic until `done` holds for its open drift, failing on any open
+/// record for a key outside `allowed` (false drift).
+fn wait_for_drift(
+    broker: &Broker,
+    topic: &str,
+    allowed: &[i64],
+    done: impl Fn(&BTreeMap<i64, DriftKind>, &[Record]) -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let records = broker.consume_all(topic);
+        for r in &records {
+            let v: Value = serde_json::from_str(r.value.as_deref().unwrap()).unwrap();
+            let id = v["key"]["id"].as_i64().unwrap();
+            assert!(allowed.contains(&id), "false drift: {v}");
+        }
+        if done(&open_drift(&records), &records) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: {records:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn live_job_reports_drift_on_heartbeats_resolves_it_and_stops_on_sigterm() {
+    let broker = Broker::start();
+    // A healthy replica of recent changes (no injected faults): the target's whole
+    // backlog is in its topic before the job starts, so its consumer begins behind.
+    let start = now_ms() - 30_000;
+    let g = generate(&GenConfig {
+        events: 2_000,
+        keys: 200,
+        seed: 5,
+        start_ms: start,
+        step_ms: 5,
+        p_drop: 0.0,
+        p_corrupt: 0.0,
+        p_extra: 0.0,
+        wrapped: false,
+        ..GenConfig::default()
+    });
+    assert!(g.expected.is_empty());
+    setup(&broker, &g, "live");
+    // One order the replica never gets, committed 20 s ago.
+    let updated = start + 10_000;
+    broker.produce(
+        "live.src",
+        &[order_event(5_000, 99_000_000, updated, updated, "c")],
+    );
+
+    let mut job = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+            .args(["run", "dataflows/orders.toml", "-w", "2", "--brokers"])
+            .arg(broker.addr())
+            .args(["--source-topic", "live.src", "--target-topic", "live.tgt"])
+            .args([
+                "--drift-topic",
+                "live.drift",
+                "--corrections-topic",
+                "live.corrections",
+            ])
+            .args(["--dlq-topic", "live.dlq"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let job = &mut job.0;
+
+    // No new input arrives: only the caught-up partitions' heartbeats move time past
+    // the grace period, and the missing order is reported; nothing else ever is.
+    wait_for_drift(&broker, "live.drift", &[5_000], |open, _| {
+        open.get(&5_000) == Some(&DriftKind::Missing)
+    });
+    // The replica catches up: the drift resolves, live.
+    let fix = order_event(5_000, 99_000_000, updated, now_ms(), "c");
+    broker.produce("live.tgt", &[fix]);
+    wait_for_drift(&broker, "live.drift", &[5_000], |open, records| {
+        open.is_empty() && records.len() >= 2
+    });
+
+    // SIGTERM: the job stops cleanly and prints its summary.
+    let pid = job.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = job.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job ignored SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("source: read 2001"), "{stderr}");
+}
