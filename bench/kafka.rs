@@ -60,7 +60,11 @@ impl Drop for Broker {
 fn real_main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let bench = std::env::args().any(|a| a == "--bench");
-    let (mut events, mut rounds) = if bench { (25_000u64, 3usize) } else { (1_000, 1) };
+    let (mut events, mut rounds) = if bench {
+        (25_000u64, 3usize)
+    } else {
+        (1_000, 1)
+    };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--bench" => {}
@@ -69,7 +73,9 @@ fn real_main() -> anyhow::Result<()> {
             other => anyhow::bail!("unknown argument {other:?}"),
         }
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let broker = Broker {
         port,
         dir: tempfile::tempdir()?,
@@ -150,14 +156,22 @@ fn produce(addr: &str, topic: &str, lines: &[String]) -> anyhow::Result<()> {
         .arg(script)
         .args(["topic", topic, "2", port])
         .output()?;
-    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("linger.ms", "20")
         .create()?;
     for line in lines {
         let v: serde_json::Value = serde_json::from_str(line)?;
-        let row = if v["after"].is_null() { &v["before"] } else { &v["after"] };
+        let row = if v["after"].is_null() {
+            &v["before"]
+        } else {
+            &v["after"]
+        };
         let key = format!(r#"{{"id":{}}}"#, row["id"]);
         let mut record = BaseRecord::to(topic).key(&key).payload(line);
         while let Err((_, back)) = p.send(record) {
@@ -186,7 +200,10 @@ fn count_all(addr: &str, topics: &[&str], total: u64) -> anyhow::Result<u64> {
     let mut n = 0;
     let deadline = Instant::now() + Duration::from_secs(600);
     while n < total {
-        anyhow::ensure!(Instant::now() < deadline, "raw consumer stuck at {n}/{total}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "raw consumer stuck at {n}/{total}"
+        );
         if let Some(m) = c.poll(Duration::from_millis(100)) {
             m?;
             n += 1;
@@ -200,7 +217,12 @@ fn idle_cpu(addr: &str) -> anyhow::Result<()> {
     let mut job = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
         .args(["run", "dataflows/orders.toml", "-w", "2", "--brokers", addr])
         .args(["--source-topic", "bench.src", "--target-topic", "bench.tgt"])
-        .args(["--drift-topic", "idle.drift", "--corrections-topic", "idle.corr"])
+        .args([
+            "--drift-topic",
+            "idle.drift",
+            "--corrections-topic",
+            "idle.corr",
+        ])
         .args(["--dlq-topic", "idle.dlq"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stderr(std::process::Stdio::null())
@@ -209,7 +231,12 @@ fn idle_cpu(addr: &str) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(15));
     let ticks = |pid: u32| -> anyhow::Result<u64> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
         Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
     };
     let before = ticks(job.id())?;

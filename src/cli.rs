@@ -1,4 +1,4 @@
-//! The command line: `run`, `validate`, `demo`.
+//! The command line: `run`, `validate`, `demo`, `report`.
 
 use crate::run::Cluster;
 use clap::{Args, Parser, Subcommand};
@@ -25,6 +25,39 @@ pub enum Command {
     },
     /// Run the embedded default: generated orders with injected faults, no broker needed.
     Demo(DemoArgs),
+    /// Render the current open drift from a job's drift topic.
+    Report(ReportArgs),
+}
+
+/// How `report` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// A human summary and a table of the top entities.
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// Options of `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The job spec (TOML) whose drift topic to read.
+    pub spec: PathBuf,
+    /// Kafka bootstrap servers, instead of the spec's `kafka.brokers`.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Read this drift topic instead of the spec's.
+    #[arg(long = "drift-topic")]
+    pub drift_topic: Option<String>,
+    /// How many entities to list, oldest drift first.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Keep reading and print the report again whenever it changes.
+    #[arg(long)]
+    pub follow: bool,
 }
 
 /// Timely cluster options, as timely names them.

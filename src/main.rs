@@ -9,6 +9,7 @@ fn main() {
         Command::Run(args) => driftwatch::commands::run(*args),
         Command::Validate { spec } => driftwatch::commands::validate(&spec),
         Command::Demo(args) => driftwatch::demo::run(args),
+        Command::Report(args) => driftwatch::report::run(args),
     };
     if let Err(e) = result {
         eprintln!("driftwatch: {e:#}");

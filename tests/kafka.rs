@@ -142,6 +142,45 @@ fn orders_end_to_end_match_the_ground_truth_and_reject_malformed_messages() {
         }
     }
 
+    // `driftwatch report` renders the same open drift from the topic.
+    let report = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .args([
+            "report",
+            "dataflows/orders.toml",
+            "--format",
+            "json",
+            "--top",
+            "3",
+        ])
+        .args([
+            "--brokers",
+            &broker.addr(),
+            "--drift-topic",
+            "e2e.out.drift",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["open"], g.expected.len(), "{report}");
+    for (kind, name) in [
+        (DriftKind::Missing, "missing"),
+        (DriftKind::Orphan, "orphan"),
+        (DriftKind::Mismatch, "mismatch"),
+    ] {
+        let n = g.expected.values().filter(|k| **k == kind).count();
+        assert_eq!(report["by_kind"][name], n, "{report}");
+    }
+    let top = report["top"].as_array().unwrap();
+    assert_eq!(top.len(), 3.min(g.expected.len()));
+    assert!(top[0]["since_ms"].as_u64() <= top[top.len() - 1]["since_ms"].as_u64());
+    assert_eq!(report["oldest_since_ms"], top[0]["since_ms"]);
+
     let dlq = broker.consume_all("e2e.out.dlq");
     assert_eq!(dlq.len(), 1, "{dlq:?}");
     assert_eq!(dlq[0].key.as_deref(), Some(r#"{"id":7}"#));
