@@ -136,6 +136,9 @@ pub struct RunArgs {
     /// every pending difference, deliver everything, exit), as with files.
     #[arg(long = "stop-at-end")]
     pub stop_at_end: bool,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (Kafka mode).
+    #[arg(long = "metrics-addr")]
+    pub metrics_addr: Option<String>,
     /// Cluster options.
     #[command(flatten)]
     pub cluster: ClusterArgs,

@@ -98,6 +98,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let options = crate::run::KafkaOptions {
         starts,
         stop_at_end: args.stop_at_end,
+        metrics_addr: args.metrics_addr.clone(),
     };
     let report = crate::run::run_kafka(&spec, &cluster, options)?;
     eprintln!("{}", report.summary());

@@ -39,4 +39,12 @@ pub trait Partition: Send {
     fn heartbeat(&mut self) -> Option<u64> {
         None
     }
+    /// For metrics: `(topic, partition, lag in messages)` where the input has them.
+    fn gauge(&mut self) -> Option<(String, i32, i64)> {
+        None
+    }
+    /// Client errors seen since the last call (librdkafka retries them by itself).
+    fn take_errors(&mut self) -> u64 {
+        0
+    }
 }

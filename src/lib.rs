@@ -7,6 +7,7 @@
 //! - [`row`]: canonical rows, normalisation and field-level comparison.
 //! - [`dataflow`]: the timely dataflow: keyed state of both sides, drift, grace, corrections.
 //! - [`io`]: inputs (files, generators) read so their event times advance together; outputs.
+//! - [`metrics`]: Prometheus text exposition of the counters over HTTP.
 //! - [`report`]: `driftwatch report`: the current open drift, from the drift topic.
 //! - [`run`]: a whole job: workers, inputs, dataflow, outputs, summary.
 //! - [`shutdown`]: SIGINT/SIGTERM stop a live job without ending event time.
@@ -26,6 +27,7 @@ pub mod commands;
 pub mod dataflow;
 pub mod demo;
 pub mod io;
+pub mod metrics;
 pub mod report;
 pub mod row;
 pub mod run;

@@ -189,10 +189,13 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         }
     }
     print(&log)?;
+    if !args.follow {
+        return Ok(());
+    }
     // Follow: print again when the open drift changed, at most once a second.
     let mut changed = false;
     let mut printed = std::time::Instant::now();
-    while args.follow {
+    loop {
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => changed |= log.apply(m.key(), m.payload()),
             Some(Err(e)) => eprintln!("driftwatch: reading {topic}: {e} (retrying)"),
@@ -204,7 +207,6 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
             (changed, printed) = (false, std::time::Instant::now());
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

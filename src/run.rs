@@ -77,7 +77,18 @@ pub fn execute(
     sink: Option<SinkFactory>,
     sample_every: u64,
 ) -> anyhow::Result<Report> {
-    let stats = Arc::new(Stats::default());
+    execute_with(spec, cluster, parts, sink, sample_every, Arc::default())
+}
+
+/// [`execute`], counting into `stats` (which metrics may be serving).
+pub fn execute_with(
+    spec: &Spec,
+    cluster: &Cluster,
+    parts: PartitionFactory,
+    sink: Option<SinkFactory>,
+    sample_every: u64,
+    stats: Arc<Stats>,
+) -> anyhow::Result<Report> {
     let started = Instant::now();
     let spec = Arc::new(spec.clone());
     let worker_stats = stats.clone();
@@ -159,6 +170,8 @@ pub struct KafkaOptions {
     pub starts: std::collections::BTreeMap<(String, i32), i64>,
     /// Read up to the high watermarks seen at start, then end time and exit.
     pub stop_at_end: bool,
+    /// Serve Prometheus metrics on this address.
+    pub metrics_addr: Option<String>,
 }
 
 /// Runs `spec` on Kafka: its input topics in, its output topics (created when missing)
@@ -172,7 +185,7 @@ pub fn run_kafka(spec: &Spec, cluster: &Cluster, options: KafkaOptions) -> anyho
         &spec.target.input.topics,
         spec.kafka.clock_skew.as_millis(),
     )?;
-    inputs.starts = options.starts;
+    inputs.starts = options.starts.clone();
     inputs.stop_at_end = options.stop_at_end;
     let topics = sink::OutputTopics {
         drift: spec.drift_topic(),
@@ -205,12 +218,18 @@ pub fn run_kafka(spec: &Spec, cluster: &Cluster, options: KafkaOptions) -> anyho
             },
         );
     let inputs = Arc::new(inputs);
-    execute(
+    let stats = Arc::new(Stats::default());
+    if let Some(addr) = &options.metrics_addr {
+        let bound = crate::metrics::serve(addr, stats.clone())?;
+        eprintln!("metrics on http://{bound}/metrics");
+    }
+    execute_with(
         spec,
         cluster,
         Arc::new(move |index, peers| inputs.open(index, peers)),
         Some(sink),
         u64::MAX,
+        stats,
     )
 }
 

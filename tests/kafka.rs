@@ -342,6 +342,18 @@ fn corrections_applied_to_the_target_resolve_the_drift() {
     );
 }
 
+/// `GET /metrics`.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
 /// A child process killed if the test fails before it ends.
 struct KillOnDrop(std::process::Child);
 
@@ -438,9 +450,16 @@ fn live_job_reports_drift_on_heartbeats_resolves_it_and_stops_on_sigterm() {
         &[order_event(5_000, 99_000_000, updated, updated, "c")],
     );
 
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let mut job = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_driftwatch"))
-            .args(["run", "dataflows/orders.toml", "-w", "2", "--brokers"])
+            .args(["run", "dataflows/orders.toml", "-w", "2"])
+            .args(["--metrics-addr", &metrics_addr, "--brokers"])
             .arg(broker.addr())
             .args(["--source-topic", "live.src", "--target-topic", "live.tgt"])
             .args([
@@ -463,6 +482,29 @@ fn live_job_reports_drift_on_heartbeats_resolves_it_and_stops_on_sigterm() {
     wait_for_drift(&broker, "live.drift", &[5_000], |open, _| {
         open.get(&5_000) == Some(&DriftKind::Missing)
     });
+    // The metrics say the same, and show each partition's consumer lag (published by
+    // the workers once a second).
+    let expected = [
+        r#"driftwatch_open_drift{kind="missing"} 1"#,
+        r#"driftwatch_open_drift{kind="mismatch"} 0"#,
+        r#"driftwatch_consumer_lag{side="source",topic="live.src",partition="0"} 0"#,
+        r#"driftwatch_consumer_lag{side="target",topic="live.tgt",partition="1"} 0"#,
+        r#"driftwatch_events_total{side="source",outcome="read"} 2001"#,
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let metrics = scrape(&metrics_addr);
+        let missing: Vec<_> = expected.iter().filter(|l| !metrics.contains(*l)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing {missing:?} in\n{metrics}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
     // The replica catches up: the drift resolves, live.
     let fix = order_event(5_000, 99_000_000, updated, now_ms(), "c");
     broker.produce("live.tgt", &[fix]);

@@ -3,8 +3,20 @@
 use crate::cdc::SideId;
 use crate::dataflow::DriftKind;
 use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
+
+/// One input partition's position, for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PartitionGauge {
+    /// The side it feeds.
+    pub side: Option<SideId>,
+    /// Messages between the read position and the high watermark.
+    pub lag: i64,
+    /// Its event-time progress (ms).
+    pub progress_ms: u64,
+}
 
 /// What happened to each message of a side.
 #[derive(Debug, Default)]
@@ -35,6 +47,12 @@ pub struct Stats {
     /// How long healed differences lasted (ms of event time).
     pub sync_lag: Mutex<Histogram<u64>>,
     sink_error: Mutex<Option<String>>,
+    /// Input partitions by (topic, partition).
+    pub partitions: Mutex<BTreeMap<(String, i32), PartitionGauge>>,
+    /// The dataflow's output frontier (ms of event time; 0 before the first).
+    pub frontier_ms: AtomicU64,
+    /// Client errors reported by Kafka (librdkafka retries them).
+    pub kafka_errors: AtomicU64,
 }
 
 impl Default for Stats {
@@ -46,6 +64,9 @@ impl Default for Stats {
             corrections: AtomicU64::new(0),
             sync_lag: Mutex::new(Histogram::new(3).expect("3 significant digits is valid")),
             sink_error: Mutex::new(None),
+            partitions: Mutex::new(BTreeMap::new()),
+            frontier_ms: AtomicU64::new(0),
+            kafka_errors: AtomicU64::new(0),
         }
     }
 }
@@ -85,7 +106,11 @@ impl Stats {
         }
         if let Ok(mut h) = self.sync_lag.lock() {
             for &lag in lags {
-                h.saturating_record(lag);
+                // `record` grows the auto-resizing histogram; `saturating_record` does
+                // not, and clamps to its initial tiny range.
+                if h.record(lag).is_err() {
+                    h.saturating_record(lag);
+                }
             }
         }
     }

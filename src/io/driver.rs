@@ -41,6 +41,35 @@ type Rejected = (u64, Time, String, Option<Vec<u8>>, Option<Vec<u8>>, bool);
 /// Messages polled from one partition per round.
 const BATCH: usize = 1024;
 
+/// How often a worker publishes its partitions' lag and progress to the metrics.
+const GAUGE_EVERY: Duration = Duration::from_secs(1);
+
+/// Publishes the partitions' lag and event-time progress, and the output frontier.
+fn publish_gauges(stats: &Stats, parts: &mut [PartState], frontier: Option<Time>) {
+    if let Some(f) = frontier {
+        stats
+            .frontier_ms
+            .store(f, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut gauges = Vec::new();
+    for p in parts.iter_mut() {
+        add(&stats.kafka_errors, p.part.take_errors());
+        if let Some((topic, partition, lag)) = p.part.gauge() {
+            let gauge = crate::dataflow::stats::PartitionGauge {
+                side: Some(p.part.side()),
+                lag,
+                progress_ms: p.progress,
+            };
+            gauges.push(((topic, partition), gauge));
+        }
+    }
+    if !gauges.is_empty() {
+        if let Ok(mut map) = stats.partitions.lock() {
+            map.extend(gauges);
+        }
+    }
+}
+
 /// The longest a worker sleeps when none of its partitions has anything to read.
 const IDLE_PARK: Duration = Duration::from_millis(20);
 
@@ -82,7 +111,16 @@ pub fn run_worker(
     let mut next_sample = sample_every;
     let mut rejected: Vec<Rejected> = Vec::new();
     let mut idle_rounds = 0u64;
+    let mut gauges_at = std::time::Instant::now();
     loop {
+        if gauges_at.elapsed() >= GAUGE_EVERY {
+            gauges_at = std::time::Instant::now();
+            publish_gauges(
+                &stats,
+                &mut parts,
+                probe.with_frontier(|f| f.first().copied()),
+            );
+        }
         if let Some(e) = stats.sink_error() {
             anyhow::bail!("writing outputs failed: {e}");
         }

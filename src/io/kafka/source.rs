@@ -153,6 +153,7 @@ impl KafkaInputs {
                 skew_ms: self.clock_skew_ms,
                 last_error: None,
                 error_logged: None,
+                errors: 0,
             }));
         }
         Ok(out)
@@ -179,9 +180,38 @@ struct KafkaPartition {
     skew_ms: u64,
     last_error: Option<String>,
     error_logged: Option<Instant>,
+    /// Errors since the last `take_errors`.
+    errors: u64,
 }
 
 impl KafkaPartition {
+    /// Messages between the read position and the high watermark librdkafka cached
+    /// from its last fetch (no request is made); `None` before the first fetch.
+    fn lag(&self) -> Option<i64> {
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client outlives this call (held by `self.consumer`), the topic is
+        // a NUL-terminated string we own, and the out-pointers are valid locals.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                self.topic_c.as_ptr(),
+                self.partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || high < 0 {
+            return None;
+        }
+        // Until the first message, the log may begin after `next` (retention).
+        let position = if self.read_any {
+            self.next
+        } else {
+            self.next.max(low)
+        };
+        Some((high - position).max(0))
+    }
+
     fn note_error(&mut self, e: String) {
         // librdkafka retries by itself; say so once in a while, not per poll.
         if self
@@ -195,6 +225,7 @@ impl KafkaPartition {
             self.error_logged = Some(Instant::now());
         }
         self.last_error = Some(e);
+        self.errors += 1;
     }
 }
 
@@ -250,31 +281,7 @@ impl Partition for KafkaPartition {
     }
 
     fn heartbeat(&mut self) -> Option<u64> {
-        if self.end.is_some() {
-            return None;
-        }
-        // The watermarks librdkafka cached from its last fetch: no request is made.
-        let (mut low, mut high) = (-1i64, -1i64);
-        // SAFETY: the client outlives this call (held by `self.consumer`), the topic is
-        // a NUL-terminated string we own, and the out-pointers are valid locals.
-        let err = unsafe {
-            rdkafka::bindings::rd_kafka_get_watermark_offsets(
-                self.consumer.client().native_ptr(),
-                self.topic_c.as_ptr(),
-                self.partition,
-                &mut low,
-                &mut high,
-            )
-        };
-        let position = if self.read_any {
-            self.next
-        } else {
-            self.next.max(low)
-        };
-        if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-            || high < 0
-            || position < high
-        {
+        if self.end.is_some() || self.lag()? > 0 {
             return None;
         }
         let now = SystemTime::now()
@@ -282,6 +289,14 @@ impl Partition for KafkaPartition {
             .ok()?
             .as_millis() as u64;
         Some(now.saturating_sub(self.skew_ms))
+    }
+
+    fn gauge(&mut self) -> Option<(String, i32, i64)> {
+        Some((self.topic.to_string(), self.partition, self.lag()?))
+    }
+
+    fn take_errors(&mut self) -> u64 {
+        std::mem::take(&mut self.errors)
     }
 
     fn origin(&self, position: u64) -> Origin {

@@ -1,0 +1,282 @@
+//! Prometheus metrics: the process's counters as text exposition format over HTTP.
+//!
+//! `--metrics-addr HOST:PORT` serves `GET /metrics`. It is a plain `std::net` listener on
+//! one thread. A scrape is a few hundred bytes once every several seconds, which does
+//! not warrant an HTTP stack in the job.
+
+use crate::cdc::SideId;
+use crate::dataflow::{DriftKind, Stats};
+use anyhow::Context as _;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Upper bounds (seconds) of the sync-lag histogram's buckets.
+const LAG_BUCKETS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Starts serving `stats` on `addr`; returns the bound address (port 0 picks one).
+pub fn serve(addr: &str, stats: Arc<Stats>) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .with_context(|| format!("cannot serve metrics on {addr} (--metrics-addr HOST:PORT)"))?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut reader = BufReader::new(&conn);
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                // Skip the headers.
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("");
+                let (status, body) = if path == "/metrics" {
+                    ("200 OK", render(&stats))
+                } else {
+                    ("404 Not Found", "see /metrics\n".to_string())
+                };
+                let mut conn = &conn;
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        })?;
+    Ok(bound)
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// The exposition text.
+pub fn render(stats: &Stats) -> String {
+    let mut out = String::new();
+    header(
+        &mut out,
+        "driftwatch_events_total",
+        "counter",
+        "Messages by side and outcome.",
+    );
+    for side in SideId::BOTH {
+        let c = stats.side(side);
+        for (outcome, n) in [
+            ("read", &c.read),
+            ("applied", &c.applied),
+            ("duplicate", &c.duplicate),
+            ("stale", &c.stale),
+            ("rejected", &c.rejected),
+            ("tombstone", &c.skipped),
+        ] {
+            let _ = writeln!(
+                out,
+                "driftwatch_events_total{{side=\"{}\",outcome=\"{outcome}\"}} {}",
+                side.name(),
+                n.load(Relaxed)
+            );
+        }
+    }
+    header(
+        &mut out,
+        "driftwatch_open_drift",
+        "gauge",
+        "Open (reported, unhealed) drift by kind.",
+    );
+    for kind in DriftKind::ALL {
+        let _ = writeln!(
+            out,
+            "driftwatch_open_drift{{kind=\"{}\"}} {}",
+            kind.name(),
+            stats.open(kind)
+        );
+    }
+    for (name, help, value) in [
+        (
+            "driftwatch_drift_records_total",
+            "Drift records emitted.",
+            stats.drift_records.load(Relaxed),
+        ),
+        (
+            "driftwatch_corrections_total",
+            "Corrections emitted.",
+            stats.corrections.load(Relaxed),
+        ),
+        (
+            "driftwatch_dead_letters_total",
+            "Messages sent to the dead-letter output.",
+            SideId::BOTH
+                .iter()
+                .map(|s| stats.side(*s).rejected.load(Relaxed))
+                .sum(),
+        ),
+        (
+            "driftwatch_kafka_errors_total",
+            "Kafka client errors (retried by the client).",
+            stats.kafka_errors.load(Relaxed),
+        ),
+    ] {
+        header(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    header(
+        &mut out,
+        "driftwatch_output_error",
+        "gauge",
+        "1 when an output could not be delivered (the job stops).",
+    );
+    let _ = writeln!(
+        out,
+        "driftwatch_output_error {}",
+        u8::from(stats.sink_error().is_some())
+    );
+    partitions(&mut out, stats);
+    sync_lag(&mut out, stats);
+    out
+}
+
+fn partitions(out: &mut String, stats: &Stats) {
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let frontier = stats.frontier_ms.load(Relaxed);
+    header(
+        out,
+        "driftwatch_event_time_lag_seconds",
+        "gauge",
+        "How far the dataflow's event-time frontier is behind the wall clock.",
+    );
+    let lag = if frontier == 0 {
+        0.0
+    } else {
+        now_ms.saturating_sub(frontier) as f64 / 1e3
+    };
+    let _ = writeln!(out, "driftwatch_event_time_lag_seconds {lag}");
+    let Ok(map) = stats.partitions.lock() else {
+        return;
+    };
+    header(
+        out,
+        "driftwatch_consumer_lag",
+        "gauge",
+        "Messages between the read position and the high watermark, per partition.",
+    );
+    for ((topic, partition), g) in map.iter() {
+        let side = g.side.map_or("", SideId::name);
+        let _ = writeln!(
+            out,
+            "driftwatch_consumer_lag{{side=\"{side}\",topic=\"{}\",partition=\"{partition}\"}} {}",
+            escape(topic),
+            g.lag
+        );
+    }
+    header(
+        out,
+        "driftwatch_partition_event_time_seconds",
+        "gauge",
+        "Event-time progress of each input partition (seconds since the epoch).",
+    );
+    for ((topic, partition), g) in map.iter() {
+        let side = g.side.map_or("", SideId::name);
+        let _ = writeln!(
+            out,
+            "driftwatch_partition_event_time_seconds{{side=\"{side}\",topic=\"{}\",partition=\"{partition}\"}} {}",
+            escape(topic),
+            g.progress_ms as f64 / 1e3
+        );
+    }
+}
+
+fn sync_lag(out: &mut String, stats: &Stats) {
+    header(
+        out,
+        "driftwatch_sync_lag_seconds",
+        "histogram",
+        "How long healed differences lasted (event time): the observed sync lag.",
+    );
+    let Ok(h) = stats.sync_lag.lock() else {
+        return;
+    };
+    for le in LAG_BUCKETS {
+        let n = h.count_between(0, (le * 1e3) as u64);
+        let _ = writeln!(out, "driftwatch_sync_lag_seconds_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "driftwatch_sync_lag_seconds_bucket{{le=\"+Inf\"}} {}",
+        h.len()
+    );
+    let sum: f64 = h
+        .iter_recorded()
+        .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+        .sum::<f64>()
+        / 1e3;
+    let _ = writeln!(out, "driftwatch_sync_lag_seconds_sum {sum}");
+    let _ = writeln!(out, "driftwatch_sync_lag_seconds_count {}", h.len());
+}
+
+/// Escapes a label value.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_and_a_cumulative_histogram() {
+        let stats = Stats::default();
+        stats.side(SideId::Target).duplicate.fetch_add(3, Relaxed);
+        stats.side(SideId::Source).rejected.fetch_add(2, Relaxed);
+        stats.add_open(DriftKind::Orphan, 4);
+        stats.record_sync_lag(&[40, 40, 3_000, 120_000]);
+        stats.partitions.lock().unwrap().insert(
+            ("pg.\"orders\"".into(), 1),
+            crate::dataflow::stats::PartitionGauge {
+                side: Some(SideId::Source),
+                lag: 17,
+                progress_ms: 1_500,
+            },
+        );
+        let text = render(&stats);
+        for line in [
+            r#"driftwatch_events_total{side="target",outcome="duplicate"} 3"#,
+            r#"driftwatch_open_drift{kind="orphan"} 4"#,
+            "driftwatch_dead_letters_total 2",
+            r#"driftwatch_consumer_lag{side="source",topic="pg.\"orders\"",partition="1"} 17"#,
+            r#"driftwatch_partition_event_time_seconds{side="source",topic="pg.\"orders\"",partition="1"} 1.5"#,
+            r#"driftwatch_sync_lag_seconds_bucket{le="0.05"} 2"#,
+            r#"driftwatch_sync_lag_seconds_bucket{le="5"} 3"#,
+            r#"driftwatch_sync_lag_seconds_bucket{le="+Inf"} 4"#,
+            "driftwatch_sync_lag_seconds_count 4",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        // Every sample line belongs to a declared metric.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = l.split(['{', ' ']).next().unwrap();
+            let base = name
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            assert!(
+                text.contains(&format!("# TYPE {base} "))
+                    || text.contains(&format!("# TYPE {name} ")),
+                "{l}"
+            );
+        }
+    }
+}
