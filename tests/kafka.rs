@@ -142,6 +142,15 @@ fn orders_end_to_end_match_the_ground_truth_and_reject_malformed_messages() {
         }
     }
 
+    // Read offsets are committed under the job's group, for standard lag tools.
+    for topic in ["e2e.src", "e2e.tgt"] {
+        assert_eq!(
+            broker.committed("driftwatch.orders", topic, 2),
+            broker.ends(topic, 2),
+            "{topic}"
+        );
+    }
+
     // `driftwatch report` renders the same open drift from the topic.
     let report = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
         .args([

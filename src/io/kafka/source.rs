@@ -270,10 +270,11 @@ impl Partition for KafkaPartition {
         }
         if read > 0 {
             self.last_error = None;
-            // Committed (asynchronously, by librdkafka) for lag tools only.
+            // Committed (asynchronously, by librdkafka) for lag tools only. This call
+            // takes the last message's offset; librdkafka commits the one after it.
             let _ = self
                 .consumer
-                .store_offset(&self.topic, self.partition, self.next);
+                .store_offset(&self.topic, self.partition, self.next - 1);
             Ok(Poll::Ready)
         } else {
             Ok(Poll::Idle)
