@@ -43,6 +43,10 @@ pub trait Partition: Send {
     fn gauge(&mut self) -> Option<(String, i32, i64)> {
         None
     }
+    /// Stops (`true`) or resumes fetching while the partition runs ahead of the others.
+    fn set_paused(&mut self, _paused: bool) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Client errors seen since the last call (librdkafka retries them by itself).
     fn take_errors(&mut self) -> u64 {
         0

@@ -544,3 +544,60 @@ fn live_job_reports_drift_on_heartbeats_resolves_it_and_stops_on_sigterm() {
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("source: read 2001"), "{stderr}");
 }
+
+#[test]
+fn a_partition_vouches_for_the_wall_clock_only_once_caught_up() {
+    use driftwatch::io::kafka::{config::KafkaConfig, source::KafkaInputs};
+    let broker = Broker::start();
+    broker.create_topic("hb.src", 1);
+    broker.create_topic("hb.tgt", 1);
+    let g = gen(3);
+    broker.produce("hb.tgt", &keyed(&g.target[..200]));
+    let spec = driftwatch::spec::load_str(driftwatch::demo::ORDERS_SPEC).unwrap();
+    let config = KafkaConfig::new(&spec, Some(&broker.addr())).unwrap();
+    let topics = |t: &str| vec![t.to_string()];
+    let inputs =
+        KafkaInputs::discover(config, &topics("hb.src"), &topics("hb.tgt"), 2_000).unwrap();
+    let mut parts = inputs.open(0, 1).unwrap();
+    assert_eq!(parts.len(), 2);
+    let (src, tgt) = parts.split_at_mut(1);
+    let (src, tgt) = (&mut src[0], &mut tgt[0]);
+
+    // A lagging consumer (messages unread) holds its time back however long it waits;
+    // an empty partition is caught up as soon as its end is known.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut empty_vouched = false;
+    while std::time::Instant::now() < deadline {
+        assert_eq!(
+            tgt.heartbeat(),
+            None,
+            "a lagging partition vouched for the wall clock"
+        );
+        let _ = src.poll(10, &mut |_, _| panic!("hb.src is empty"));
+        empty_vouched |= src.heartbeat().is_some();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        empty_vouched,
+        "an empty, caught-up partition never advanced"
+    );
+
+    // Once everything is read: the wall clock less the skew allowance.
+    let mut read = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while read < 200 {
+        assert!(std::time::Instant::now() < deadline, "read {read} of 200");
+        let _ = tgt.poll(64, &mut |_, _| read += 1).unwrap();
+    }
+    let mut vouched = None;
+    while vouched.is_none() && std::time::Instant::now() < deadline {
+        let _ = tgt.poll(64, &mut |_, _| panic!("nothing more to read"));
+        vouched = tgt.heartbeat();
+    }
+    let vouched = vouched.expect("a caught-up partition vouches for the wall clock");
+    let expected = now_ms() - 2_000;
+    assert!(
+        vouched <= expected && vouched + 5_000 >= expected,
+        "{vouched} vs {expected}"
+    );
+}

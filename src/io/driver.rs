@@ -20,6 +20,8 @@ struct PartState {
     part: Box<dyn Partition>,
     progress: Time,
     done: bool,
+    /// Whether the partition is paused for running ahead.
+    paused: bool,
 }
 
 /// Sizes of the state sampled during a run: `(messages read so far, sizes)`.
@@ -104,6 +106,7 @@ pub fn run_worker(
             part,
             progress: 0,
             done: false,
+            paused: false,
         })
         .collect();
     let mut samples = SizeSamples::new();
@@ -125,13 +128,19 @@ pub fn run_worker(
             anyhow::bail!("writing outputs failed: {e}");
         }
         let frontier = probe.with_frontier(|f| f.first().copied());
-        // Partitions not too far ahead of the dataflow, furthest behind first; read the
-        // first that has anything. Idle ones may vouch for a later time (heartbeat).
+        // Partitions too far ahead of the dataflow are paused (a Kafka partition stops
+        // fetching, so a replay buffers read-ahead, not history).
+        for p in parts.iter_mut().filter(|p| !p.done) {
+            let ahead_now = frontier.is_some_and(|f| p.progress > f.saturating_add(ahead));
+            if ahead_now != p.paused {
+                p.paused = ahead_now;
+                p.part.set_paused(ahead_now)?;
+            }
+        }
+        // The others, furthest behind first: read the first that has anything. Idle ones
+        // may vouch for a later time (heartbeat).
         let mut order: Vec<usize> = (0..parts.len())
-            .filter(|&i| {
-                let p = &parts[i];
-                !p.done && frontier.is_none_or(|f| p.progress <= f.saturating_add(ahead))
-            })
+            .filter(|&i| !parts[i].done && !parts[i].paused)
             .collect();
         order.sort_by_key(|&i| parts[i].progress);
         let mut worked = false;

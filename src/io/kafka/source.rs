@@ -296,6 +296,17 @@ impl Partition for KafkaPartition {
         Some((self.topic.to_string(), self.partition, self.lag()?))
     }
 
+    fn set_paused(&mut self, paused: bool) -> anyhow::Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, self.partition);
+        let result = if paused {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        result.with_context(|| format!("cannot pause/resume {}/{}", self.topic, self.partition))
+    }
+
     fn take_errors(&mut self) -> u64 {
         std::mem::take(&mut self.errors)
     }
