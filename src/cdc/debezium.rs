@@ -149,8 +149,11 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
         None => Some(
             msg.timestamp_ms
                 .and_then(|t| u64::try_from(t).ok())
+                .filter(|t| *t <= super::json::MAX_EVENT_MS)
                 .ok_or_else(|| {
-                    DecodeError::new("event time is `@timestamp` but the message has no timestamp")
+                    DecodeError::new(
+                        "event time is `@timestamp` but the message has no valid timestamp",
+                    )
                 })?,
         ),
         Some(path) => {
@@ -159,7 +162,7 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
             })?;
             Some(as_millis(&v).ok_or_else(|| {
                 DecodeError::new(format!(
-                    "event time at `{}` is {}, not milliseconds since the epoch",
+                    "event time at `{}` is {}, not milliseconds since the epoch (up to year 9999)",
                     path.join("."),
                     v.describe()
                 ))

@@ -290,16 +290,25 @@ pub fn as_u64(s: &Scalar<'_>) -> Option<u64> {
     }
 }
 
-/// A scalar as milliseconds since the epoch: integers, or RFC 3339 strings.
+/// The last millisecond of year 9999: later event times are garbage, not data (one
+/// would end event time for the whole job).
+pub const MAX_EVENT_MS: u64 = 253_402_300_799_999;
+
+/// A scalar as milliseconds since the epoch (integers, or RFC 3339 strings), up to
+/// [`MAX_EVENT_MS`].
 pub fn as_millis(s: &Scalar<'_>) -> Option<u64> {
-    match s {
+    let ms = match s {
         Scalar::Str(t) => t.parse().ok().or_else(|| {
             crate::row::parse_timestamp(t)
                 .and_then(|ns| u64::try_from(ns.div_euclid(1_000_000)).ok())
         }),
-        Scalar::F64(f) if f.is_finite() && *f >= 0.0 => Some(*f as u64),
+        Scalar::F64(f) if f.is_finite() && *f >= 0.0 && *f <= MAX_EVENT_MS as f64 => {
+            Some(*f as u64)
+        }
+        Scalar::F64(_) => None,
         other => as_u64(other),
-    }
+    }?;
+    (ms <= MAX_EVENT_MS).then_some(ms)
 }
 
 /// Parses the whole of `text` as a [`Scalar`].

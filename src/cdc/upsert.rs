@@ -101,7 +101,9 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
                 ))
             })?)
         }
-        _ => timestamp.and_then(|t| u64::try_from(t).ok()),
+        _ => timestamp
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|t| *t <= super::json::MAX_EVENT_MS),
     };
     if d.event_time.is_none() && time_ms.is_none() && row.is_some() {
         return Err(DecodeError::new(

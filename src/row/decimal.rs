@@ -40,7 +40,8 @@ impl Decimal {
         }
         Some(Decimal {
             mantissa: if neg { -mantissa } else { mantissa },
-            scale: frac.len() as u8,
+            // An i128 holds 38 digits: a longer fraction cannot be exact.
+            scale: u8::try_from(frac.len()).ok().filter(|s| *s <= 38)?,
         })
     }
 
