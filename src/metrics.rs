@@ -5,6 +5,7 @@
 //! not warrant an HTTP stack in the job.
 
 use crate::cdc::SideId;
+use crate::dataflow::stats::PartitionGauge;
 use crate::dataflow::{DriftKind, Stats};
 use anyhow::Context as _;
 use std::fmt::Write as _;
@@ -165,35 +166,29 @@ fn partitions(out: &mut String, stats: &Stats) {
     let Ok(map) = stats.partitions.lock() else {
         return;
     };
-    header(
-        out,
-        "driftwatch_consumer_lag",
-        "gauge",
-        "Messages between the read position and the high watermark, per partition.",
-    );
-    for ((topic, partition), g) in map.iter() {
-        let side = g.side.map_or("", SideId::name);
-        let _ = writeln!(
-            out,
-            "driftwatch_consumer_lag{{side=\"{side}\",topic=\"{}\",partition=\"{partition}\"}} {}",
-            escape(topic),
-            g.lag
-        );
-    }
-    header(
-        out,
-        "driftwatch_partition_event_time_seconds",
-        "gauge",
-        "Event-time progress of each input partition (seconds since the epoch).",
-    );
-    for ((topic, partition), g) in map.iter() {
-        let side = g.side.map_or("", SideId::name);
-        let _ = writeln!(
-            out,
-            "driftwatch_partition_event_time_seconds{{side=\"{side}\",topic=\"{}\",partition=\"{partition}\"}} {}",
-            escape(topic),
-            g.progress_ms as f64 / 1e3
-        );
+    let gauges: [(&str, &str, fn(&PartitionGauge) -> f64); 2] = [
+        (
+            "driftwatch_consumer_lag",
+            "Messages between the read position and the high watermark, per partition.",
+            |g| g.lag as f64,
+        ),
+        (
+            "driftwatch_partition_event_time_seconds",
+            "Event-time progress of each input partition (seconds since the epoch).",
+            |g| g.progress_ms as f64 / 1e3,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(out, name, "gauge", help);
+        for ((topic, partition), g) in map.iter() {
+            let side = g.side.map_or("", SideId::name);
+            let _ = writeln!(
+                out,
+                "{name}{{side=\"{side}\",topic=\"{}\",partition=\"{partition}\"}} {}",
+                escape(topic),
+                value(g)
+            );
+        }
     }
 }
 
