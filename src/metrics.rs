@@ -146,6 +146,9 @@ pub fn render(stats: &Stats) -> String {
     out
 }
 
+/// A per-partition gauge: name, help, and its value.
+type Gauge = (&'static str, &'static str, fn(&PartitionGauge) -> f64);
+
 fn partitions(out: &mut String, stats: &Stats) {
     let now_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -166,7 +169,7 @@ fn partitions(out: &mut String, stats: &Stats) {
     let Ok(map) = stats.partitions.lock() else {
         return;
     };
-    let gauges: [(&str, &str, fn(&PartitionGauge) -> f64); 2] = [
+    let gauges: [Gauge; 2] = [
         (
             "driftwatch_consumer_lag",
             "Messages between the read position and the high watermark, per partition.",
