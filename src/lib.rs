@@ -7,6 +7,7 @@
 //! - [`row`]: canonical rows, normalisation and field-level comparison.
 //! - [`dataflow`]: the timely dataflow: keyed state of both sides, drift, grace, corrections.
 //! - [`io`]: inputs (files, generators) read so their event times advance together; outputs.
+//! - [`checkpoint`]: checkpoint files: abomonation behind a magic/version header and a CRC.
 //! - [`metrics`]: Prometheus text exposition of the counters over HTTP.
 //! - [`report`]: `driftwatch report`: the current open drift, from the drift topic.
 //! - [`run`]: a whole job: workers, inputs, dataflow, outputs, summary.
@@ -22,6 +23,7 @@ pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 pub mod alloc;
 pub mod cdc;
+pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod dataflow;
