@@ -14,6 +14,15 @@
 //! is written to a temporary name, synced, and renamed into place, so a crash leaves the
 //! old checkpoint or the new one, never half of one. Nothing writes checkpoints yet:
 //! this is the format the fault-tolerance work builds on.
+//!
+//! **Alignment rule.** abomonation lays children out back to back and later casts each
+//! run of bytes to its element type, so a byte string of odd length followed by a
+//! vector of `u64`s would be read misaligned (undefined behaviour; debug builds abort).
+//! Checkpointed types therefore keep every element a multiple of 8 bytes in size and
+//! alignment, and hold byte strings as [`Bytes`] (8-byte words and a length).
+
+// abomonation_derive 0.5 expands to impls the newer `non_local_definitions` lint flags.
+#![allow(non_local_definitions)]
 
 use abomonation::Abomonation;
 use std::io::Write as _;
@@ -113,6 +122,41 @@ fn checksum(header: &[u8], payload: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// A byte string stored as 8-byte words, so that what follows it stays aligned.
+#[derive(Debug, Clone, PartialEq, Eq, Default, abomonation_derive::Abomonation)]
+pub struct Bytes {
+    len: u64,
+    words: Vec<u64>,
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(b: &[u8]) -> Self {
+        let mut words = vec![0u64; b.len().div_ceil(8)];
+        for (w, chunk) in words.iter_mut().zip(b.chunks(8)) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            *w = u64::from_le_bytes(word);
+        }
+        Bytes {
+            len: b.len() as u64,
+            words,
+        }
+    }
+}
+
+impl Bytes {
+    /// The bytes, or `None` if the length and the words disagree (a forged file).
+    pub fn to_vec(&self) -> Option<Vec<u8>> {
+        let len = usize::try_from(self.len).ok()?;
+        if len.div_ceil(8) != self.words.len() {
+            return None;
+        }
+        let mut out: Vec<u8> = self.words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        out.truncate(len);
+        Some(out)
+    }
+}
+
 /// Writes `bytes` to `dir/name` atomically (temporary file, fsync, rename, fsync dir).
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
@@ -129,7 +173,6 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<Pat
 }
 
 #[cfg(test)]
-#[allow(non_local_definitions)] // abomonation_derive 0.5 predates the lint
 mod tests {
     use super::*;
     use abomonation_derive::Abomonation;
@@ -137,17 +180,31 @@ mod tests {
     #[derive(Debug, Clone, PartialEq, Abomonation)]
     struct State {
         time: u64,
-        keys: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-        offsets: Vec<(String, i32, i64)>,
+        keys: Vec<(Bytes, Option<Bytes>)>,
+        offsets: Vec<(Bytes, i64, i64)>,
     }
 
     fn sample() -> State {
         State {
             time: 1_772_323_200_000,
             keys: (0..100u8)
-                .map(|i| (vec![i; 3], (i % 3 != 0).then(|| vec![i; i as usize])))
+                .map(|i| {
+                    let row = vec![i; i as usize];
+                    (
+                        Bytes::from(&[i; 3][..]),
+                        (i % 3 != 0).then(|| Bytes::from(&row[..])),
+                    )
+                })
                 .collect(),
-            offsets: vec![("orders".into(), 1, 4242)],
+            offsets: vec![(Bytes::from(&b"orders"[..]), 1, 4242)],
+        }
+    }
+
+    #[test]
+    fn bytes_keep_their_length() {
+        for n in 0..20 {
+            let b: Vec<u8> = (0..n).collect();
+            assert_eq!(Bytes::from(&b[..]).to_vec(), Some(b));
         }
     }
 
