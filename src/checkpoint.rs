@@ -24,6 +24,8 @@
 // abomonation_derive 0.5 expands to impls the newer `non_local_definitions` lint flags.
 #![allow(non_local_definitions)]
 
+pub mod state;
+
 use abomonation::Abomonation;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

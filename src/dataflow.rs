@@ -241,6 +241,17 @@ pub struct Handles {
     pub probe: ProbeHandle<Time>,
     /// Size of the keyed state (for tests and metrics).
     pub sizes: sides::SizeProbe,
+    /// The operators' state, for checkpoints.
+    pub state: State,
+}
+
+/// A worker's operator state, as checkpoints write and restore it.
+#[derive(Clone)]
+pub struct State {
+    /// Both sides' keyed state.
+    pub sides: sides::SidesState,
+    /// Grace episodes and timers.
+    pub grace: grace::GraceState,
 }
 
 /// Builds the dataflow on a worker. `sink` receives every output, on worker 0 only.
@@ -257,6 +268,10 @@ pub fn build(
     let mut dead = InputHandleVec::new();
     let probe = ProbeHandle::new();
     let sizes = sides::SizeProbe::default();
+    let state = State {
+        sides: sides::SidesState::default(),
+        grace: grace::GraceState::new(rules.clone(), stats.clone(), grace_ms),
+    };
     worker.dataflow::<Time, _, _>(|scope| {
         let drift = sides::sides(
             source.to_stream(scope),
@@ -264,8 +279,9 @@ pub fn build(
             rules.clone(),
             stats.clone(),
             sizes.clone(),
+            state.sides.clone(),
         );
-        let outputs = grace::grace(drift, rules, grace_ms, stats.clone());
+        let outputs = grace::grace(drift, state.grace.clone());
         let all = outputs.concat(dead.to_stream(scope)).exchange(|_| 0);
         grace::sink(all, sink, stats).probe_with(&probe);
     });
@@ -275,5 +291,6 @@ pub fn build(
         dead,
         probe,
         sizes,
+        state,
     }
 }

@@ -55,6 +55,30 @@ pub struct Spec {
     /// Kafka client settings shared by all topics of this job.
     #[serde(default)]
     pub kafka: Kafka,
+    /// Periodic checkpoints of the job's state and input offsets (Kafka mode). Without
+    /// this table a restarted job replays its inputs from the earliest offsets.
+    #[serde(default)]
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// Checkpoint settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// Directory of the checkpoint files (shared by every process of the cluster, or one
+    /// per process holding that process's files).
+    pub dir: String,
+    /// Event time between checkpoint opportunities, e.g. `"10s"`: checkpoints are taken
+    /// at multiples of it, at one event time on every worker.
+    #[serde(default = "default_checkpoint_interval")]
+    pub interval: Duration,
+    /// Wall-clock time that must pass between two checkpoints, e.g. `"10s"`, so that a
+    /// fast replay does not write one at every opportunity.
+    #[serde(default = "default_checkpoint_interval")]
+    pub min_wall_interval: Duration,
+    /// How many complete checkpoints to keep (older ones are pruned).
+    #[serde(default = "default_checkpoint_keep")]
+    pub keep: usize,
 }
 
 /// One side of the synchronization (source or target).
@@ -227,6 +251,12 @@ pub struct Kafka {
     pub clock_skew: Duration,
 }
 
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_millis(10_000)
+}
+fn default_checkpoint_keep() -> usize {
+    2
+}
 fn default_clock_skew() -> Duration {
     Duration::from_millis(2_000)
 }

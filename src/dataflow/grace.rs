@@ -31,7 +31,7 @@ struct Episode {
 }
 
 /// One worker's episodes and timers, and what the current activation produced.
-struct Episodes {
+pub struct Episodes {
     rules: Arc<CompareRules>,
     stats: Arc<Stats>,
     grace_ms: u64,
@@ -41,17 +41,14 @@ struct Episodes {
     lags: Vec<u64>,
 }
 
-/// Turns the drift updates into drift records and corrections.
-pub fn grace<'s>(
-    drift: Stream<'s, Time, Vec<(DriftUpdate, Time)>>,
-    rules: Arc<CompareRules>,
-    grace_ms: u64,
-    stats: Arc<Stats>,
-) -> Stream<'s, Time, Vec<(Output, Time)>> {
-    drift.unary_frontier(Pipeline, "Grace", move |_, _| {
-        let mut pending: BTreeMap<Time, Vec<DriftUpdate>> = BTreeMap::new();
-        let mut held: Option<Capability<Time>> = None;
-        let mut eps = Episodes {
+/// A worker's grace episodes, shared between the operator and the checkpointing driver.
+#[derive(Clone)]
+pub struct GraceState(std::rc::Rc<std::cell::RefCell<Episodes>>);
+
+impl GraceState {
+    /// Empty state.
+    pub fn new(rules: Arc<CompareRules>, stats: Arc<Stats>, grace_ms: u64) -> Self {
+        GraceState(std::rc::Rc::new(std::cell::RefCell::new(Episodes {
             rules,
             stats,
             grace_ms,
@@ -59,8 +56,83 @@ pub fn grace<'s>(
             timers: BTreeMap::new(),
             out: Vec::new(),
             lags: Vec::new(),
-        };
+        })))
+    }
+
+    /// The open episodes as checkpoint entries.
+    pub fn snapshot(&self) -> Vec<crate::checkpoint::state::EpisodeEntry> {
+        use crate::checkpoint::Bytes;
+        self.0
+            .borrow()
+            .open
+            .iter()
+            .map(|(key, ep)| crate::checkpoint::state::EpisodeEntry {
+                key: Bytes::from(key.as_bytes()),
+                since: ep.since,
+                reported: u64::from(ep.reported),
+                corrected: ep.corrected.as_ref().map(|(kind, row)| {
+                    (*kind as u64, row.as_ref().map(|r| Bytes::from(r.as_bytes())))
+                }),
+            })
+            .collect()
+    }
+
+    /// Restores episodes; each one's divergence is recomputed from the restored sides.
+    pub fn restore(
+        &self,
+        entries: &[crate::checkpoint::state::EpisodeEntry],
+        sides: &super::sides::SidesState,
+    ) -> anyhow::Result<()> {
+        let bad = || anyhow::anyhow!("checkpoint holds a malformed grace episode");
+        let mut eps = self.0.borrow_mut();
+        for e in entries {
+            let key = Key::from_encoded(&e.key.to_vec().ok_or_else(bad)?);
+            let current = sides
+                .divergence(&key, &eps.rules)
+                .ok_or_else(|| anyhow::anyhow!("checkpoint holds an episode for a key in sync"))?;
+            let corrected = match &e.corrected {
+                None => None,
+                Some((kind, row)) => {
+                    let kind = *DriftKind::ALL.get(*kind as usize).ok_or_else(bad)?;
+                    let row = match row {
+                        Some(b) => Some(Row::from_encoded(&b.to_vec().ok_or_else(bad)?)),
+                        None => None,
+                    };
+                    Some((kind, row))
+                }
+            };
+            let reported = e.reported != 0;
+            if reported {
+                eps.stats.add_open(current.kind, 1);
+            } else {
+                let at = e.since + eps.grace_ms;
+                eps.timers.entry(at).or_default().push(key.clone());
+            }
+            let episode = Episode {
+                since: e.since,
+                current,
+                reported,
+                corrected,
+            };
+            eps.open.insert(key, episode);
+        }
+        Ok(())
+    }
+}
+
+/// Turns the drift updates into drift records and corrections.
+pub fn grace<'s>(
+    drift: Stream<'s, Time, Vec<(DriftUpdate, Time)>>,
+    shared: GraceState,
+) -> Stream<'s, Time, Vec<(Output, Time)>> {
+    drift.unary_frontier(Pipeline, "Grace", move |initial, _| {
+        let mut pending: BTreeMap<Time, Vec<DriftUpdate>> = BTreeMap::new();
+        // The initial capability serves timers restored from a checkpoint; it is
+        // dropped at the first activation when there are none.
+        let mut held: Option<Capability<Time>> = Some(initial);
+        let shared = shared.0;
         move |(input, frontier), output| {
+            let mut eps = shared.borrow_mut();
             input.for_each(|cap, data| {
                 if let Some(c) = cap.retain_least(0) {
                     if held.as_ref().is_none_or(|h| c.time() < h.time()) {

@@ -58,11 +58,12 @@ pub fn sides<'s>(
     rules: Arc<CompareRules>,
     stats: Arc<Stats>,
     sizes: SizeProbe,
+    shared: SidesState,
 ) -> Stream<'s, Time, Vec<(DriftUpdate, Time)>> {
     let by_key = || Exchange::new(|(c, _): &(Change, Time)| c.key.hashed());
     source.binary_frontier(target, by_key(), by_key(), "Sides", move |_, _| {
         let mut pending: BTreeMap<Time, Vec<(SideId, Change)>> = BTreeMap::new();
-        let mut state: FastMap<Key, KeyState> = FastMap::default();
+        let shared = shared.0;
         let mut held: Option<Capability<Time>> = None;
         let mut touched: Vec<Key> = Vec::new();
         move |(source, source_frontier), (target, target_frontier), output| {
@@ -81,6 +82,7 @@ pub fn sides<'s>(
             let Some(cap) = held.as_mut() else { return };
             let done = |t: &Time| !source_frontier.less_equal(t) && !target_frontier.less_equal(t);
             let mut counts = [[0u64; 3]; 2];
+            let mut state = shared.borrow_mut();
             while let Some(entry) = pending.first_entry() {
                 if !done(entry.key()) {
                     break;
@@ -138,6 +140,7 @@ pub fn sides<'s>(
             }
             let mut s = sizes.inner.borrow_mut();
             s.keys = state.len();
+            drop(state);
             s.pending = pending.values().map(Vec::len).sum();
         }
     })
@@ -209,5 +212,76 @@ impl SizeProbe {
             keys: inner.keys,
             pending: inner.pending,
         }
+    }
+}
+
+/// A worker's keyed state, shared between the operator and the checkpointing driver.
+#[derive(Clone, Default)]
+pub struct SidesState(Rc<RefCell<FastMap<Key, KeyState>>>);
+
+impl SidesState {
+    /// The state as checkpoint entries.
+    pub fn snapshot(&self) -> Vec<crate::checkpoint::state::KeyEntry> {
+        use crate::checkpoint::{state, Bytes};
+        let side = |e: &Option<SideEntry>| {
+            e.as_ref().map(|e| state::SideEntry {
+                version: e.version,
+                row_ts_ms: e.current.as_ref().map_or(0, |r| r.ts_ms),
+                row: e.current.as_ref().map(|r| Bytes::from(r.row.as_bytes())),
+            })
+        };
+        self.0
+            .borrow()
+            .iter()
+            .map(|(k, s)| state::KeyEntry {
+                key: Bytes::from(k.as_bytes()),
+                source: side(&s.sides[0]),
+                target: side(&s.sides[1]),
+                drifting: u64::from(s.drifting),
+            })
+            .collect()
+    }
+
+    /// Adds restored entries; a malformed entry is an error.
+    pub fn restore(&self, entries: &[crate::checkpoint::state::KeyEntry]) -> anyhow::Result<()> {
+        let bad = || anyhow::anyhow!("checkpoint holds a malformed key entry");
+        let side = |e: &Option<crate::checkpoint::state::SideEntry>, side: SideId| {
+            e.as_ref()
+                .map(|e| {
+                    let current = match &e.row {
+                        Some(b) => Some(SideRow {
+                            side,
+                            version: e.version,
+                            ts_ms: e.row_ts_ms,
+                            row: crate::row::Row::from_encoded(&b.to_vec().ok_or_else(bad)?),
+                        }),
+                        None => None,
+                    };
+                    Ok::<_, anyhow::Error>(SideEntry {
+                        version: e.version,
+                        current,
+                    })
+                })
+                .transpose()
+        };
+        let mut map = self.0.borrow_mut();
+        for e in entries {
+            let key = Key::from_encoded(&e.key.to_vec().ok_or_else(bad)?);
+            let state = KeyState {
+                sides: [side(&e.source, SideId::Source)?, side(&e.target, SideId::Target)?],
+                drifting: e.drifting != 0,
+                touched: false,
+            };
+            map.insert(key, state);
+        }
+        Ok(())
+    }
+
+    /// A key's current divergence under `rules` (for restoring grace episodes).
+    pub fn divergence(&self, key: &Key, rules: &CompareRules) -> Option<Divergence> {
+        let map = self.0.borrow();
+        let ks = map.get(key)?;
+        let row = |s: SideId| ks.sides[s as usize].as_ref()?.current.as_ref();
+        Divergence::between(rules, row(SideId::Source), row(SideId::Target))
     }
 }

@@ -38,7 +38,24 @@ impl Row {
     }
 }
 
+impl Row {
+    /// A row from its encoded bytes (as [`Row::as_bytes`] gave them, e.g. from a
+    /// checkpoint). Malformed bytes read as fewer columns, never as a panic.
+    pub fn from_encoded(bytes: &[u8]) -> Row {
+        Row(Arc::from(bytes))
+    }
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl Key {
+    /// A key from its encoded bytes (as [`Key::as_bytes`] gave them).
+    pub fn from_encoded(bytes: &[u8]) -> Key {
+        Key(Box::from(bytes))
+    }
+
     /// The key columns, in the spec's order.
     pub fn fields(&self) -> Fields<'_> {
         Fields { bytes: &self.0 }
