@@ -25,6 +25,7 @@
 #![allow(non_local_definitions)]
 
 pub mod state;
+pub mod store;
 
 use abomonation::Abomonation;
 use std::io::Write as _;

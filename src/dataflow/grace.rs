@@ -71,7 +71,10 @@ impl GraceState {
                 since: ep.since,
                 reported: u64::from(ep.reported),
                 corrected: ep.corrected.as_ref().map(|(kind, row)| {
-                    (*kind as u64, row.as_ref().map(|r| Bytes::from(r.as_bytes())))
+                    (
+                        *kind as u64,
+                        row.as_ref().map(|r| Bytes::from(r.as_bytes())),
+                    )
                 }),
             })
             .collect()

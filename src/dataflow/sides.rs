@@ -268,7 +268,10 @@ impl SidesState {
         for e in entries {
             let key = Key::from_encoded(&e.key.to_vec().ok_or_else(bad)?);
             let state = KeyState {
-                sides: [side(&e.source, SideId::Source)?, side(&e.target, SideId::Target)?],
+                sides: [
+                    side(&e.source, SideId::Source)?,
+                    side(&e.target, SideId::Target)?,
+                ],
                 drifting: e.drifting != 0,
                 touched: false,
             };
