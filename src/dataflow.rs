@@ -227,7 +227,15 @@ pub trait Sink: 'static {
     fn finish(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
+    /// Deliver everything emitted so far, now (before a checkpoint is written).
+    fn flush(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
+
+/// The sink, shared by the sink operator and the driver (which flushes it before a
+/// checkpoint). `None` on workers other than 0.
+pub type SharedSink = std::rc::Rc<std::cell::RefCell<Option<Box<dyn Sink>>>>;
 
 /// The inputs and progress handles of one worker's dataflow.
 pub struct Handles {
@@ -243,6 +251,8 @@ pub struct Handles {
     pub sizes: sides::SizeProbe,
     /// The operators' state, for checkpoints.
     pub state: State,
+    /// The sink (worker 0).
+    pub sink: SharedSink,
 }
 
 /// A worker's operator state, as checkpoints write and restore it.
@@ -268,6 +278,7 @@ pub fn build(
     let mut dead = InputHandleVec::new();
     let probe = ProbeHandle::new();
     let sizes = sides::SizeProbe::default();
+    let shared_sink: SharedSink = std::rc::Rc::new(std::cell::RefCell::new(sink));
     let state = State {
         sides: sides::SidesState::default(),
         grace: grace::GraceState::new(rules.clone(), stats.clone(), grace_ms),
@@ -283,7 +294,7 @@ pub fn build(
         );
         let outputs = grace::grace(drift, state.grace.clone());
         let all = outputs.concat(dead.to_stream(scope)).exchange(|_| 0);
-        grace::sink(all, sink, stats).probe_with(&probe);
+        grace::sink(all, shared_sink.clone(), stats).probe_with(&probe);
     });
     Handles {
         source,
@@ -292,5 +303,6 @@ pub fn build(
         probe,
         sizes,
         state,
+        sink: shared_sink,
     }
 }

@@ -47,6 +47,14 @@ pub trait Partition: Send {
     fn set_paused(&mut self, _paused: bool) -> anyhow::Result<()> {
         Ok(())
     }
+    /// For checkpoints: the (topic, partition) this input is, if it can be resumed.
+    fn topic_partition(&self) -> Option<(String, i32)> {
+        None
+    }
+    /// For checkpoints: the next position (offset) to read.
+    fn resume_position(&self) -> Option<i64> {
+        None
+    }
     /// Client errors seen since the last call (librdkafka retries them by itself).
     fn take_errors(&mut self) -> u64 {
         0

@@ -12,7 +12,7 @@
 
 use super::sides::DriftUpdate;
 use super::stats::add;
-use super::{Correction, Divergence, DriftKind, DriftRecord, Output, Sink, Stats, Status, Time};
+use super::{Correction, Divergence, DriftKind, DriftRecord, Output, Stats, Status, Time};
 use crate::row::CompareRules;
 use crate::row::{Key, Row};
 use crate::FastMap;
@@ -295,7 +295,7 @@ fn report(
 /// same input yields the same output files whatever the number of workers.
 pub fn sink<'s>(
     outputs: Stream<'s, Time, Vec<(Output, Time)>>,
-    mut sink: Option<Box<dyn Sink>>,
+    sink: super::SharedSink,
     stats: Arc<Stats>,
 ) -> Stream<'s, Time, Vec<()>> {
     outputs.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
@@ -323,7 +323,7 @@ pub fn sink<'s>(
                             Output::DeadLetter(_) => {}
                         }
                     }
-                    if let (Some(s), false) = (sink.as_mut(), failed) {
+                    if let (Some(s), false) = (sink.borrow_mut().as_mut(), failed) {
                         if let Err(e) = s.emit(time, &outputs) {
                             // The sink remembers its error; the job reports it at the end.
                             failed = true;
@@ -333,7 +333,7 @@ pub fn sink<'s>(
                 }
                 if frontier.is_empty() && !finished {
                     finished = true;
-                    if let (Some(s), false) = (sink.as_mut(), failed) {
+                    if let (Some(s), false) = (sink.borrow_mut().as_mut(), failed) {
                         if let Err(e) = s.finish() {
                             failed = true;
                             stats.set_sink_error(format!("{e:#}"));

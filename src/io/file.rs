@@ -137,7 +137,11 @@ impl FileOutputs {
 
 impl Sink for FileOutputs {
     fn finish(&mut self) -> anyhow::Result<()> {
-        self.flush()
+        FileOutputs::flush(self)
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        FileOutputs::flush(self)
     }
 
     fn emit(&mut self, _time: Time, outputs: &[Output]) -> anyhow::Result<()> {

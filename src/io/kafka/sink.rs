@@ -174,6 +174,10 @@ impl Sink for KafkaSink {
     }
 
     fn finish(&mut self) -> anyhow::Result<()> {
+        Sink::flush(self)
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
         self.producer
             .flush(FLUSH_TIMEOUT)
             .context("cannot deliver the remaining outputs")?;

@@ -307,6 +307,15 @@ impl Partition for KafkaPartition {
         result.with_context(|| format!("cannot pause/resume {}/{}", self.topic, self.partition))
     }
 
+    fn topic_partition(&self) -> Option<(String, i32)> {
+        Some((self.topic.to_string(), self.partition))
+    }
+
+    fn resume_position(&self) -> Option<i64> {
+        // Until the first message, `next` is the start offset given (or 0: earliest).
+        Some(self.next)
+    }
+
     fn take_errors(&mut self) -> u64 {
         std::mem::take(&mut self.errors)
     }
