@@ -125,8 +125,8 @@ pub struct RunArgs {
     /// Write dead letters to this topic.
     #[arg(long = "dlq-topic")]
     pub dlq_topic: Option<String>,
-    /// Read every input partition from its earliest offset (the default while no
-    /// checkpoint is given; overrides `--start-offset`).
+    /// Read every input partition from its earliest offset, ignoring checkpoints and
+    /// `--start-offset`.
     #[arg(long = "from-beginning")]
     pub from_beginning: bool,
     /// Start one partition at an offset: `TOPIC:PARTITION:OFFSET` (repeatable).
@@ -136,6 +136,14 @@ pub struct RunArgs {
     /// every pending difference, deliver everything, exit), as with files.
     #[arg(long = "stop-at-end")]
     pub stop_at_end: bool,
+    /// Write checkpoints to (and resume from) this directory, instead of the spec's
+    /// `checkpoint.dir` (Kafka mode).
+    #[arg(long = "checkpoint-dir")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Stop, rather than replay from the earliest offsets, when the newest checkpoint is
+    /// corrupt or from an incompatible version.
+    #[arg(long = "require-checkpoint")]
+    pub require_checkpoint: bool,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (Kafka mode).
     #[arg(long = "metrics-addr")]
     pub metrics_addr: Option<String>,

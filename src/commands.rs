@@ -80,6 +80,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(b) = &args.brokers {
         spec.kafka.brokers = Some(b.clone());
     }
+    if let Some(dir) = &args.checkpoint_dir {
+        let c = spec
+            .checkpoint
+            .get_or_insert_with(|| crate::spec::Checkpoint {
+                dir: String::new(),
+                interval: crate::spec::Duration::from_millis(10_000),
+                min_wall_interval: crate::spec::Duration::from_millis(10_000),
+                keep: 2,
+            });
+        c.dir = dir.display().to_string();
+    }
     for (name, side) in [("source", &spec.source), ("target", &spec.target)] {
         if side.input.topics.is_empty() {
             anyhow::bail!(
@@ -99,6 +110,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         starts,
         stop_at_end: args.stop_at_end,
         metrics_addr: args.metrics_addr.clone(),
+        from_beginning: args.from_beginning,
+        require_checkpoint: args.require_checkpoint,
     };
     let report = crate::run::run_kafka(&spec, &cluster, options)?;
     eprintln!("{}", report.summary());

@@ -77,7 +77,15 @@ pub fn execute(
     sink: Option<SinkFactory>,
     sample_every: u64,
 ) -> anyhow::Result<Report> {
-    execute_with(spec, cluster, parts, sink, sample_every, Arc::default())
+    execute_with(
+        spec,
+        cluster,
+        parts,
+        sink,
+        sample_every,
+        Arc::default(),
+        None,
+    )
 }
 
 /// [`execute`], counting into `stats` (which metrics may be serving).
@@ -88,6 +96,7 @@ pub fn execute_with(
     sink: Option<SinkFactory>,
     sample_every: u64,
     stats: Arc<Stats>,
+    checkpoints: Option<Arc<crate::io::checkpointer::Checkpoints>>,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let spec = Arc::new(spec.clone());
@@ -107,6 +116,7 @@ pub fn execute_with(
             worker_stats.clone(),
             sink,
             sample_every,
+            checkpoints.clone(),
         )
     })
     .map_err(|e| anyhow::anyhow!("cannot start the timely cluster: {e}"))?;
@@ -172,6 +182,11 @@ pub struct KafkaOptions {
     pub stop_at_end: bool,
     /// Serve Prometheus metrics on this address.
     pub metrics_addr: Option<String>,
+    /// Ignore checkpoints: replay every partition from its earliest offset.
+    pub from_beginning: bool,
+    /// Stop, rather than replay from the earliest offsets, when the newest checkpoint
+    /// cannot be used.
+    pub require_checkpoint: bool,
 }
 
 /// Runs `spec` on Kafka: its input topics in, its output topics (created when missing)
@@ -186,6 +201,40 @@ pub fn run_kafka(spec: &Spec, cluster: &Cluster, options: KafkaOptions) -> anyho
         spec.kafka.clock_skew.as_millis(),
     )?;
     inputs.starts = options.starts.clone();
+    let checkpoints = match &spec.checkpoint {
+        None => None,
+        Some(c) => {
+            let store = crate::checkpoint::store::Store::new(&c.dir);
+            let loaded = if options.from_beginning {
+                None
+            } else {
+                match store.load_newest() {
+                    Ok(found) => found,
+                    Err(e) if options.require_checkpoint => {
+                        return Err(e.context("--require-checkpoint: not replaying"))
+                    }
+                    Err(e) => {
+                        eprintln!("driftwatch: {e:#}; replaying from the earliest offsets instead");
+                        None
+                    }
+                }
+            };
+            let restore = loaded
+                .map(crate::io::checkpointer::Restore::new)
+                .transpose()?;
+            if let Some(r) = &restore {
+                eprintln!(
+                    "resuming from the checkpoint at event time {} in {}",
+                    crate::row::format_timestamp(r.time as i64 * 1_000_000),
+                    store.dir().display()
+                );
+                inputs
+                    .starts
+                    .extend(r.offsets().iter().map(|(k, v)| (k.clone(), *v)));
+            }
+            Some(Arc::new(crate::io::checkpointer::Checkpoints { restore }))
+        }
+    };
     inputs.stop_at_end = options.stop_at_end;
     let topics = sink::OutputTopics {
         drift: spec.drift_topic(),
@@ -230,6 +279,7 @@ pub fn run_kafka(spec: &Spec, cluster: &Cluster, options: KafkaOptions) -> anyho
         Some(sink),
         u64::MAX,
         stats,
+        checkpoints,
     )
 }
 
@@ -310,6 +360,10 @@ impl Report {
             secs,
             self.events_read() as f64 / secs.max(1e-9)
         );
+        let checkpoints = s.checkpoints.load(Relaxed);
+        if checkpoints > 0 {
+            let _ = write!(out, ", {checkpoints} checkpoint files written");
+        }
         if let Some(rss) = peak_rss_bytes() {
             let _ = write!(out, ", peak RSS {:.1} MiB", rss as f64 / (1 << 20) as f64);
         }

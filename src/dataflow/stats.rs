@@ -53,6 +53,8 @@ pub struct Stats {
     pub frontier_ms: AtomicU64,
     /// Client errors reported by Kafka (librdkafka retries them).
     pub kafka_errors: AtomicU64,
+    /// Checkpoint files written by this process's workers.
+    pub checkpoints: AtomicU64,
 }
 
 impl Default for Stats {
@@ -67,6 +69,7 @@ impl Default for Stats {
             partitions: Mutex::new(BTreeMap::new()),
             frontier_ms: AtomicU64::new(0),
             kafka_errors: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
         }
     }
 }

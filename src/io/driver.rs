@@ -6,8 +6,10 @@
 //! takes the partition's progress as its time, so the same input always yields the
 //! same times, whatever the number of workers.
 
+use super::checkpointer::{offset_entry, Checkpointer, Checkpoints, Rise, RiseLog};
 use super::{Partition, Poll};
 use crate::cdc::{Decoded, Decoder, SideId};
+use crate::checkpoint::state::WorkerState;
 use crate::dataflow::sides::Sizes;
 use crate::dataflow::stats::add;
 use crate::dataflow::{self, DeadLetter, Output, Sink, Stats, Time};
@@ -22,6 +24,8 @@ struct PartState {
     done: bool,
     /// Whether the partition is paused for running ahead.
     paused: bool,
+    /// Where its event time rose (kept only while checkpointing).
+    rises: RiseLog,
 }
 
 /// Sizes of the state sampled during a run: `(messages read so far, sizes)`.
@@ -72,11 +76,44 @@ fn publish_gauges(stats: &Stats, parts: &mut [PartState], frontier: Option<Time>
     }
 }
 
+/// This worker's state at checkpoint time `b` (index and peers are filled in later).
+fn snapshot(b: Time, state: &dataflow::State, parts: &[PartState]) -> WorkerState {
+    let offsets = parts
+        .iter()
+        .filter_map(|p| {
+            let (topic, partition) = p.part.topic_partition()?;
+            let next = p.part.resume_position()?;
+            Some(offset_entry(
+                &topic,
+                partition,
+                p.rises.resume(b, next, p.progress),
+            ))
+        })
+        .collect();
+    WorkerState {
+        time: b,
+        index: 0,
+        peers: 0,
+        keys: state.sides.snapshot(),
+        episodes: state.grace.snapshot(),
+        offsets,
+    }
+}
+
+/// Delivers everything the sink (worker 0's) has been given.
+fn flush(sink: &dataflow::SharedSink) -> anyhow::Result<()> {
+    match sink.borrow_mut().as_mut() {
+        Some(s) => s.flush(),
+        None => Ok(()),
+    }
+}
+
 /// The longest a worker sleeps when none of its partitions has anything to read.
 const IDLE_PARK: Duration = Duration::from_millis(20);
 
 /// Builds the dataflow on this worker, reads its partitions to the end, and waits until
 /// every output is delivered. Returns samples of the state's size.
+#[allow(clippy::too_many_arguments)] // the job's parts, as `run::execute` hands them over
 pub fn run_worker(
     worker: &mut timely::worker::Worker,
     spec: &Spec,
@@ -84,6 +121,7 @@ pub fn run_worker(
     stats: Arc<Stats>,
     sink: Option<Box<dyn Sink>>,
     sample_every: u64,
+    checkpoints: Option<Arc<Checkpoints>>,
 ) -> anyhow::Result<SizeSamples> {
     let handles = dataflow::build(worker, spec, stats.clone(), sink);
     let (mut source, mut target, mut dead) = (
@@ -107,8 +145,26 @@ pub fn run_worker(
             progress: 0,
             done: false,
             paused: false,
+            rises: RiseLog::default(),
         })
         .collect();
+    let mut checkpointer = match (&spec.checkpoint, &checkpoints) {
+        (Some(c), Some(k)) => {
+            let start = k.restore.as_ref().map_or(0, |r| r.time);
+            Some(Checkpointer::new(worker, c, start))
+        }
+        _ => None,
+    };
+    if let Some(r) = checkpoints.as_ref().and_then(|k| k.restore.as_ref()) {
+        let (index, peers) = (worker.index(), worker.peers());
+        r.apply(index, peers, &handles.state)?;
+        for p in parts.iter_mut() {
+            if let Some(progress) = p.part.topic_partition().and_then(|tp| r.progress(&tp)) {
+                p.progress = progress;
+            }
+        }
+    }
+    let logging = checkpointer.is_some();
     let mut samples = SizeSamples::new();
     let mut read_total = 0u64;
     let mut next_sample = sample_every;
@@ -155,11 +211,19 @@ pub fn run_worker(
             .expect("a side with open partitions has an open input");
             let mut progress = state.progress;
             let (mut read, mut skipped) = (0u64, 0u64);
+            let rises = &mut state.rises;
             let poll = state.part.poll(BATCH, &mut |msg, pos| {
                 read += 1;
                 match decoder.decode(msg) {
                     Ok(Decoded::Change(mut change)) => {
                         let t = change.time_ms.map_or(progress, |t| t - t % resolution);
+                        if logging && t > progress {
+                            rises.push(Rise {
+                                time: t,
+                                position: pos as i64,
+                                restore: progress,
+                            });
+                        }
                         progress = progress.max(t);
                         if !versioned[side as usize] {
                             change.version = Some(pos);
@@ -183,7 +247,17 @@ pub fn run_worker(
             })?;
             if poll == Poll::Idle {
                 if let Some(t) = state.part.heartbeat() {
-                    progress = progress.max(t - t % resolution);
+                    let t = t - t % resolution;
+                    if logging && t > progress {
+                        // Messages read next take this time: resume them with it.
+                        let position = state.part.resume_position().unwrap_or(0);
+                        state.rises.push(Rise {
+                            time: t,
+                            position,
+                            restore: t,
+                        });
+                    }
+                    progress = progress.max(t);
                 }
             }
             state.progress = progress;
@@ -221,9 +295,20 @@ pub fn run_worker(
                 .map(|p| p.progress)
                 .min()
         };
-        advance(&mut source, least(Some(SideId::Source)));
-        advance(&mut target, least(Some(SideId::Target)));
-        advance(&mut dead, least(None));
+        // While a checkpoint boundary is unsettled, no input passes it.
+        let hold = checkpointer.as_ref().map_or(Time::MAX, Checkpointer::hold);
+        let capped = |l: Option<Time>| l.map(|l| l.min(hold));
+        advance(&mut source, capped(least(Some(SideId::Source))));
+        advance(&mut target, capped(least(Some(SideId::Target))));
+        advance(&mut dead, capped(least(None)));
+        if let Some(c) = checkpointer.as_mut() {
+            let all = least(None);
+            let snap = |b| snapshot(b, &handles.state, &parts);
+            if c.step(&probe, all, snap, || flush(&handles.sink))? {
+                let keep_from = c.hold();
+                parts.iter_mut().for_each(|p| p.rises.trim(keep_from));
+            }
+        }
         if read_total >= next_sample {
             samples.push((read_total, handles.sizes.sizes()));
             next_sample = read_total + sample_every;
@@ -251,7 +336,17 @@ pub fn run_worker(
     }
     drop((source, target, dead));
     while !probe.done() {
+        // Worker 0 keeps settling boundaries: other workers may still be held at one.
+        if let Some(c) = checkpointer.as_mut() {
+            let snap = |b| snapshot(b, &handles.state, &parts);
+            c.step(&probe, None, snap, || flush(&handles.sink))?;
+        }
         worker.step_or_park(Some(Duration::from_millis(1)));
+    }
+    if let Some(c) = &checkpointer {
+        if c.written > 0 {
+            crate::dataflow::stats::add(&stats.checkpoints, c.written);
+        }
     }
     if let Some(e) = stats.sink_error() {
         anyhow::bail!("writing outputs failed: {e}");

@@ -18,6 +18,11 @@ impl Duration {
     pub const fn as_millis(self) -> u64 {
         self.0
     }
+
+    /// As a standard duration.
+    pub const fn as_std(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0)
+    }
 }
 
 impl std::str::FromStr for Duration {
