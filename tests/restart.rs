@@ -47,9 +47,20 @@ fn spec_with_checkpoints(dir: &Path) -> std::path::PathBuf {
     spec
 }
 
-/// Starts a 2-process × 2-worker cluster of the job over `out`'s topics.
-fn cluster(broker: &Broker, spec: &Path, out: &str, hosts: &Path) -> Vec<Child> {
-    (0..2)
+/// Starts a cluster of `shape` (processes, workers each) over `out`'s topics.
+fn cluster(
+    broker: &Broker,
+    spec: &Path,
+    out: &str,
+    hosts: &Path,
+    shape: (usize, usize),
+    extra: &[&str],
+) -> Vec<Child> {
+    let ports: String = (0..shape.0)
+        .map(|_| format!("127.0.0.1:{}\n", free_port()))
+        .collect();
+    std::fs::write(hosts, ports).unwrap();
+    (0..shape.0)
         .map(|p| {
             Command::new(env!("CARGO_BIN_EXE_driftwatch"))
                 .arg("run")
@@ -59,8 +70,10 @@ fn cluster(broker: &Broker, spec: &Path, out: &str, hosts: &Path) -> Vec<Child> 
                 .args(["--drift-topic", &format!("{out}.drift")])
                 .args(["--corrections-topic", &format!("{out}.corrections")])
                 .args(["--dlq-topic", &format!("{out}.dlq")])
-                .args(["-w", "2", "-n", "2", "-p", &p.to_string(), "-h"])
+                .args(["-w", &shape.1.to_string(), "-n", &shape.0.to_string()])
+                .args(["-p", &p.to_string(), "-h"])
                 .arg(hosts)
+                .args(extra)
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -97,8 +110,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[test]
-fn sigkill_mid_stream_then_restart_from_the_checkpoint_gives_the_same_drift() {
+/// Runs the reference, crashes a 2 × 2 cluster mid-stream, restarts it as `restart`,
+/// and compares. Returns what later checks need.
+fn crash_and_restart(restart: (usize, usize)) -> (Broker, tempfile::TempDir, std::path::PathBuf) {
     let broker = Broker::start();
     let g = generate(&GenConfig {
         events: 20_000,
@@ -113,24 +127,12 @@ fn sigkill_mid_stream_then_restart_from_the_checkpoint_gives_the_same_drift() {
     broker.create_topic("r.tgt", 2);
     broker.produce("r.src", &keyed(&g.source));
     broker.produce("r.tgt", &keyed(&g.target));
-
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
-    let write_hosts = || {
-        std::fs::write(
-            &hosts,
-            format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-        )
-        .unwrap()
-    };
+
     // The reference: the same cluster, never interrupted, no checkpoints.
-    write_hosts();
-    for o in wait_all(cluster(
-        &broker,
-        Path::new("dataflows/orders.toml"),
-        "clean",
-        &hosts,
-    )) {
+    let plain = Path::new("dataflows/orders.toml");
+    for o in wait_all(cluster(&broker, plain, "clean", &hosts, (2, 2), &[])) {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 
@@ -138,8 +140,7 @@ fn sigkill_mid_stream_then_restart_from_the_checkpoint_gives_the_same_drift() {
     // the 40 s of input is complete (drift has been reported by then).
     let spec = spec_with_checkpoints(dir.path());
     let store = driftwatch::checkpoint::store::Store::new(dir.path().join("checkpoints"));
-    write_hosts();
-    let mut children = cluster(&broker, &spec, "crash", &hosts);
+    let mut children = cluster(&broker, &spec, "crash", &hosts, (2, 2), &[]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let start = GenConfig::default().start_ms;
     while store
@@ -168,18 +169,80 @@ fn sigkill_mid_stream_then_restart_from_the_checkpoint_gives_the_same_drift() {
     );
 
     // The restart resumes from the newest complete checkpoint and finishes.
-    write_hosts();
-    let outs = wait_all(cluster(&broker, &spec, "crash", &hosts));
+    let outs = wait_all(cluster(&broker, &spec, "crash", &hosts, restart, &[]));
     for o in &outs {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     let log = String::from_utf8_lossy(&outs[0].stderr);
     assert!(log.contains("resuming from the checkpoint"), "{log}");
+    assert_same(
+        &broker,
+        &format!("checkpoint {checkpoint:?}, {crashed_drift} drift records before the kill"),
+    );
+    (broker, dir, spec)
+}
 
+/// The crash run's drift and corrections changelogs equal the reference's.
+fn assert_same(broker: &Broker, context: &str) {
     for topic in ["drift", "corrections"] {
         let clean = changelog(&broker.consume_all(&format!("clean.{topic}")));
         let crash = changelog(&broker.consume_all(&format!("crash.{topic}")));
         assert!(!clean.is_empty());
-        assert_eq!(crash, clean, "{topic} after the restart (checkpoint {checkpoint:?}, {crashed_drift} drift records before the kill)");
+        assert_eq!(crash, clean, "{topic} after the restart ({context})");
+    }
+}
+
+#[test]
+fn sigkill_mid_stream_then_restart_from_the_checkpoint_gives_the_same_drift() {
+    crash_and_restart((2, 2));
+}
+
+#[test]
+fn restart_with_another_shape_repartitions_state_and_bad_checkpoints_are_refused() {
+    // 2 processes × 2 workers wrote the checkpoint; 1 process × 3 workers resumes it.
+    let (broker, dir, spec) = crash_and_restart((1, 3));
+
+    // Corrupt the newest complete checkpoint: refused by name, and with
+    // --require-checkpoint the job stops; without it, it replays from the beginning and
+    // still converges to the same drift.
+    let store = driftwatch::checkpoint::store::Store::new(dir.path().join("checkpoints"));
+    let (time, _) = store.complete()[0];
+    let file = dir
+        .path()
+        .join("checkpoints")
+        .join(format!("{time:020}-w0000-of-0003.ckpt"));
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    let hosts = dir.path().join("hosts");
+    let strict = wait_all(cluster(
+        &broker,
+        &spec,
+        "crash",
+        &hosts,
+        (1, 1),
+        &["--require-checkpoint"],
+    ));
+    assert_eq!(strict[0].status.code(), Some(2));
+    let err = String::from_utf8_lossy(&strict[0].stderr);
+    assert!(
+        err.contains("w0000-of-0003.ckpt") && err.contains("checksum"),
+        "{err}"
+    );
+    let lenient = wait_all(cluster(&broker, &spec, "crash", &hosts, (1, 1), &[]));
+    assert!(lenient[0].status.success());
+    let log = String::from_utf8_lossy(&lenient[0].stderr);
+    assert!(log.contains("replaying from the earliest offsets"), "{log}");
+    // A replay repeats the whole history: the latest record per key (what compaction
+    // keeps) is unchanged.
+    for topic in ["drift", "corrections"] {
+        let latest = |t: &str| -> BTreeMap<String, Option<String>> {
+            changelog(&broker.consume_all(&format!("{t}.{topic}")))
+                .into_iter()
+                .map(|(k, v)| (k, v.last().cloned().flatten()))
+                .collect()
+        };
+        assert_eq!(latest("crash"), latest("clean"), "{topic} after a replay");
     }
 }

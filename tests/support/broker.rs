@@ -164,6 +164,7 @@ impl Broker {
     }
 }
 
+#[allow(dead_code)] // each test binary uses its own subset
 impl Broker {
     /// The offsets `group` has committed on each partition of `topic`.
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
