@@ -132,6 +132,22 @@ pub fn render(stats: &Stats) -> String {
     }
     header(
         &mut out,
+        "driftwatch_healthy",
+        "gauge",
+        "0 while Kafka reports errors (within the last 15 s) or an output failed, else 1.",
+    );
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let last_error = stats.last_kafka_error_ms.load(Relaxed);
+    let recent = last_error > 0 && now_ms.saturating_sub(last_error) < 15_000;
+    let _ = writeln!(
+        out,
+        "driftwatch_healthy {}",
+        u8::from(!recent && stats.sink_error().is_none())
+    );
+    header(
+        &mut out,
         "driftwatch_output_error",
         "gauge",
         "1 when an output could not be delivered (the job stops).",

@@ -220,6 +220,9 @@ fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
     let broker = Broker::start();
     let g = gen(33);
     setup(&broker, &g, "eq");
+    for out in ["eq.w1", "eq.w4", "eq.n2"] {
+        broker.create_outputs(out);
+    }
     let one = run_job(&broker, "eq", "eq.w1", &["-w", "1"]);
     assert!(
         one.status.success(),

@@ -55,6 +55,8 @@ pub struct Stats {
     pub kafka_errors: AtomicU64,
     /// Checkpoint files written by this process's workers.
     pub checkpoints: AtomicU64,
+    /// Wall-clock time (ms) of the last Kafka client error, 0 if none.
+    pub last_kafka_error_ms: AtomicU64,
 }
 
 impl Default for Stats {
@@ -70,6 +72,7 @@ impl Default for Stats {
             frontier_ms: AtomicU64::new(0),
             kafka_errors: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
+            last_kafka_error_ms: AtomicU64::new(0),
         }
     }
 }

@@ -48,10 +48,15 @@ impl Broker {
         );
     }
 
-    /// Stops the broker (data kept) and starts it again.
+    /// Stops the broker (its data stays).
     #[allow(dead_code)]
-    pub fn restart(&self) {
+    pub fn stop(&self) {
         self.run(&["stop"]);
+    }
+
+    /// Starts it again on the same port and data.
+    #[allow(dead_code)]
+    pub fn resume(&self) {
         self.run(&["start"]);
     }
 
@@ -75,6 +80,15 @@ impl Broker {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Creates a job's output topics as plain (not compacted) topics, so a test sees
+    /// every record the job wrote, not just what compaction keeps.
+    #[allow(dead_code)]
+    pub fn create_outputs(&self, prefix: &str) {
+        for t in ["drift", "corrections", "dlq"] {
+            self.create_topic(&format!("{prefix}.{t}"), 3);
+        }
     }
 
     /// Produces `(key, value)` messages (value `None`: a tombstone), keyed partitioning.
@@ -119,46 +133,51 @@ impl Broker {
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .unwrap();
         let partitions = md.topics()[0].partitions().len() as i32;
-        let mut out = Vec::new();
+        // Every partition at once, each read from its low to its high watermark.
+        let mut tpl = TopicPartitionList::new();
+        let mut next = Vec::new();
+        let mut ends = Vec::new();
         for p in 0..partitions {
             let (low, high) = c
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
                 .unwrap();
-            if high <= low {
-                continue;
-            }
-            let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(topic, p, Offset::Offset(low))
                 .unwrap();
-            c.assign(&tpl).unwrap();
-            let mut next = low;
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            while next < high {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{topic}/{p} stuck at {next} < {high}"
-                );
-                if let Some(m) = c.poll(Duration::from_millis(200)) {
-                    let m = m.unwrap();
-                    next = m.offset() + 1;
-                    let text =
-                        |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
-                    let headers = m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| (h.key.to_string(), text(h.value).unwrap_or_default()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    out.push(Record {
-                        partition: p,
-                        key: text(m.key()),
-                        value: text(m.payload()),
-                        headers,
-                    });
-                }
+            next.push(low);
+            ends.push(high);
+        }
+        c.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while next.iter().zip(&ends).any(|(n, e)| n < e) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{topic} stuck at {next:?} < {ends:?}"
+            );
+            let Some(m) = c.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let m = m.unwrap();
+            let p = m.partition();
+            if m.offset() < next[p as usize] || m.offset() >= ends[p as usize] {
+                continue;
             }
+            next[p as usize] = m.offset() + 1;
+            let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_string(), text(h.value).unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Record {
+                partition: p,
+                key: text(m.key()),
+                value: text(m.payload()),
+                headers,
+            });
         }
         out
     }
