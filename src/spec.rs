@@ -65,8 +65,8 @@ pub struct Spec {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
-    /// Directory of the checkpoint files (shared by every process of the cluster, or one
-    /// per process holding that process's files).
+    /// Directory of the checkpoint files. Every process of a cluster must see the same
+    /// directory (a restore reads every worker's file, whatever the new cluster shape).
     pub dir: String,
     /// Event time between checkpoint opportunities, e.g. `"10s"`: checkpoints are taken
     /// at multiples of it, at one event time on every worker.
