@@ -33,7 +33,8 @@ fn main() {
 
 fn row(b: &mut RowBuilder, id: i64, status: &str) -> anyhow::Result<Vec<u8>> {
     b.clear();
-    b.push("id", ValueRef::Int(id)).map_err(anyhow::Error::msg)?;
+    b.push("id", ValueRef::Int(id))
+        .map_err(anyhow::Error::msg)?;
     b.push("customer_id", ValueRef::Int(id % 50_000))
         .map_err(anyhow::Error::msg)?;
     b.push("status", ValueRef::Str(status))
@@ -46,10 +47,16 @@ fn row(b: &mut RowBuilder, id: i64, status: &str) -> anyhow::Result<Vec<u8>> {
         .map_err(anyhow::Error::msg)?;
     b.push("items", ValueRef::Int(id % 9 + 1))
         .map_err(anyhow::Error::msg)?;
-    b.push("note", ValueRef::Str("leave at the door, gift wrap please, call first"))
-        .map_err(anyhow::Error::msg)?;
-    b.push("updated_at", ValueRef::Timestamp(1_772_323_200_000_000_000 + id))
-        .map_err(anyhow::Error::msg)?;
+    b.push(
+        "note",
+        ValueRef::Str("leave at the door, gift wrap please, call first"),
+    )
+    .map_err(anyhow::Error::msg)?;
+    b.push(
+        "updated_at",
+        ValueRef::Timestamp(1_772_323_200_000_000_000 + id),
+    )
+    .map_err(anyhow::Error::msg)?;
     Ok(b.finish_row().as_bytes().to_vec())
 }
 
@@ -58,7 +65,8 @@ fn state(keys: u64) -> anyhow::Result<WorkerState> {
     let mut entries = Vec::with_capacity(keys as usize);
     for id in 0..keys as i64 {
         b.clear();
-        b.push("id", ValueRef::Int(id)).map_err(anyhow::Error::msg)?;
+        b.push("id", ValueRef::Int(id))
+            .map_err(anyhow::Error::msg)?;
         let key = b.finish_key();
         let side = |row: Vec<u8>, version| SideEntry {
             version,
@@ -123,14 +131,30 @@ fn real_main() -> anyhow::Result<()> {
     let t = Instant::now();
     let restored = restore(&store)?;
     let read = t.elapsed();
-    anyhow::ensure!(restored == keys as usize, "restored {restored} of {keys} keys");
+    anyhow::ensure!(
+        restored == keys as usize,
+        "restored {restored} of {keys} keys"
+    );
     println!("\n{keys} keys (both sides hold a row), one worker's checkpoint\n");
     println!("| what | figure |");
     println!("|---|---|");
-    println!("| file size | {:.1} MB ({:.0} bytes per key) |", size as f64 / 1e6, size as f64 / keys as f64);
-    println!("| encode + write (fsync, rename) | {:.2} s |", write.as_secs_f64());
-    println!("| read + verify + decode + restore into the operators | {:.2} s |", read.as_secs_f64());
-    println!("| (building the state for the benchmark) | {:.2} s |", build.as_secs_f64());
+    println!(
+        "| file size | {:.1} MB ({:.0} bytes per key) |",
+        size as f64 / 1e6,
+        size as f64 / keys as f64
+    );
+    println!(
+        "| encode + write (fsync, rename) | {:.2} s |",
+        write.as_secs_f64()
+    );
+    println!(
+        "| read + verify + decode + restore into the operators | {:.2} s |",
+        read.as_secs_f64()
+    );
+    println!(
+        "| (building the state for the benchmark) | {:.2} s |",
+        build.as_secs_f64()
+    );
 
     // Recovery against replay, at a tenth of the keys.
     let small = (keys / 10).max(1_000);
@@ -166,7 +190,10 @@ fn real_main() -> anyhow::Result<()> {
     println!("\n{small} keys: recovery from a checkpoint against replaying a minimal history ({events} events), in process, one worker\n");
     println!("| how | time | ratio |");
     println!("|---|---|---|");
-    println!("| restore the checkpoint | {:.3} s | 1.00× |", recover.as_secs_f64());
+    println!(
+        "| restore the checkpoint | {:.3} s | 1.00× |",
+        recover.as_secs_f64()
+    );
     println!(
         "| replay the history (file mode) | {:.3} s | {:.1}× |",
         replay.as_secs_f64(),

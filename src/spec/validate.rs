@@ -117,6 +117,17 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     if spec.max_message_bytes < 64 {
         err("max_message_bytes", "must be at least 64 bytes".into());
     }
+    if let Some(c) = &spec.checkpoint {
+        if c.dir.trim().is_empty() {
+            err("checkpoint.dir", "must name a directory".into());
+        }
+        if c.interval.as_millis() < 100 {
+            err("checkpoint.interval", "must be at least 100ms".into());
+        }
+        if c.keep == 0 {
+            err("checkpoint.keep", "must keep at least 1 checkpoint".into());
+        }
+    }
     for (name, side) in [("source", &spec.source), ("target", &spec.target)] {
         side_problems(name, side, &mut err);
     }
