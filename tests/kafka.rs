@@ -11,36 +11,7 @@ use driftwatch::demo::generator::{generate, GenConfig, Generated};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::Command;
-use support::broker::{Broker, Record};
-
-/// The order id of a generated event (wrapped or bare; `after`, or `before` for deletes).
-fn order_id(line: &str) -> i64 {
-    let v: Value = serde_json::from_str(line).unwrap();
-    let env = if v.get("payload").is_some() {
-        &v["payload"]
-    } else {
-        &v
-    };
-    let row = if env["after"].is_null() {
-        &env["before"]
-    } else {
-        &env["after"]
-    };
-    row["id"].as_i64().unwrap()
-}
-
-/// Debezium-style keyed messages: key `{"id":N}`.
-fn keyed(lines: &[String]) -> Vec<(Option<String>, Option<String>)> {
-    lines
-        .iter()
-        .map(|l| {
-            (
-                Some(format!(r#"{{"id":{}}}"#, order_id(l))),
-                Some(l.clone()),
-            )
-        })
-        .collect()
-}
+use support::broker::{keyed, Broker, Record};
 
 fn setup(broker: &Broker, g: &Generated, prefix: &str) {
     broker.create_topic(&format!("{prefix}.src"), 2);

@@ -8,32 +8,11 @@ mod support {
 }
 
 use driftwatch::demo::generator::{generate, GenConfig};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::broker::{Broker, Record};
-
-fn keyed(lines: &[String]) -> Vec<(Option<String>, Option<String>)> {
-    lines
-        .iter()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            let env = if v.get("payload").is_some() {
-                &v["payload"]
-            } else {
-                &v
-            };
-            let row = if env["after"].is_null() {
-                &env["before"]
-            } else {
-                &env["after"]
-            };
-            (Some(format!(r#"{{"id":{}}}"#, row["id"])), Some(l.clone()))
-        })
-        .collect()
-}
+use support::broker::{keyed, Broker, Record};
 
 /// The orders spec with checkpoints every second of event time, as often as possible.
 fn spec_with_checkpoints(dir: &Path) -> std::path::PathBuf {
@@ -110,14 +89,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Runs the reference, crashes a 2 × 2 cluster mid-stream, restarts it as `restart`,
-/// and compares. Returns what later checks need.
-fn crash_and_restart(restart: (usize, usize)) -> (Broker, tempfile::TempDir, std::path::PathBuf) {
+/// A broker holding 20k generated orders changes and the replica's, on `r.src`/`r.tgt`,
+/// with plain output topics for the `clean` and `crash` runs.
+fn orders_broker(seed: u64) -> Broker {
     let broker = Broker::start();
     let g = generate(&GenConfig {
         events: 20_000,
         keys: 2_000,
-        seed: 77,
+        seed,
         p_drop: 0.01,
         p_corrupt: 0.01,
         p_extra: 0.002,
@@ -127,13 +106,20 @@ fn crash_and_restart(restart: (usize, usize)) -> (Broker, tempfile::TempDir, std
     broker.create_topic("r.tgt", 2);
     broker.produce("r.src", &keyed(&g.source));
     broker.produce("r.tgt", &keyed(&g.target));
+    broker.create_outputs("clean");
+    broker.create_outputs("crash");
+    broker
+}
+
+/// Runs the reference, crashes a 2 × 2 cluster mid-stream, restarts it as `restart`,
+/// and compares. Returns what later checks need.
+fn crash_and_restart(restart: (usize, usize)) -> (Broker, tempfile::TempDir, std::path::PathBuf) {
+    let broker = orders_broker(77);
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
 
     // The reference: the same cluster, never interrupted, no checkpoints.
     let plain = Path::new("dataflows/orders.toml");
-    broker.create_outputs("clean");
-    broker.create_outputs("crash");
     for o in wait_all(cluster(&broker, plain, "clean", &hosts, (2, 2), &[])) {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
@@ -282,25 +268,10 @@ fn scrape(addr: &str) -> String {
 
 #[test]
 fn the_broker_going_away_mid_run_loses_nothing() {
-    let broker = Broker::start();
-    let g = generate(&GenConfig {
-        events: 20_000,
-        keys: 2_000,
-        seed: 78,
-        p_drop: 0.01,
-        p_corrupt: 0.01,
-        p_extra: 0.002,
-        ..GenConfig::default()
-    });
-    broker.create_topic("r.src", 2);
-    broker.create_topic("r.tgt", 2);
-    broker.produce("r.src", &keyed(&g.source));
-    broker.produce("r.tgt", &keyed(&g.target));
+    let broker = orders_broker(78);
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
     let plain = Path::new("dataflows/orders.toml");
-    broker.create_outputs("clean");
-    broker.create_outputs("crash");
     for o in wait_all(cluster(&broker, plain, "clean", &hosts, (1, 2), &[])) {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
