@@ -72,6 +72,9 @@ pub struct Generated {
     pub expected: BTreeMap<i64, DriftKind>,
     /// Injected faults by name.
     pub injected: BTreeMap<&'static str, u64>,
+    /// For each key in `expected`: the event time (ms) from which its sides differ for
+    /// good (the start of the episode a drift record reports as `since_ms`).
+    pub since: BTreeMap<i64, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +173,10 @@ pub fn generate(cfg: &GenConfig) -> Generated {
     let mut extra_id = 1_000_000i64;
     let count =
         |out: &mut Generated, name: &'static str| *out.injected.entry(name).or_insert(0) += 1;
+    // Every change that takes effect, with its event time, to find when each lasting
+    // difference began.
+    let mut applied: Vec<Change> = Vec::new();
+    let mut replica_log: Vec<Change> = Vec::new();
     for i in 0..cfg.events {
         let t = cfg.start_ms + i * cfg.step_ms;
         let lsn = 1_000_000 + i * 8;
@@ -209,6 +216,7 @@ pub fn generate(cfg: &GenConfig) -> Generated {
             Some(r) => source.insert(id, r.clone()),
             None => source.remove(&id),
         };
+        applied.push((t, id, Side::Source, row.clone()));
         // The replica applies changes serially after a lognormal lag.
         let lag = (cfg.lag_median_ms * (normal(&mut rng)).exp()).min(60_000.0) as u64;
         replica_time = replica_time.max(t + lag);
@@ -234,6 +242,7 @@ pub fn generate(cfg: &GenConfig) -> Generated {
                 replica_time,
                 replica_lsn,
             );
+            replica_log.push((replica_time, id, Side::Replica, applied.clone()));
             match applied {
                 Some(r) => replica.insert(id, r),
                 None => replica.remove(&id),
@@ -255,6 +264,7 @@ pub fn generate(cfg: &GenConfig) -> Generated {
                 replica_time,
                 replica_lsn,
             );
+            replica_log.push((replica_time, extra_id, Side::Replica, Some(o.clone())));
             replica.insert(extra_id, o);
             count(&mut out, "extra");
             emit_replica(&mut out, &mut rng, &mut sent, line, cfg);
@@ -274,7 +284,52 @@ pub fn generate(cfg: &GenConfig) -> Generated {
     for id in replica.keys().filter(|id| !source.contains_key(id)) {
         out.expected.insert(*id, DriftKind::Orphan);
     }
+    applied.extend(replica_log);
+    out.since = lasting_since(applied, &out.expected);
     out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Replica,
+}
+
+/// (event time, order id, side, row after the change).
+type Change = (u64, i64, Side, Option<Order>);
+
+/// Replays both sides in event-time order, as the engine sees them (all changes of one
+/// time together), and returns, for each key of `expected`, when its sides last went
+/// from equal to different.
+fn lasting_since(mut changes: Vec<Change>, expected: &BTreeMap<i64, DriftKind>) -> BTreeMap<i64, u64> {
+    changes.retain(|(_, id, _, _)| expected.contains_key(id));
+    changes.sort_by_key(|(t, _, _, _)| *t);
+    let mut rows: BTreeMap<i64, [Option<Order>; 2]> = BTreeMap::new();
+    let mut since: BTreeMap<i64, u64> = BTreeMap::new();
+    for group in changes.chunk_by(|a, b| a.0 == b.0) {
+        let time = group[0].0;
+        let mut touched = Vec::new();
+        for (_, id, side, row) in group {
+            let entry = rows.entry(*id).or_default();
+            let before = entry[0] != entry[1];
+            entry[usize::from(*side == Side::Replica)] = row.clone();
+            touched.push((*id, before));
+        }
+        for (id, _) in &touched {
+            let first_before = touched.iter().find(|(i, _)| i == id).map(|(_, b)| *b);
+            let [s, r] = &rows[id];
+            match (first_before, s != r) {
+                (Some(false), true) => {
+                    since.insert(*id, time);
+                }
+                (_, false) => {
+                    since.remove(id);
+                }
+                _ => {}
+            }
+        }
+    }
+    since
 }
 
 fn emit_replica(
