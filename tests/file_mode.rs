@@ -211,7 +211,10 @@ fn ground_truth_knows_when_each_lasting_difference_began() {
         )
         .unwrap();
         let mut latest = std::collections::BTreeMap::new();
-        for line in std::fs::read_to_string(out.join("drift.jsonl")).unwrap().lines() {
+        for line in std::fs::read_to_string(out.join("drift.jsonl"))
+            .unwrap()
+            .lines()
+        {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             latest.insert(v["key"]["id"].as_i64().unwrap(), v);
         }

@@ -283,7 +283,8 @@ fn corrections_applied_to_the_target_resolve_the_drift() {
     assert_eq!(open_drift(&broker.consume_all("loop.1.drift")), g.expected);
 
     // A consumer applies the corrections to the replica, which emits CDC for them.
-    let last_ts = GenConfig::default().start_ms + 3_000 * GenConfig::default().step_ms + 120_000;
+    let last_ts =
+        GenConfig::default().start_ms + 3_000 * GenConfig::default().step_us / 1_000 + 120_000;
     let fixes: Vec<(Option<String>, Option<String>)> =
         latest(&broker.consume_all("loop.1.corrections"))
             .into_iter()
@@ -417,7 +418,7 @@ fn live_job_reports_drift_on_heartbeats_resolves_it_and_stops_on_sigterm() {
         keys: 200,
         seed: 5,
         start_ms: start,
-        step_ms: 5,
+        step_us: 5_000,
         p_drop: 0.0,
         p_corrupt: 0.0,
         p_extra: 0.0,

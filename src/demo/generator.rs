@@ -19,8 +19,8 @@ pub struct GenConfig {
     pub seed: u64,
     /// Event time of the first change (ms).
     pub start_ms: u64,
-    /// Event time between source changes (ms).
-    pub step_ms: u64,
+    /// Event time between source changes (µs): 1e6 / the rate of changes per second.
+    pub step_us: u64,
     /// Median replication lag (ms); lognormal with sigma 1 (p99 ≈ 10× the median).
     pub lag_median_ms: f64,
     /// Probability that the replica drops a change.
@@ -48,7 +48,7 @@ impl Default for GenConfig {
             keys: 2_000,
             seed: 7,
             start_ms: 1_772_323_200_000,
-            step_ms: 2,
+            step_us: 2_000,
             lag_median_ms: 40.0,
             p_drop: 0.004,
             p_corrupt: 0.002,
@@ -75,6 +75,8 @@ pub struct Generated {
     /// For each key in `expected`: the event time (ms) from which its sides differ for
     /// good (the start of the episode a drift record reports as `since_ms`).
     pub since: BTreeMap<i64, u64>,
+    /// Every episode of difference, healed or not, replication lag included.
+    pub episodes: Vec<Episode>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -178,7 +180,7 @@ pub fn generate(cfg: &GenConfig) -> Generated {
     let mut applied: Vec<Change> = Vec::new();
     let mut replica_log: Vec<Change> = Vec::new();
     for i in 0..cfg.events {
-        let t = cfg.start_ms + i * cfg.step_ms;
+        let t = cfg.start_ms + i * cfg.step_us / 1_000;
         let lsn = 1_000_000 + i * 8;
         let id = rng.gen_range(1..=cfg.keys as i64);
         let existing = source.get(&id).cloned();
@@ -285,7 +287,13 @@ pub fn generate(cfg: &GenConfig) -> Generated {
         out.expected.insert(*id, DriftKind::Orphan);
     }
     applied.extend(replica_log);
-    out.since = lasting_since(applied, &out.expected);
+    out.episodes = episodes(applied);
+    out.since = out
+        .episodes
+        .iter()
+        .filter(|e| e.end.is_none())
+        .map(|e| (e.id, e.since))
+        .collect();
     out
 }
 
@@ -298,38 +306,65 @@ enum Side {
 /// (event time, order id, side, row after the change).
 type Change = (u64, i64, Side, Option<Order>);
 
+/// A maximal interval of event time during which a key's sides differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Episode {
+    /// The order id.
+    pub id: i64,
+    /// When the sides began to differ (event time, ms).
+    pub since: u64,
+    /// When they agreed again; `None` if they never did.
+    pub end: Option<u64>,
+}
+
+impl Episode {
+    /// Whether a detector with this grace period must report it: it lasted beyond
+    /// `since + grace` (at that time it was still open).
+    pub fn outlasts(&self, grace_ms: u64) -> bool {
+        self.end.is_none_or(|e| e > self.since + grace_ms)
+    }
+}
+
 /// Replays both sides in event-time order, as the engine sees them (all changes of one
-/// time together), and returns, for each key of `expected`, when its sides last went
-/// from equal to different.
-fn lasting_since(mut changes: Vec<Change>, expected: &BTreeMap<i64, DriftKind>) -> BTreeMap<i64, u64> {
-    changes.retain(|(_, id, _, _)| expected.contains_key(id));
+/// time together), and returns every episode of difference, in order of its start.
+fn episodes(mut changes: Vec<Change>) -> Vec<Episode> {
     changes.sort_by_key(|(t, _, _, _)| *t);
     let mut rows: BTreeMap<i64, [Option<Order>; 2]> = BTreeMap::new();
-    let mut since: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut open: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut out = Vec::new();
     for group in changes.chunk_by(|a, b| a.0 == b.0) {
         let time = group[0].0;
-        let mut touched = Vec::new();
         for (_, id, side, row) in group {
-            let entry = rows.entry(*id).or_default();
-            let before = entry[0] != entry[1];
-            entry[usize::from(*side == Side::Replica)] = row.clone();
-            touched.push((*id, before));
+            rows.entry(*id).or_default()[usize::from(*side == Side::Replica)] = row.clone();
         }
-        for (id, _) in &touched {
-            let first_before = touched.iter().find(|(i, _)| i == id).map(|(_, b)| *b);
-            let [s, r] = &rows[id];
-            match (first_before, s != r) {
-                (Some(false), true) => {
-                    since.insert(*id, time);
+        let mut ids: Vec<i64> = group.iter().map(|c| c.1).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            let [s, r] = &rows[&id];
+            match (open.get(&id).copied(), s != r) {
+                (None, true) => {
+                    open.insert(id, time);
                 }
-                (_, false) => {
-                    since.remove(id);
+                (Some(since), false) => {
+                    open.remove(&id);
+                    out.push(Episode {
+                        id,
+                        since,
+                        end: Some(time),
+                    });
                 }
                 _ => {}
             }
         }
     }
-    since
+    out.extend(open.into_iter().map(|(id, since)| Episode {
+        id,
+        since,
+        end: None,
+    }));
+    out.sort_by_key(|e| (e.since, e.id));
+    out
 }
 
 fn emit_replica(
