@@ -1,4 +1,4 @@
-//! The command line: `run`, `validate`, `demo`, `report`.
+//! The command line: `run`, `validate`, `demo`, `report`, `loadtest`.
 
 use crate::run::Cluster;
 use clap::{Args, Parser, Subcommand};
@@ -27,6 +27,66 @@ pub enum Command {
     Demo(DemoArgs),
     /// Render the current open drift from a job's drift topic.
     Report(ReportArgs),
+    /// Load-test the detector: generated CDC with injected faults at a target rate, fed
+    /// in real time, scored against the ground truth (in process).
+    Loadtest(LoadtestArgs),
+}
+
+/// Options of `loadtest` (each overrides the profile's value).
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct LoadtestArgs {
+    /// Print help (`-h` is not used here, for symmetry with `run`).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// A TOML profile (fields as the overrides below, e.g. `rate = 5000`).
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Source changes per second.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds to generate.
+    #[arg(long = "duration")]
+    pub duration_s: Option<f64>,
+    /// Distinct order ids.
+    #[arg(long)]
+    pub keys: Option<u64>,
+    /// Random seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Grace period, e.g. `2s`.
+    #[arg(long)]
+    pub grace: Option<crate::spec::Duration>,
+    /// Median replication lag in ms (lognormal).
+    #[arg(long = "lag-median-ms")]
+    pub lag_median_ms: Option<f64>,
+    /// Probability that the replica drops a change.
+    #[arg(long = "p-drop")]
+    pub p_drop: Option<f64>,
+    /// Probability that the replica corrupts a change.
+    #[arg(long = "p-corrupt")]
+    pub p_corrupt: Option<f64>,
+    /// Probability of an extra row on the replica, per source change.
+    #[arg(long = "p-extra")]
+    pub p_extra: Option<f64>,
+    /// Probability that a replica event is delivered twice.
+    #[arg(long = "p-duplicate")]
+    pub p_duplicate: Option<f64>,
+    /// Probability that an old replica event is redelivered.
+    #[arg(long = "p-redeliver")]
+    pub p_redeliver: Option<f64>,
+    /// Print a progress line every second.
+    #[arg(long)]
+    pub progress: bool,
+    /// Worker threads.
+    #[arg(short = 'w', long = "workers", default_value_t = 1)]
+    pub workers: usize,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the SVG chart here.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
 }
 
 /// How `report` prints.

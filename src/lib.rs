@@ -8,6 +8,7 @@
 //! - [`dataflow`]: the timely dataflow: keyed state of both sides, drift, grace, corrections.
 //! - [`io`]: inputs (files, generators) read so their event times advance together; outputs.
 //! - [`checkpoint`]: checkpoint files: abomonation behind a magic/version header and a CRC.
+//! - [`loadtest`]: `driftwatch loadtest`: faults injected, fed in real time, scored.
 //! - [`metrics`]: Prometheus text exposition of the counters over HTTP.
 //! - [`report`]: `driftwatch report`: the current open drift, from the drift topic.
 //! - [`run`]: a whole job: workers, inputs, dataflow, outputs, summary.
@@ -29,6 +30,7 @@ pub mod commands;
 pub mod dataflow;
 pub mod demo;
 pub mod io;
+pub mod loadtest;
 pub mod metrics;
 pub mod report;
 pub mod row;

@@ -5,19 +5,19 @@ use super::feed::now_ms;
 use crate::dataflow::{DriftKind, Output, Sink, Status, Time};
 use crate::row::JsonKey;
 use hdrhistogram::Histogram;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-/// The ground truth: for each order id that ends different, its kind and the event
-/// time its lasting difference began.
-pub type Truth = BTreeMap<i64, (DriftKind, u64)>;
+/// The ground truth: every episode of difference that outlasts the grace period, as
+/// (order id, event time it began). Each must be reported, and nothing else.
+pub type Truth = BTreeSet<(i64, u64)>;
 
 /// Detections, shared between the sink (worker 0) and the harness.
 #[derive(Default)]
 pub struct Detections {
-    /// Ids reported with the truth's `since`, and when (wall ms).
-    pub found: BTreeMap<i64, u64>,
-    /// Open records that match no lasting difference: (id, kind, since).
+    /// Episodes of the truth reported, and when (wall ms).
+    pub found: BTreeMap<(i64, u64), u64>,
+    /// Open records that match no episode of the truth: (id, kind, since).
     pub unexpected: Vec<(i64, DriftKind, u64)>,
 }
 
@@ -65,17 +65,16 @@ impl Sink for MeasureSink {
                 continue;
             }
             let Some(id) = order_id(&r.key) else { continue };
-            match self.truth.get(&id) {
-                Some((_, since)) if *since == r.since => {
-                    if !d.found.contains_key(&id) {
-                        d.found.insert(id, now);
-                        let due = r.since + self.grace_ms;
-                        if let Ok(mut h) = self.latency.lock() {
-                            let _ = h.record(now.saturating_sub(due));
-                        }
-                    }
+            let episode = (id, r.since);
+            if !self.truth.contains(&episode) {
+                d.unexpected.push((id, r.drift.kind, r.since));
+            } else if let std::collections::btree_map::Entry::Vacant(v) = d.found.entry(episode) {
+                // The first report of the episode: latency from when it became due.
+                v.insert(now);
+                let due = r.since + self.grace_ms;
+                if let Ok(mut h) = self.latency.lock() {
+                    let _ = h.record(now.saturating_sub(due));
                 }
-                _ => d.unexpected.push((id, r.drift.kind, r.since)),
             }
         }
         Ok(())

@@ -1,0 +1,121 @@
+//! The load-test profile: a TOML file (`--profile`) and command-line overrides.
+
+use crate::cli::LoadtestArgs;
+use crate::spec::Duration;
+use serde::{Deserialize, Serialize};
+
+/// What to generate and how fast.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Source changes per second (the replica's follow at the same rate).
+    #[serde(default = "default_rate")]
+    pub rate: f64,
+    /// How long to generate, in seconds.
+    #[serde(default = "default_duration")]
+    pub duration_s: f64,
+    /// Distinct order ids.
+    #[serde(default = "default_keys")]
+    pub keys: u64,
+    /// Random seed.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// The detector's grace period, e.g. `"2s"`.
+    #[serde(default = "default_grace")]
+    pub grace: Duration,
+    /// Median replication lag (ms); lognormal, p99 about 10× the median.
+    #[serde(default = "default_lag")]
+    pub lag_median_ms: f64,
+    /// Probability that the replica drops a change.
+    #[serde(default)]
+    pub p_drop: f64,
+    /// Probability that the replica corrupts a change.
+    #[serde(default)]
+    pub p_corrupt: f64,
+    /// Probability, per source change, of an extra row on the replica.
+    #[serde(default)]
+    pub p_extra: f64,
+    /// Probability that a replica event is delivered twice.
+    #[serde(default)]
+    pub p_duplicate: f64,
+    /// Probability that an old replica event is redelivered.
+    #[serde(default)]
+    pub p_redeliver: f64,
+    /// Print a progress line every second.
+    #[serde(default)]
+    pub progress: bool,
+}
+
+fn default_rate() -> f64 {
+    5_000.0
+}
+fn default_duration() -> f64 {
+    10.0
+}
+fn default_keys() -> u64 {
+    10_000
+}
+fn default_seed() -> u64 {
+    1
+}
+fn default_grace() -> Duration {
+    Duration::from_millis(2_000)
+}
+fn default_lag() -> f64 {
+    20.0
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        toml::from_str("").expect("every field has a default")
+    }
+}
+
+impl Profile {
+    /// The profile file (if any) with the command line's overrides applied.
+    pub fn resolve(args: &LoadtestArgs) -> anyhow::Result<Self> {
+        let mut p = match &args.profile {
+            None => Profile::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?
+            }
+        };
+        macro_rules! over {
+            ($($field:ident),*) => {$(
+                if let Some(v) = args.$field.clone() {
+                    p.$field = v;
+                }
+            )*};
+        }
+        over!(rate, duration_s, keys, seed, grace, lag_median_ms);
+        over!(p_drop, p_corrupt, p_extra, p_duplicate, p_redeliver);
+        p.progress |= args.progress;
+        for (name, v) in [
+            ("p_drop", p.p_drop),
+            ("p_corrupt", p.p_corrupt),
+            ("p_extra", p.p_extra),
+            ("p_duplicate", p.p_duplicate),
+            ("p_redeliver", p.p_redeliver),
+        ] {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&v),
+                "{name} must be a probability in [0, 1], got {v}"
+            );
+        }
+        anyhow::ensure!(
+            p.rate > 0.0 && p.rate <= 1_000_000.0,
+            "rate must be in (0, 1000000], got {}",
+            p.rate
+        );
+        anyhow::ensure!(
+            p.duration_s > 0.0,
+            "duration must be positive, got {}",
+            p.duration_s
+        );
+        anyhow::ensure!(p.keys > 0, "keys must be at least 1");
+        Ok(p)
+    }
+}
