@@ -52,8 +52,24 @@ fn event_time(line: &str) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("generated message without source.ts_ms"))
 }
 
-/// Runs one load test in process.
-pub fn run_in_process(p: &Profile, workers: usize) -> anyhow::Result<Outcome> {
+/// A generated load: both sides' messages with their event times, and the truth.
+pub struct Prepared {
+    /// Source messages with their event times, in release order.
+    pub source: Arc<Vec<(u64, String)>>,
+    /// Replica messages likewise.
+    pub target: Arc<Vec<(u64, String)>>,
+    /// Episodes that must be reported.
+    pub truth: Arc<Truth>,
+    /// When the feed ends (last event time + grace + 1 s).
+    pub until: u64,
+    /// Injected faults by name.
+    pub injected: std::collections::BTreeMap<&'static str, u64>,
+    /// Distinct keys either side ever held.
+    pub keys: usize,
+}
+
+/// Generates a load for `p`, starting its event times once generation is over.
+pub fn prepare(p: &Profile) -> anyhow::Result<Prepared> {
     let events = (p.rate * p.duration_s) as u64;
     anyhow::ensure!(events > 0, "rate × duration gives no events");
     // Event times start once generation is surely over (it runs at well over 50k
@@ -89,14 +105,32 @@ pub fn run_in_process(p: &Profile, workers: usize) -> anyhow::Result<Outcome> {
         Ok(Arc::new(out))
     };
     let (source, target) = (timed(&g.source)?, timed(&g.target)?);
-    let total = (source.len() + target.len()) as u64;
     let last = source
         .iter()
         .chain(target.iter())
         .map(|(t, _)| *t)
         .max()
         .unwrap_or(start);
-    let until = last + grace_ms + 1_000;
+    Ok(Prepared {
+        source,
+        target,
+        truth: Arc::new(truth),
+        until: last + grace_ms + 1_000,
+        injected: g.injected.clone(),
+        keys: report_keys(&g),
+    })
+}
+
+/// Runs one load test in process.
+pub fn run_in_process(p: &Profile, workers: usize) -> anyhow::Result<Outcome> {
+    run_prepared(&prepare(p)?, p, workers)
+}
+
+/// Runs the detector over a prepared load.
+pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Result<Outcome> {
+    let grace_ms = p.grace.as_millis();
+    let (source, target, until) = (prep.source.clone(), prep.target.clone(), prep.until);
+    let total = (source.len() + target.len()) as u64;
     let mut spec = crate::spec::load_str(crate::demo::ORDERS_SPEC)
         .map_err(|p| anyhow::anyhow!("embedded spec: {p:?}"))?;
     spec.grace = p.grace;
@@ -124,7 +158,7 @@ pub fn run_in_process(p: &Profile, workers: usize) -> anyhow::Result<Outcome> {
             })
             .collect())
     });
-    let truth = Arc::new(truth);
+    let truth = prep.truth.clone();
     let (sink_truth, sink_det, sink_lat) = (truth.clone(), detections.clone(), latency.clone());
     let sink: crate::run::SinkFactory = Arc::new(move || {
         Box::new(MeasureSink::new(
@@ -212,7 +246,7 @@ pub fn run_in_process(p: &Profile, workers: usize) -> anyhow::Result<Outcome> {
         }
     };
     let rss = crate::run::peak_rss_bytes().unwrap_or(0);
-    let keys_tracked = report_keys(&g);
+    let keys_tracked = prep.keys;
     let report = json!({
         "profile": p,
         "workers": workers,
@@ -232,7 +266,7 @@ pub fn run_in_process(p: &Profile, workers: usize) -> anyhow::Result<Outcome> {
         "false": false_drift,
         "precision": if found + det.unexpected.len() == 0 { 1.0 } else { found as f64 / (found + det.unexpected.len()) as f64 },
         "recall": if truth.is_empty() { 1.0 } else { found as f64 / truth.len() as f64 },
-        "injected": g.injected,
+        "injected": prep.injected,
         "peak_rss_bytes": rss,
         "keys_tracked": keys_tracked,
         "rss_bytes_per_key": rss as f64 / keys_tracked.max(1) as f64,

@@ -1,0 +1,156 @@
+//! The naive baseline detector: one thread, `serde_json::Value`s in two hash maps, a
+//! scan for differences every 50 ms.
+//!
+//! It reads the same real-time feed as the engine (both sides merged in event-time
+//! order), keeps each side's latest row per key behind a version check, re-compares a
+//! key when it changes, and reports a difference once it has lasted the grace period.
+//! It knows the orders schema by heart, as the file-mode baseline does.
+
+use base64::Engine as _;
+use driftwatch::loadtest::feed::now_ms;
+use driftwatch::loadtest::Prepared;
+use hdrhistogram::Histogram;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// What the baseline measured.
+pub struct Scored {
+    pub lateness: Histogram<u64>,
+    pub latency: Histogram<u64>,
+    pub found: usize,
+    pub unexpected: usize,
+}
+
+type Side = HashMap<i64, (u64, Option<Value>)>;
+
+fn apply(map: &mut Side, line: &str) -> Option<(i64, u64)> {
+    let event: Value = serde_json::from_str(line).ok()?;
+    let version = event["source"]["lsn"].as_u64()?;
+    let ts = event["source"]["ts_ms"].as_u64()?;
+    let after = event.get("after").filter(|a| !a.is_null()).cloned();
+    let id = after.as_ref().unwrap_or(&event["before"])["id"].as_i64()?;
+    match map.get(&id) {
+        Some((v, _)) if *v >= version => None,
+        _ => {
+            map.insert(id, (version, after));
+            Some((id, ts))
+        }
+    }
+}
+
+fn amount(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
+            let mut unscaled: i128 = if bytes.first()? & 0x80 != 0 { -1 } else { 0 };
+            for b in bytes {
+                unscaled = (unscaled << 8) | i128::from(b);
+            }
+            Some(unscaled as f64 / 100.0)
+        }
+        _ => None,
+    }
+}
+
+fn micros(v: &Value) -> Option<i128> {
+    match v {
+        Value::Number(n) => n.as_i64().map(i128::from),
+        Value::String(s) => {
+            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .ok()?;
+            Some(t.unix_timestamp_nanos() / 1000)
+        }
+        _ => None,
+    }
+}
+
+fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
+    let (Some(s), Some(t)) = (a.and_then(Value::as_object), b.and_then(Value::as_object)) else {
+        return a.is_none() && b.is_none();
+    };
+    s.keys()
+        .chain(t.keys())
+        .filter(|k| *k != "_synced_at")
+        .all(|f| {
+            let (x, y) = (
+                s.get(f).unwrap_or(&Value::Null),
+                t.get(f).unwrap_or(&Value::Null),
+            );
+            match f.as_str() {
+                "amount" => match (amount(x), amount(y)) {
+                    (Some(p), Some(q)) => (p - q).abs() <= 0.005 + 1e-9,
+                    _ => x == y,
+                },
+                "updated_at" => micros(x).is_some() && micros(x) == micros(y),
+                _ => x == y,
+            }
+        })
+}
+
+/// Runs the baseline over the prepared load with grace `grace_ms`.
+pub fn run(prep: &Prepared, grace_ms: u64) -> Scored {
+    let mut feed: Vec<(u64, usize, &str)> = prep
+        .source
+        .iter()
+        .map(|(t, l)| (*t, 0, l.as_str()))
+        .chain(prep.target.iter().map(|(t, l)| (*t, 1, l.as_str())))
+        .collect();
+    feed.sort_by_key(|(t, side, _)| (*t, *side));
+    let mut sides = [Side::new(), Side::new()];
+    let mut diverged: HashMap<i64, (u64, bool)> = HashMap::new();
+    let mut scored = Scored {
+        lateness: Histogram::new(3).expect("valid"),
+        latency: Histogram::new(3).expect("valid"),
+        found: 0,
+        unexpected: 0,
+    };
+    let mut next = 0;
+    let mut last_scan = 0;
+    loop {
+        let now = now_ms();
+        while let Some((t, side, line)) = feed.get(next) {
+            if *t > now {
+                break;
+            }
+            let _ = scored.lateness.record(now - t);
+            next += 1;
+            if let Some((id, ts)) = apply(&mut sides[*side], line) {
+                let (s, r) = (sides[0].get(&id), sides[1].get(&id));
+                let equal = same(
+                    s.and_then(|(_, v)| v.as_ref()),
+                    r.and_then(|(_, v)| v.as_ref()),
+                );
+                match (equal, diverged.contains_key(&id)) {
+                    (true, _) => {
+                        diverged.remove(&id);
+                    }
+                    (false, false) => {
+                        diverged.insert(id, (ts, false));
+                    }
+                    (false, true) => {}
+                }
+            }
+        }
+        // The periodic scan: report differences older than grace (event time ≈ wall).
+        if now >= last_scan + 50 {
+            last_scan = now;
+            for (id, (since, reported)) in diverged.iter_mut() {
+                if !*reported && now >= *since + grace_ms {
+                    *reported = true;
+                    if prep.truth.contains(&(*id, *since)) {
+                        scored.found += 1;
+                        let _ = scored.latency.record(now - (*since + grace_ms));
+                    } else {
+                        scored.unexpected += 1;
+                    }
+                }
+            }
+        }
+        if next >= feed.len() && now >= prep.until {
+            return scored;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
