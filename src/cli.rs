@@ -75,6 +75,12 @@ pub struct LoadtestArgs {
     /// Probability that an old replica event is redelivered.
     #[arg(long = "p-redeliver")]
     pub p_redeliver: Option<f64>,
+    /// Stall the replica's partition this many seconds into the run (with --stall-for).
+    #[arg(long = "stall-at")]
+    pub stall_at_s: Option<f64>,
+    /// How long the replica's partition stalls, in seconds.
+    #[arg(long = "stall-for")]
+    pub stall_for_s: Option<f64>,
     /// Print a progress line every second.
     #[arg(long)]
     pub progress: bool,

@@ -130,6 +130,11 @@ pub fn run_in_process(p: &Profile, workers: usize) -> anyhow::Result<Outcome> {
 pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Result<Outcome> {
     let grace_ms = p.grace.as_millis();
     let (source, target, until) = (prep.source.clone(), prep.target.clone(), prep.until);
+    let first = source.first().map_or(0, |(t, _)| *t);
+    let stall = p.stall_at_s.zip(p.stall_for_s).map(|(at, len)| {
+        let from = first + (at * 1e3) as u64;
+        (from, from + (len * 1e3) as u64)
+    });
     let total = (source.len() + target.len()) as u64;
     let mut spec = crate::spec::load_str(crate::demo::ORDERS_SPEC)
         .map_err(|p| anyhow::anyhow!("embedded spec: {p:?}"))?;
@@ -149,12 +154,11 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
             .enumerate()
             .filter(|(i, _)| i % peers == index)
             .map(|(_, (side, lines))| {
-                Box::new(TimedPartition::new(
-                    side,
-                    lines,
-                    until,
-                    parts_lateness.clone(),
-                )) as Box<dyn Partition>
+                let mut part = TimedPartition::new(side, lines, until, parts_lateness.clone());
+                if let (SideId::Target, Some((from, to))) = (side, stall) {
+                    part = part.stalled(from, to);
+                }
+                Box::new(part) as Box<dyn Partition>
             })
             .collect())
     });

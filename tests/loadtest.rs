@@ -50,3 +50,24 @@ fn a_run_with_known_faults_reports_exactly_those() {
     let svg = driftwatch::loadtest::chart::svg(&o);
     assert!(svg.starts_with("<svg") && svg.contains("polyline"));
 }
+
+#[test]
+fn a_stalled_replica_partition_holds_reporting_back_instead_of_raising_false_drift() {
+    // The replica's partition delivers nothing for 3 s (twice the grace period) while
+    // the source keeps flowing: a lagging input must hold time back.
+    let p = Profile {
+        stall_at_s: Some(1.0),
+        stall_for_s: Some(3.0),
+        ..profile(0.01, 0.0, 0.0)
+    };
+    let o = run_in_process(&p, 2).unwrap();
+    let r = &o.report;
+    assert!(r["truth"].as_u64().unwrap() >= 10, "{r}");
+    assert_eq!(r["false"].as_array().unwrap().len(), 0, "{r}");
+    assert_eq!(r["missed"].as_array().unwrap().len(), 0, "{r}");
+    // Held back, not lost: the stall shows up as latency.
+    let max = r["detection_latency_ms_beyond_grace"]["max"]
+        .as_u64()
+        .unwrap();
+    assert!(max >= 500, "the stall should delay some detections: {r}");
+}

@@ -41,6 +41,13 @@ pub struct Profile {
     /// Probability that an old replica event is redelivered.
     #[serde(default)]
     pub p_redeliver: f64,
+    /// Stall the replica's partition this many seconds into the run (its messages are
+    /// held, then delivered late): with `stall_for_s`.
+    #[serde(default)]
+    pub stall_at_s: Option<f64>,
+    /// How long the replica's partition stalls, in seconds.
+    #[serde(default)]
+    pub stall_for_s: Option<f64>,
     /// Print a progress line every second.
     #[serde(default)]
     pub progress: bool,
@@ -92,6 +99,16 @@ impl Profile {
         }
         over!(rate, duration_s, keys, seed, grace, lag_median_ms);
         over!(p_drop, p_corrupt, p_extra, p_duplicate, p_redeliver);
+        if args.stall_at_s.is_some() {
+            p.stall_at_s = args.stall_at_s;
+        }
+        if args.stall_for_s.is_some() {
+            p.stall_for_s = args.stall_for_s;
+        }
+        anyhow::ensure!(
+            p.stall_at_s.is_some() == p.stall_for_s.is_some(),
+            "give both --stall-at and --stall-for (or neither)"
+        );
         p.progress |= args.progress;
         for (name, v) in [
             ("p_drop", p.p_drop),

@@ -23,6 +23,9 @@ pub struct TimedPartition {
     until_ms: u64,
     /// How late (ms) each message was released: the feed falling behind its schedule.
     lateness: Arc<Mutex<Histogram<u64>>>,
+    /// A wall-clock window [from, until) in which the partition delivers nothing (a
+    /// stalled partition: its messages wait, its time does not move).
+    stall: Option<(u64, u64)>,
 }
 
 impl TimedPartition {
@@ -39,7 +42,19 @@ impl TimedPartition {
             next: 0,
             until_ms,
             lateness,
+            stall: None,
         }
+    }
+
+    /// Stalls the partition for the wall-clock window `[from_ms, until_ms)`.
+    pub fn stalled(mut self, from_ms: u64, until_ms: u64) -> Self {
+        self.stall = Some((from_ms, until_ms));
+        self
+    }
+
+    fn stalled_now(&self, now: u64) -> bool {
+        self.stall
+            .is_some_and(|(from, until)| now >= from && now < until)
     }
 }
 
@@ -50,6 +65,9 @@ impl Partition for TimedPartition {
 
     fn poll(&mut self, max: usize, f: &mut dyn FnMut(&Message<'_>, u64)) -> anyhow::Result<Poll> {
         let now = now_ms();
+        if self.stalled_now(now) {
+            return Ok(Poll::Idle);
+        }
         let mut late = Vec::new();
         let mut read = 0;
         while read < max {
@@ -82,9 +100,12 @@ impl Partition for TimedPartition {
     }
 
     fn heartbeat(&mut self) -> Option<u64> {
-        // Everything due has been released: the wall clock is this input's time.
-        let due = self.lines.get(self.next).is_none_or(|(t, _)| *t > now_ms());
-        due.then(now_ms)
+        // Everything due has been released: the wall clock is this input's time. (A
+        // stalled partition has due messages, so it holds time back, as a lagging
+        // Kafka partition does.)
+        let now = now_ms();
+        let caught_up = self.lines.get(self.next).is_none_or(|(t, _)| *t > now);
+        (caught_up && !self.stalled_now(now)).then_some(now)
     }
 
     fn origin(&self, position: u64) -> Origin {
