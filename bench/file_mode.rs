@@ -13,6 +13,8 @@
 
 #[path = "file_mode/baseline.rs"]
 mod baseline;
+#[path = "common/orders.rs"]
+mod orders;
 
 use driftwatch::dataflow::DriftKind;
 use driftwatch::demo::generator::{generate, GenConfig};

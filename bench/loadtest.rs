@@ -9,6 +9,8 @@
 
 #[path = "loadtest/naive.rs"]
 mod naive;
+#[path = "common/orders.rs"]
+mod orders;
 
 use driftwatch::loadtest::config::Profile;
 use driftwatch::loadtest::{prepare, run_prepared};

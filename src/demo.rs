@@ -183,11 +183,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             (SideId::Source, source.clone()),
             (SideId::Target, target.clone()),
         ];
-        Ok(all
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| i % peers == index)
-            .map(|(_, (side, lines))| {
+        Ok(crate::run::assigned(all, index, peers)
+            .map(|(side, lines)| {
                 Box::new(GeneratedPartition::new(side, lines, side_rate)) as Box<dyn Partition>
             })
             .collect())

@@ -149,11 +149,8 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
             (SideId::Source, source.clone()),
             (SideId::Target, target.clone()),
         ];
-        Ok(all
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| i % peers == index)
-            .map(|(_, (side, lines))| {
+        Ok(crate::run::assigned(all, index, peers)
+            .map(|(side, lines)| {
                 let mut part = TimedPartition::new(side, lines, until, parts_lateness.clone());
                 if let (SideId::Target, Some((from, to))) = (side, stall) {
                     part = part.stalled(from, to);

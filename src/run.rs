@@ -131,6 +131,20 @@ pub fn execute_with(
     })
 }
 
+/// The items worker `index` of `peers` takes: every `peers`-th from `index`. This is the
+/// static assignment of inputs to workers, the same in every run.
+pub fn assigned<T>(
+    items: impl IntoIterator<Item = T>,
+    index: usize,
+    peers: usize,
+) -> impl Iterator<Item = T> {
+    items
+        .into_iter()
+        .enumerate()
+        .filter(move |(i, _)| i % peers == index)
+        .map(|(_, t)| t)
+}
+
 /// Partitions over files: all files of both sides, spread round-robin over the workers.
 pub fn file_partitions(source: Vec<PathBuf>, target: Vec<PathBuf>) -> PartitionFactory {
     let all: Vec<(SideId, PathBuf)> = source
@@ -139,10 +153,8 @@ pub fn file_partitions(source: Vec<PathBuf>, target: Vec<PathBuf>) -> PartitionF
         .chain(target.into_iter().map(|p| (SideId::Target, p)))
         .collect();
     Arc::new(move |index, peers| {
-        all.iter()
-            .enumerate()
-            .filter(|(i, _)| i % peers == index)
-            .map(|(_, (side, path))| {
+        assigned(all.iter(), index, peers)
+            .map(|(side, path)| {
                 FilePartition::open(*side, path).map(|p| Box::new(p) as Box<dyn Partition>)
             })
             .collect()

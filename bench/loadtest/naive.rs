@@ -6,7 +6,6 @@
 //! key when it changes, and reports a difference once it has lasted the grace period.
 //! It knows the orders schema by heart, as the file-mode baseline does.
 
-use base64::Engine as _;
 use driftwatch::loadtest::feed::now_ms;
 use driftwatch::loadtest::Prepared;
 use hdrhistogram::Histogram;
@@ -39,54 +38,12 @@ fn apply(map: &mut Side, line: &str) -> Option<(i64, u64)> {
     }
 }
 
-fn amount(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
-            let mut unscaled: i128 = if bytes.first()? & 0x80 != 0 { -1 } else { 0 };
-            for b in bytes {
-                unscaled = (unscaled << 8) | i128::from(b);
-            }
-            Some(unscaled as f64 / 100.0)
-        }
-        _ => None,
-    }
-}
-
-fn micros(v: &Value) -> Option<i128> {
-    match v {
-        Value::Number(n) => n.as_i64().map(i128::from),
-        Value::String(s) => {
-            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .ok()?;
-            Some(t.unix_timestamp_nanos() / 1000)
-        }
-        _ => None,
-    }
-}
-
 fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
-    let (Some(s), Some(t)) = (a.and_then(Value::as_object), b.and_then(Value::as_object)) else {
-        return a.is_none() && b.is_none();
-    };
-    s.keys()
-        .chain(t.keys())
-        .filter(|k| *k != "_synced_at")
-        .all(|f| {
-            let (x, y) = (
-                s.get(f).unwrap_or(&Value::Null),
-                t.get(f).unwrap_or(&Value::Null),
-            );
-            match f.as_str() {
-                "amount" => match (amount(x), amount(y)) {
-                    (Some(p), Some(q)) => (p - q).abs() <= 0.005 + 1e-9,
-                    _ => x == y,
-                },
-                "updated_at" => micros(x).is_some() && micros(x) == micros(y),
-                _ => x == y,
-            }
-        })
+    match (a, b) {
+        (Some(s), Some(t)) => crate::orders::same(s, t),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 /// Runs the baseline over the prepared load with grace `grace_ms`.

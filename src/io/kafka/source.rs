@@ -89,13 +89,8 @@ impl KafkaInputs {
 
     /// Opens the partitions of worker `index` of `peers` on one consumer.
     pub fn open(&self, index: usize, peers: usize) -> anyhow::Result<Vec<Box<dyn Partition>>> {
-        let mine: Vec<&TopicPartition> = self
-            .partitions
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % peers == index)
-            .map(|(_, p)| p)
-            .collect();
+        let mine: Vec<&TopicPartition> =
+            crate::run::assigned(&self.partitions, index, peers).collect();
         if mine.is_empty() {
             return Ok(Vec::new());
         }
