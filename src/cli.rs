@@ -81,9 +81,6 @@ pub struct LoadtestArgs {
     /// How long the replica's partition stalls, in seconds.
     #[arg(long = "stall-for")]
     pub stall_for_s: Option<f64>,
-    /// Print a progress line every second.
-    #[arg(long)]
-    pub progress: bool,
     /// Worker threads.
     #[arg(short = 'w', long = "workers", default_value_t = 1)]
     pub workers: usize,

@@ -173,11 +173,18 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
     let sampler_stats = stats.clone();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler_done = done.clone();
-    let show = p.progress;
+    // A progress bar on stderr (indicatif draws it only on a terminal).
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed:>4} [{bar:30}] {pos}/{len} messages  {msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
     let sampler = std::thread::spawn(move || {
         let mut series = Vec::new();
         let mut last = 0u64;
-        let began = Instant::now();
         while !sampler_done.load(Relaxed) {
             std::thread::sleep(Duration::from_secs(1));
             let read: u64 = SideId::BOTH
@@ -186,22 +193,15 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
                 .sum();
             series.push((read - last) as f64);
             last = read;
-            if show {
-                eprint!(
-                    "\r{:>4}s {:>9} of {total} messages, {:>7} /s, open drift {:>5}   ",
-                    began.elapsed().as_secs(),
-                    read,
-                    series.last().copied().unwrap_or(0.0),
-                    crate::dataflow::DriftKind::ALL
-                        .iter()
-                        .map(|k| sampler_stats.open(*k))
-                        .sum::<i64>()
-                );
-            }
+            let open: i64 = crate::dataflow::DriftKind::ALL
+                .iter()
+                .map(|k| sampler_stats.open(*k))
+                .sum();
+            bar.set_position(read);
+            let rate = series.last().copied().unwrap_or(0.0);
+            bar.set_message(format!("{rate:.0}/s, open drift {open}"));
         }
-        if show {
-            eprintln!();
-        }
+        bar.finish_and_clear();
         series
     });
     let began = Instant::now();

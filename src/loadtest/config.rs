@@ -48,9 +48,6 @@ pub struct Profile {
     /// How long the replica's partition stalls, in seconds.
     #[serde(default)]
     pub stall_for_s: Option<f64>,
-    /// Print a progress line every second.
-    #[serde(default)]
-    pub progress: bool,
 }
 
 fn default_rate() -> f64 {
@@ -109,7 +106,6 @@ impl Profile {
             p.stall_at_s.is_some() == p.stall_for_s.is_some(),
             "give both --stall-at and --stall-for (or neither)"
         );
-        p.progress |= args.progress;
         for (name, v) in [
             ("p_drop", p.p_drop),
             ("p_corrupt", p.p_corrupt),
