@@ -239,6 +239,20 @@ fn upserts_from_files_and_kafka() {
         panic!()
     };
     assert_eq!(k.key, c.key);
+    // An event time past year 9999 in a plain row field is garbage, not data.
+    let mut plain = spec.clone();
+    plain.source.event_time = "ts".into();
+    let mut p = Decoder::new(&plain, SideId::Source);
+    for (ts, ok) in [("1772323200000", true), ("253402300800000", false)] {
+        let line =
+            format!(r#"{{"key":"c-3","value":{{"customer_id":"c-3","_version":1,"ts":{ts}}}}}"#);
+        let got = p.decode(&Message {
+            key: None,
+            value: Some(line.as_bytes()),
+            timestamp_ms: None,
+        });
+        assert_eq!(got.is_ok(), ok, "{line}: {got:?}");
+    }
     for bad in [
         &br#"{"value":{"customer_id":"c-2"}}"#[..],
         br#"{"key":"c-2"}"#,

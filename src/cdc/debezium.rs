@@ -148,8 +148,7 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
     let time_ms = match &d.event_time {
         None => Some(
             msg.timestamp_ms
-                .and_then(|t| u64::try_from(t).ok())
-                .filter(|t| *t <= super::json::MAX_EVENT_MS)
+                .and_then(super::json::event_ms)
                 .ok_or_else(|| {
                     DecodeError::new(
                         "event time is `@timestamp` but the message has no valid timestamp",

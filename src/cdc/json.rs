@@ -294,6 +294,12 @@ pub fn as_u64(s: &Scalar<'_>) -> Option<u64> {
 /// would end event time for the whole job).
 pub const MAX_EVENT_MS: u64 = 253_402_300_799_999;
 
+/// An event time in ms if it is one: from 0 up to [`MAX_EVENT_MS`]. Every source of
+/// event times (fields, strings, Kafka timestamps) goes through this check.
+pub fn event_ms<T: TryInto<u64>>(ms: T) -> Option<u64> {
+    ms.try_into().ok().filter(|ms| *ms <= MAX_EVENT_MS)
+}
+
 /// A scalar as milliseconds since the epoch (integers, or RFC 3339 strings), up to
 /// [`MAX_EVENT_MS`].
 pub fn as_millis(s: &Scalar<'_>) -> Option<u64> {
@@ -308,7 +314,7 @@ pub fn as_millis(s: &Scalar<'_>) -> Option<u64> {
         Scalar::F64(_) => None,
         other => as_u64(other),
     }?;
-    (ms <= MAX_EVENT_MS).then_some(ms)
+    event_ms(ms)
 }
 
 /// Parses the whole of `text` as a [`Scalar`].

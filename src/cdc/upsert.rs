@@ -20,7 +20,7 @@ fn version_of(v: ValueRef<'_>) -> Option<u64> {
 }
 
 fn millis_of(v: ValueRef<'_>) -> Option<u64> {
-    match v {
+    let ms = match v {
         ValueRef::Int(i) => u64::try_from(i).ok(),
         ValueRef::Timestamp(ns) => u64::try_from(ns.div_euclid(1_000_000)).ok(),
         ValueRef::Str(s) => s.parse().ok().or_else(|| {
@@ -28,7 +28,8 @@ fn millis_of(v: ValueRef<'_>) -> Option<u64> {
                 .and_then(|ns| u64::try_from(ns.div_euclid(1_000_000)).ok())
         }),
         _ => None,
-    }
+    }?;
+    super::json::event_ms(ms)
 }
 
 /// Decodes one upsert message (Kafka: key + value; file: a line envelope).
@@ -101,9 +102,7 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
                 ))
             })?)
         }
-        _ => timestamp
-            .and_then(|t| u64::try_from(t).ok())
-            .filter(|t| *t <= super::json::MAX_EVENT_MS),
+        _ => timestamp.and_then(super::json::event_ms),
     };
     if d.event_time.is_none() && time_ms.is_none() && row.is_some() {
         return Err(DecodeError::new(
