@@ -178,16 +178,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("drift as it is detected (event time since the first change):");
     let (source, target) = (Arc::new(generated.source), Arc::new(generated.target));
     let side_rate = args.rate / 2;
-    let parts: crate::run::PartitionFactory = Arc::new(move |index, peers| {
-        let all = [
-            (SideId::Source, source.clone()),
-            (SideId::Target, target.clone()),
-        ];
-        Ok(crate::run::assigned(all, index, peers)
-            .map(|(side, lines)| {
-                Box::new(GeneratedPartition::new(side, lines, side_rate)) as Box<dyn Partition>
-            })
-            .collect())
+    let parts = crate::run::per_side(source, target, move |side, lines| {
+        Box::new(GeneratedPartition::new(side, lines, side_rate)) as Box<dyn Partition>
     });
     let latest = LatestDrift::default();
     let sink_latest = latest.clone();

@@ -145,6 +145,24 @@ pub fn assigned<T>(
         .map(|(_, t)| t)
 }
 
+/// One partition per side, made by `make` from that side's data, assigned to workers
+/// like every other input (the demo's and the load test's generated streams).
+pub fn per_side<L: Clone + Send + Sync + 'static>(
+    source: L,
+    target: L,
+    make: impl Fn(SideId, L) -> Box<dyn Partition> + Send + Sync + 'static,
+) -> PartitionFactory {
+    Arc::new(move |index, peers| {
+        let sides = [
+            (SideId::Source, source.clone()),
+            (SideId::Target, target.clone()),
+        ];
+        Ok(assigned(sides, index, peers)
+            .map(|(side, data)| make(side, data))
+            .collect())
+    })
+}
+
 /// Partitions over files: all files of both sides, spread round-robin over the workers.
 pub fn file_partitions(source: Vec<PathBuf>, target: Vec<PathBuf>) -> PartitionFactory {
     let all: Vec<(SideId, PathBuf)> = source

@@ -146,7 +146,6 @@ impl KafkaInputs {
                 read_any: false,
                 end,
                 skew_ms: self.clock_skew_ms,
-                last_error: None,
                 error_logged: None,
                 errors: 0,
             }));
@@ -173,7 +172,6 @@ struct KafkaPartition {
     /// Exclusive end offset, when bounded.
     end: Option<i64>,
     skew_ms: u64,
-    last_error: Option<String>,
     error_logged: Option<Instant>,
     /// Errors since the last `take_errors`.
     errors: u64,
@@ -219,7 +217,6 @@ impl KafkaPartition {
             );
             self.error_logged = Some(Instant::now());
         }
-        self.last_error = Some(e);
         self.errors += 1;
     }
 }
@@ -264,7 +261,6 @@ impl Partition for KafkaPartition {
             }
         }
         if read > 0 {
-            self.last_error = None;
             // Committed (asynchronously, by librdkafka) for lag tools only. This call
             // takes the last message's offset; librdkafka commits the one after it.
             let _ = self
