@@ -174,12 +174,21 @@ pub fn grace<'s>(
                     }
                 }
             }
-            eps.out.sort_by_key(|(_, t)| *t);
-            for chunk in eps.out.chunk_by(|a, b| a.1 == b.1) {
-                let c = cap.delayed(&chunk[0].1);
-                output.session(&c).give_iterator(chunk.iter().cloned());
+            // Hand the outputs over (moved, not cloned), one session per time.
+            let mut out = std::mem::take(&mut eps.out);
+            out.sort_by_key(|(_, t)| *t);
+            let mut outputs = out.drain(..).peekable();
+            while let Some(first) = outputs.next() {
+                let c = cap.delayed(&first.1);
+                let mut session = output.session(&c);
+                let time = first.1;
+                session.give(first);
+                while let Some(next) = outputs.next_if(|(_, t)| *t == time) {
+                    session.give(next);
+                }
             }
-            eps.out.clear();
+            drop(outputs);
+            eps.out = out;
             eps.stats.record_sync_lag(&eps.lags);
             eps.lags.clear();
             let next = pending

@@ -181,18 +181,14 @@ pub fn run_worker(
     let mut idle_rounds = 0u64;
     let mut gauges_at = std::time::Instant::now();
     loop {
+        let frontier = probe.with_frontier(|f| f.first().copied());
         if gauges_at.elapsed() >= GAUGE_EVERY {
             gauges_at = std::time::Instant::now();
-            publish_gauges(
-                &stats,
-                &mut parts,
-                probe.with_frontier(|f| f.first().copied()),
-            );
+            publish_gauges(&stats, &mut parts, frontier);
         }
         if let Some(e) = stats.sink_error() {
             anyhow::bail!("writing outputs failed: {e}");
         }
-        let frontier = probe.with_frontier(|f| f.first().copied());
         // Partitions too far ahead of the dataflow are paused (a Kafka partition stops
         // fetching, so a replay buffers read-ahead, not history).
         for p in parts.iter_mut().filter(|p| !p.done) {
