@@ -16,6 +16,13 @@ pub mod render;
 
 use crate::cdc::{Message, Origin, SideId};
 
+/// The wall clock in milliseconds since the epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// What a poll found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Poll {

@@ -21,10 +21,11 @@ pub mod measure;
 
 use crate::cdc::SideId;
 use crate::demo::generator::{generate, GenConfig};
+use crate::io::now_ms;
 use crate::io::Partition;
 use crate::run::Cluster;
 use config::Profile;
-use feed::{now_ms, TimedPartition};
+use feed::TimedPartition;
 use hdrhistogram::Histogram;
 use measure::{Detections, MeasureSink, Truth};
 use serde_json::{json, Value};

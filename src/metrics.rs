@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Upper bounds (seconds) of the sync-lag histogram's buckets.
 const LAG_BUCKETS: [f64; 12] = [
@@ -136,9 +136,7 @@ pub fn render(stats: &Stats) -> String {
         "gauge",
         "0 while Kafka reports errors (within the last 15 s) or an output failed, else 1.",
     );
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = crate::io::now_ms();
     let last_error = stats.last_kafka_error_ms.load(Relaxed);
     let recent = last_error > 0 && now_ms.saturating_sub(last_error) < 15_000;
     let _ = writeln!(
@@ -166,9 +164,7 @@ pub fn render(stats: &Stats) -> String {
 type Gauge = (&'static str, &'static str, fn(&PartitionGauge) -> f64);
 
 fn partitions(out: &mut String, stats: &Stats) {
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = crate::io::now_ms();
     let frontier = stats.frontier_ms.load(Relaxed);
     header(
         out,

@@ -8,6 +8,7 @@ mod support {
 
 use driftwatch::dataflow::DriftKind;
 use driftwatch::demo::generator::{generate, GenConfig, Generated};
+use driftwatch::io::now_ms;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -346,13 +347,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// A bare Debezium orders event for a hand-made fault: the row was updated at

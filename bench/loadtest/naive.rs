@@ -6,7 +6,7 @@
 //! key when it changes, and reports a difference once it has lasted the grace period.
 //! It knows the orders schema by heart, as the file-mode baseline does.
 
-use driftwatch::loadtest::feed::now_ms;
+use driftwatch::io::now_ms;
 use driftwatch::loadtest::Prepared;
 use hdrhistogram::Histogram;
 use serde_json::Value;

@@ -62,12 +62,9 @@ fn publish_gauges(stats: &Stats, parts: &mut [PartState], frontier: Option<Time>
         let errors = p.part.take_errors();
         if errors > 0 {
             add(&stats.kafka_errors, errors);
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
             stats
                 .last_kafka_error_ms
-                .store(now, std::sync::atomic::Ordering::Relaxed);
+                .store(super::now_ms(), std::sync::atomic::Ordering::Relaxed);
         }
         if let Some((topic, partition, lag)) = p.part.gauge() {
             let gauge = crate::dataflow::stats::PartitionGauge {

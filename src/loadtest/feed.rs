@@ -3,16 +3,9 @@
 //! be read off the clock.
 
 use crate::cdc::{Message, Origin, SideId};
-use crate::io::{Partition, Poll};
+use crate::io::{now_ms, Partition, Poll};
 use hdrhistogram::Histogram;
 use std::sync::{Arc, Mutex};
-
-/// Milliseconds since the epoch, now.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// One side's messages with their event times, released on schedule.
 pub struct TimedPartition {

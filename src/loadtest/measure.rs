@@ -1,8 +1,8 @@
 //! What the harness measures: detection latency against the ground truth, found / missed /
 //! false drift, and the input rate over time.
 
-use super::feed::now_ms;
 use crate::dataflow::{DriftKind, Output, Sink, Status, Time};
+use crate::io::now_ms;
 use crate::row::JsonKey;
 use hdrhistogram::Histogram;
 use std::collections::{BTreeMap, BTreeSet};

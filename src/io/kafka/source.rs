@@ -22,7 +22,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Where to start reading a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,11 +276,7 @@ impl Partition for KafkaPartition {
         if self.end.is_some() || self.lag()? > 0 {
             return None;
         }
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .ok()?
-            .as_millis() as u64;
-        Some(now.saturating_sub(self.skew_ms))
+        Some(crate::io::now_ms().saturating_sub(self.skew_ms))
     }
 
     fn gauge(&mut self) -> Option<(String, i32, i64)> {
