@@ -12,7 +12,7 @@ use driftwatch::io::now_ms;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::Command;
-use support::broker::{keyed, Broker, Record};
+use support::broker::{free_port, keyed, scrape, Broker, Record};
 
 fn setup(broker: &Broker, g: &Generated, prefix: &str) {
     broker.create_topic(&format!("{prefix}.src"), 2);
@@ -210,15 +210,7 @@ fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
 
     // Two processes of two workers each, on loopback.
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
     let hostfile = dir.path().join("hosts");
     std::fs::write(
         &hostfile,
@@ -327,18 +319,6 @@ fn corrections_applied_to_the_target_resolve_the_drift() {
     );
 }
 
-/// `GET /metrics`.
-fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-}
-
 /// A child process killed if the test fails before it ends.
 struct KillOnDrop(std::process::Child);
 
@@ -428,12 +408,7 @@ fn live_job_reports_drift_on_heartbeats_resolves_it_and_stops_on_sigterm() {
         &[order_event(5_000, 99_000_000, updated, updated, "c")],
     );
 
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
     let mut job = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_driftwatch"))
             .args(["run", "dataflows/orders.toml", "-w", "2"])
@@ -472,6 +447,7 @@ fn live_job_reports_drift_on_heartbeats_resolves_it_and_stops_on_sigterm() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let metrics = scrape(&metrics_addr);
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
         let missing: Vec<_> = expected.iter().filter(|l| !metrics.contains(*l)).collect();
         if missing.is_empty() {
             break;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::broker::{keyed, Broker, Record};
+use support::broker::{free_port, keyed, scrape, Broker, Record};
 
 /// The orders spec with checkpoints every second of event time, as often as possible.
 fn spec_with_checkpoints(dir: &Path) -> std::path::PathBuf {
@@ -81,14 +81,6 @@ fn changelog(records: &[Record]) -> BTreeMap<String, Vec<Option<String>>> {
         }
     }
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A broker holding 20k generated orders changes and the replica's, on `r.src`/`r.tgt`,
@@ -266,18 +258,6 @@ fn restart_with_another_shape_repartitions_state_and_bad_checkpoints_are_refused
         };
         assert_eq!(latest("crash"), latest("clean"), "{topic} after a replay");
     }
-}
-
-/// `GET /metrics`, or an empty string while the job is not serving yet.
-fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut response = String::new();
-    let _ = conn.read_to_string(&mut response);
-    response
 }
 
 #[test]

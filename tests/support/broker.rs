@@ -21,11 +21,7 @@ fn script() -> PathBuf {
 
 impl Broker {
     pub fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let b = Broker { port, dir };
         b.run(&["start"]);
@@ -250,6 +246,28 @@ pub fn keyed(lines: &[String]) -> Vec<(Option<String>, Option<String>)> {
             )
         })
         .collect()
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET /metrics` from a job, or an empty string while it is not serving (yet).
+#[allow(dead_code)]
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut response = String::new();
+    let _ = conn.read_to_string(&mut response);
+    response
 }
 
 /// A consumed message.
