@@ -28,7 +28,8 @@ pub enum Command {
     /// Render the current open drift from a job's drift topic.
     Report(ReportArgs),
     /// Load-test the detector: generated CDC with injected faults at a target rate, fed
-    /// in real time, scored against the ground truth (in process).
+    /// in real time, scored against the ground truth (in process, or through a broker
+    /// with `--brokers`).
     Loadtest(LoadtestArgs),
 }
 
@@ -75,15 +76,29 @@ pub struct LoadtestArgs {
     /// Probability that an old replica event is redelivered.
     #[arg(long = "p-redeliver")]
     pub p_redeliver: Option<f64>,
+    /// Probability that a replica event is delivered late, behind later ones.
+    #[arg(long = "p-reorder")]
+    pub p_reorder: Option<f64>,
+    /// How far (ms of event time) a late replica event may fall behind.
+    #[arg(long = "reorder-ms")]
+    pub reorder_ms: Option<u64>,
     /// Stall the replica's partition this many seconds into the run (with --stall-for).
     #[arg(long = "stall-at")]
     pub stall_at_s: Option<f64>,
     /// How long the replica's partition stalls, in seconds.
     #[arg(long = "stall-for")]
     pub stall_for_s: Option<f64>,
-    /// Worker threads.
+    /// Worker threads (of the job, in Kafka mode).
     #[arg(short = 'w', long = "workers", default_value_t = 1)]
     pub workers: usize,
+    /// Kafka mode: produce the load to this broker (`host:port`), run the detector as a
+    /// `driftwatch run` job on fresh topics, and score its drift topic.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Kafka mode: the job's `kafka.clock_skew` (how far behind the wall clock an idle
+    /// input's time is held).
+    #[arg(long = "clock-skew", default_value = "1s")]
+    pub clock_skew: crate::spec::Duration,
     /// Write the JSON report here.
     #[arg(long)]
     pub report: Option<PathBuf>,

@@ -62,6 +62,11 @@ impl DriftKind {
     /// All kinds, for summaries.
     pub const ALL: [DriftKind; 3] = [DriftKind::Missing, DriftKind::Orphan, DriftKind::Mismatch];
 
+    /// The kind named `name` as in records.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// The kind's name as in records.
     pub fn name(self) -> &'static str {
         match self {

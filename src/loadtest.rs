@@ -9,14 +9,20 @@
 //! ([`feed`]), so detection latency is the wall-clock time from an episode's
 //! `since + grace` to its drift record ([`measure`]).
 //!
+//! Two modes: in process (no broker; the dataflow at full speed) and Kafka
+//! ([`kafka`]: the load is produced to a broker, the detector runs as a `driftwatch
+//! run` job, and its drift topic is consumed and scored).
+//!
 //! - [`config`]: the profile (TOML) and its command-line overrides;
 //! - [`feed`]: real-time partitions;
-//! - [`measure`]: the scoring sink;
+//! - [`measure`]: scoring against the truth;
+//! - [`kafka`]: the mode through a broker;
 //! - [`chart`]: the SVG report.
 
 pub mod chart;
 pub mod config;
 pub mod feed;
+pub mod kafka;
 pub mod measure;
 
 use crate::cdc::SideId;
@@ -27,7 +33,7 @@ use crate::run::Cluster;
 use config::Profile;
 use feed::TimedPartition;
 use hdrhistogram::Histogram;
-use measure::{Detections, MeasureSink, Truth};
+use measure::{MeasureSink, Scorer, Truth};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -44,13 +50,19 @@ pub struct Outcome {
     pub latency: Histogram<u64>,
 }
 
-/// The event time of a generated message (`source.ts_ms`).
-fn event_time(line: &str) -> anyhow::Result<u64> {
+/// The event time (`source.ts_ms`) and order id of a generated message.
+fn event_meta(line: &str) -> anyhow::Result<(u64, i64)> {
     let v: Value = serde_json::from_str(line)?;
     let env = v.get("payload").unwrap_or(&v);
+    let row = if env["after"].is_null() {
+        &env["before"]
+    } else {
+        &env["after"]
+    };
     env["source"]["ts_ms"]
         .as_u64()
-        .ok_or_else(|| anyhow::anyhow!("generated message without source.ts_ms"))
+        .zip(row["id"].as_i64())
+        .ok_or_else(|| anyhow::anyhow!("generated message without source.ts_ms or id"))
 }
 
 /// A generated load: both sides' messages with their event times, and the truth.
@@ -59,6 +71,10 @@ pub struct Prepared {
     pub source: Arc<Vec<(u64, String)>>,
     /// Replica messages likewise.
     pub target: Arc<Vec<(u64, String)>>,
+    /// The order id of each source message (its Kafka key), in the same order.
+    pub source_ids: Vec<i64>,
+    /// The order id of each replica message.
+    pub target_ids: Vec<i64>,
     /// Episodes that must be reported.
     pub truth: Arc<Truth>,
     /// When the feed ends (last event time + grace + 1 s).
@@ -70,13 +86,35 @@ pub struct Prepared {
     pub keys: usize,
 }
 
+impl Prepared {
+    /// Messages of both sides.
+    pub fn messages(&self) -> u64 {
+        (self.source.len() + self.target.len()) as u64
+    }
+
+    /// The replica's stall as a wall-clock window `[from, until)`, if the profile has one.
+    pub fn stall(&self, p: &Profile) -> Option<(u64, u64)> {
+        let first = self.source.first().map_or(0, |(t, _)| *t);
+        p.stall_at_s.zip(p.stall_for_s).map(|(at, len)| {
+            let from = first + (at * 1e3) as u64;
+            (from, from + (len * 1e3) as u64)
+        })
+    }
+}
+
 /// Generates a load for `p`, starting its event times once generation is over.
 pub fn prepare(p: &Profile) -> anyhow::Result<Prepared> {
+    prepare_with_lead(p, 0)
+}
+
+/// [`prepare`], with event times starting `lead_ms` later still (time for a job to
+/// start before its input does).
+pub fn prepare_with_lead(p: &Profile, lead_ms: u64) -> anyhow::Result<Prepared> {
     let events = (p.rate * p.duration_s) as u64;
     anyhow::ensure!(events > 0, "rate × duration gives no events");
     // Event times start once generation is surely over (it runs at well over 50k
     // changes/s), so the feed begins on schedule instead of with a backlog.
-    let start = now_ms() + 2_000 + events / 50;
+    let start = now_ms() + 2_000 + events / 50 + lead_ms;
     let g = generate(&GenConfig {
         events,
         keys: p.keys,
@@ -89,6 +127,8 @@ pub fn prepare(p: &Profile) -> anyhow::Result<Prepared> {
         p_extra: p.p_extra,
         p_duplicate: p.p_duplicate,
         p_redeliver: p.p_redeliver,
+        p_reorder: p.p_reorder,
+        reorder_ms: p.reorder_ms,
         wrapped: false,
         note_len: 0,
     });
@@ -101,16 +141,20 @@ pub fn prepare(p: &Profile) -> anyhow::Result<Prepared> {
         .collect();
     // The messages move (not copy) into the feed, so the memory they hold before the
     // run is the memory they hold during it.
-    let timed = |lines: Vec<String>| -> anyhow::Result<Arc<Vec<(u64, String)>>> {
+    type Timed = (Arc<Vec<(u64, String)>>, Vec<i64>);
+    let timed = |lines: Vec<String>| -> anyhow::Result<Timed> {
         let mut out = Vec::with_capacity(lines.len());
+        let mut ids = Vec::with_capacity(lines.len());
         for l in lines {
-            out.push((event_time(&l)?, l));
+            let (time, id) = event_meta(&l)?;
+            out.push((time, l));
+            ids.push(id);
         }
-        Ok(Arc::new(out))
+        Ok((Arc::new(out), ids))
     };
     let injected = g.injected.clone();
     let keys = report_keys(&g);
-    let (source, target) = (timed(g.source)?, timed(g.target)?);
+    let ((source, source_ids), (target, target_ids)) = (timed(g.source)?, timed(g.target)?);
     let last = source
         .iter()
         .chain(target.iter())
@@ -120,6 +164,8 @@ pub fn prepare(p: &Profile) -> anyhow::Result<Prepared> {
     Ok(Prepared {
         source,
         target,
+        source_ids,
+        target_ids,
         truth: Arc::new(truth),
         until: last + grace_ms + 1_000,
         injected,
@@ -132,46 +178,32 @@ pub fn run_in_process(p: &Profile, workers: usize) -> anyhow::Result<Outcome> {
     run_prepared(&prepare(p)?, p, workers)
 }
 
-/// Runs the detector over a prepared load.
-pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Result<Outcome> {
-    let grace_ms = p.grace.as_millis();
-    let (source, target, until) = (prep.source.clone(), prep.target.clone(), prep.until);
-    let first = source.first().map_or(0, |(t, _)| *t);
-    let stall = p.stall_at_s.zip(p.stall_for_s).map(|(at, len)| {
-        let from = first + (at * 1e3) as u64;
-        (from, from + (len * 1e3) as u64)
-    });
-    let total = (source.len() + target.len()) as u64;
-    let mut spec = crate::spec::load_str(crate::demo::ORDERS_SPEC)
-        .map_err(|p| anyhow::anyhow!("embedded spec: {p:?}"))?;
-    spec.grace = p.grace;
+/// What one run measured, before it is scored into a report.
+pub struct Measured {
+    /// Drift records scored as they arrived.
+    pub scorer: Scorer,
+    /// How late (ms) each message was released against its schedule.
+    pub lateness: Histogram<u64>,
+    /// Messages the detector read per second.
+    pub throughput: Vec<f64>,
+    /// Wall-clock seconds of the run.
+    pub elapsed: f64,
+    /// Messages the detector read.
+    pub read: u64,
+    /// The detector's peak resident memory and its resident memory before the load.
+    pub rss: (u64, u64),
+    /// Mode-specific facts for the report (`mode` and more).
+    pub extra: serde_json::Map<String, Value>,
+}
 
-    let hist = || Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("valid")));
-    let (lateness, latency) = (hist(), hist());
-    let detections = Arc::new(Mutex::new(Detections::default()));
-    let parts_lateness = lateness.clone();
-    let parts = crate::run::per_side(source, target, move |side, lines| {
-        let mut part = TimedPartition::new(side, lines, until, parts_lateness.clone());
-        if let (SideId::Target, Some((from, to))) = (side, stall) {
-            part = part.stalled(from, to);
-        }
-        Box::new(part) as Box<dyn Partition>
-    });
-    let truth = prep.truth.clone();
-    let (sink_truth, sink_det, sink_lat) = (truth.clone(), detections.clone(), latency.clone());
-    let sink: crate::run::SinkFactory = Arc::new(move || {
-        Box::new(MeasureSink::new(
-            sink_truth.clone(),
-            grace_ms,
-            sink_det.clone(),
-            sink_lat.clone(),
-        ))
-    });
-    let stats = Arc::new(crate::dataflow::Stats::default());
-    let sampler_stats = stats.clone();
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler_done = done.clone();
-    // A progress bar on stderr (indicatif draws it only on a terminal).
+/// A progress bar and a once-a-second sample of the messages read: `sample` returns
+/// (messages read so far, open drift), or `None` when it cannot tell this second.
+pub fn sampler(
+    total: u64,
+    done: Arc<std::sync::atomic::AtomicBool>,
+    sample: impl Fn() -> Option<(u64, i64)> + Send + 'static,
+) -> std::thread::JoinHandle<Vec<f64>> {
+    // indicatif draws only on a terminal.
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -180,27 +212,61 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
         .expect("a valid template")
         .progress_chars("=> "),
     );
-    let sampler = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let mut series = Vec::new();
         let mut last = 0u64;
-        while !sampler_done.load(Relaxed) {
+        while !done.load(Relaxed) {
             std::thread::sleep(Duration::from_secs(1));
-            let read: u64 = SideId::BOTH
-                .iter()
-                .map(|s| sampler_stats.side(*s).read.load(Relaxed))
-                .sum();
-            series.push((read - last) as f64);
+            let Some((read, open)) = sample() else {
+                continue;
+            };
+            series.push(read.saturating_sub(last) as f64);
             last = read;
-            let open: i64 = crate::dataflow::DriftKind::ALL
-                .iter()
-                .map(|k| sampler_stats.open(*k))
-                .sum();
             bar.set_position(read);
             let rate = series.last().copied().unwrap_or(0.0);
             bar.set_message(format!("{rate:.0}/s, open drift {open}"));
         }
         bar.finish_and_clear();
         series
+    })
+}
+
+/// Runs the detector over a prepared load, in process.
+pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Result<Outcome> {
+    let grace_ms = p.grace.as_millis();
+    let (source, target, until) = (prep.source.clone(), prep.target.clone(), prep.until);
+    let stall = prep.stall(p);
+    let total = prep.messages();
+    let mut spec = crate::spec::load_str(crate::demo::ORDERS_SPEC)
+        .map_err(|p| anyhow::anyhow!("embedded spec: {p:?}"))?;
+    spec.grace = p.grace;
+
+    let lateness = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("valid")));
+    let parts_lateness = lateness.clone();
+    let parts = crate::run::per_side(source, target, move |side, lines| {
+        let mut part = TimedPartition::new(side, lines, until, parts_lateness.clone());
+        if let (SideId::Target, Some((from, to))) = (side, stall) {
+            part = part.stalled(from, to);
+        }
+        Box::new(part) as Box<dyn Partition>
+    });
+    let scorer = Scorer::new(prep.truth.clone(), grace_ms);
+    let sink_scorer = scorer.clone();
+    let sink: crate::run::SinkFactory =
+        Arc::new(move || Box::new(MeasureSink(sink_scorer.clone())));
+    let stats = Arc::new(crate::dataflow::Stats::default());
+    let sampler_stats = stats.clone();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sampler(total, done.clone(), move || {
+        let read = SideId::BOTH
+            .iter()
+            .map(|s| sampler_stats.side(*s).read.load(Relaxed))
+            .sum();
+        let open = crate::dataflow::DriftKind::ALL
+            .iter()
+            .map(|k| sampler_stats.open(*k))
+            .sum();
+        Some((read, open))
     });
     // Memory before the detector runs (the generated load is already resident): the
     // detector's share is what the peak adds to it.
@@ -218,17 +284,42 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
     done.store(true, Relaxed);
     let throughput = sampler.join().unwrap_or_default();
     let report = result?;
-    let elapsed = began.elapsed().as_secs_f64();
-
-    let det = detections.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-    let latency = latency
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .clone();
     let lateness = lateness
         .lock()
         .map_err(|_| anyhow::anyhow!("poisoned"))?
         .clone();
+    let mut extra = serde_json::Map::new();
+    extra.insert("mode".into(), json!("in-process"));
+    score(
+        prep,
+        p,
+        workers,
+        Measured {
+            scorer,
+            lateness,
+            throughput,
+            elapsed: began.elapsed().as_secs_f64(),
+            read: report.events_read(),
+            rss: (crate::run::peak_rss_bytes().unwrap_or(0), rss_before),
+            extra,
+        },
+    )
+}
+
+/// Scores what a run measured into its report.
+pub fn score(prep: &Prepared, p: &Profile, workers: usize, m: Measured) -> anyhow::Result<Outcome> {
+    let det = m
+        .scorer
+        .detections
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let latency = m
+        .scorer
+        .latency
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    let truth = m.scorer.truth();
     let missed: Vec<Value> = truth
         .iter()
         .filter(|e| !det.found.contains_key(e))
@@ -247,17 +338,17 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
             h.value_at_quantile(q)
         }
     };
-    let rss = crate::run::peak_rss_bytes().unwrap_or(0);
-    let keys_tracked = prep.keys;
-    let report = json!({
+    let (rss, rss_before) = m.rss;
+    let lateness = &m.lateness;
+    let mut report = json!({
         "profile": p,
         "workers": workers,
-        "messages": total,
-        "read": report.events_read(),
-        "elapsed_s": elapsed,
+        "messages": prep.messages(),
+        "read": m.read,
+        "elapsed_s": m.elapsed,
         "rate_target": p.rate,
-        "throughput_per_s": throughput,
-        "feed_lateness_ms": {"p50": q(&lateness, 0.5), "p99": q(&lateness, 0.99), "max": lateness.max()},
+        "throughput_per_s": m.throughput,
+        "feed_lateness_ms": {"p50": q(lateness, 0.5), "p99": q(lateness, 0.99), "max": lateness.max()},
         "detection_latency_ms_beyond_grace": {
             "count": latency.len(), "p50": q(&latency, 0.5), "p99": q(&latency, 0.99),
             "p999": q(&latency, 0.999), "max": latency.max()
@@ -271,12 +362,15 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
         "injected": prep.injected,
         "peak_rss_bytes": rss,
         "rss_before_run_bytes": rss_before,
-        "keys_tracked": keys_tracked,
-        "rss_bytes_per_key": rss.saturating_sub(rss_before) as f64 / keys_tracked.max(1) as f64,
+        "keys_tracked": prep.keys,
+        "rss_bytes_per_key": rss.saturating_sub(rss_before) as f64 / prep.keys.max(1) as f64,
     });
+    if let Some(r) = report.as_object_mut() {
+        r.extend(m.extra);
+    }
     Ok(Outcome {
         report,
-        throughput,
+        throughput: m.throughput,
         latency,
     })
 }
@@ -294,10 +388,11 @@ fn report_keys(g: &crate::demo::generator::Generated) -> usize {
 pub fn summary(r: &Value) -> String {
     let l = &r["detection_latency_ms_beyond_grace"];
     format!(
-        "{} messages in {:.1}s (target {} source changes/s); feed lateness p99 {} ms\n\
+        "{}: {} messages in {:.1}s (target {} source changes/s); feed lateness p99 {} ms\n\
          detection latency beyond grace: p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms ({} detections)\n\
          truth {}: found {}, missed {}, false {}; precision {:.4}, recall {:.4}\n\
          peak RSS {:.1} MiB; the detector added {:.0} bytes per tracked key",
+        r["mode"].as_str().unwrap_or("?"),
         r["messages"],
         r["elapsed_s"].as_f64().unwrap_or(0.0),
         r["rate_target"],
@@ -321,7 +416,20 @@ pub fn summary(r: &Value) -> String {
 /// `driftwatch loadtest`.
 pub fn run(args: crate::cli::LoadtestArgs) -> anyhow::Result<()> {
     let profile = Profile::resolve(&args)?;
-    let outcome = run_in_process(&profile, args.workers)?;
+    anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
+    let outcome = match &args.brokers {
+        None => run_in_process(&profile, args.workers)?,
+        Some(brokers) => kafka::run(
+            &profile,
+            &kafka::KafkaMode {
+                brokers: brokers.clone(),
+                exe: std::env::current_exe()
+                    .map_err(|e| anyhow::anyhow!("cannot find this executable: {e}"))?,
+                workers: args.workers,
+                clock_skew: args.clock_skew,
+            },
+        )?,
+    };
     println!("{}", summary(&outcome.report));
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&outcome.report)?)

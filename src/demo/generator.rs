@@ -33,6 +33,11 @@ pub struct GenConfig {
     pub p_duplicate: f64,
     /// Probability that an old replica event is redelivered.
     pub p_redeliver: f64,
+    /// Probability that a replica event is delivered late, after the events of up to
+    /// `reorder_ms` later (reordering within a bound).
+    pub p_reorder: f64,
+    /// The reordering bound (ms of event time).
+    pub reorder_ms: u64,
     /// Length of every order's free-text `note` (0: an occasional short note). The
     /// benchmark sets it to make events the size of real ones (about 600 bytes).
     pub note_len: usize,
@@ -55,6 +60,8 @@ impl Default for GenConfig {
             p_extra: 0.001,
             p_duplicate: 0.01,
             p_redeliver: 0.005,
+            p_reorder: 0.0,
+            reorder_ms: 0,
             wrapped: true,
             note_len: 0,
         }
@@ -171,14 +178,14 @@ pub fn generate(cfg: &GenConfig) -> Generated {
     let mut replica: BTreeMap<i64, Order> = BTreeMap::new();
     let mut replica_time = 0u64;
     let mut replica_lsn = 5_000_000u64;
-    let mut sent: Vec<String> = Vec::new();
+    let mut sent: Vec<Delivery> = Vec::new();
+    let mut deliveries: Vec<Delivery> = Vec::new();
     let mut extra_id = 1_000_000i64;
     let count =
         |out: &mut Generated, name: &'static str| *out.injected.entry(name).or_insert(0) += 1;
     // Every change that takes effect, with its event time, to find when each lasting
     // difference began.
     let mut applied: Vec<Change> = Vec::new();
-    let mut replica_log: Vec<Change> = Vec::new();
     for i in 0..cfg.events {
         let t = cfg.start_ms + i * cfg.step_us / 1_000;
         let lsn = 1_000_000 + i * 8;
@@ -244,12 +251,18 @@ pub fn generate(cfg: &GenConfig) -> Generated {
                 replica_time,
                 replica_lsn,
             );
-            replica_log.push((replica_time, id, Side::Replica, applied.clone()));
+            let d = Delivery {
+                line,
+                ts: replica_time,
+                id,
+                lsn: replica_lsn,
+                row: applied.clone(),
+            };
             match applied {
                 Some(r) => replica.insert(id, r),
                 None => replica.remove(&id),
             };
-            emit_replica(&mut out, &mut rng, &mut sent, line, cfg);
+            emit_replica(&mut out, &mut rng, &mut sent, &mut deliveries, d, cfg);
         }
         if rng.gen_bool(cfg.p_extra) {
             extra_id += 1;
@@ -266,10 +279,16 @@ pub fn generate(cfg: &GenConfig) -> Generated {
                 replica_time,
                 replica_lsn,
             );
-            replica_log.push((replica_time, extra_id, Side::Replica, Some(o.clone())));
+            let d = Delivery {
+                line,
+                ts: replica_time,
+                id: extra_id,
+                lsn: replica_lsn,
+                row: Some(o.clone()),
+            };
             replica.insert(extra_id, o);
             count(&mut out, "extra");
-            emit_replica(&mut out, &mut rng, &mut sent, line, cfg);
+            emit_replica(&mut out, &mut rng, &mut sent, &mut deliveries, d, cfg);
         }
     }
     for (id, o) in &source {
@@ -286,7 +305,9 @@ pub fn generate(cfg: &GenConfig) -> Generated {
     for id in replica.keys().filter(|id| !source.contains_key(id)) {
         out.expected.insert(*id, DriftKind::Orphan);
     }
-    applied.extend(replica_log);
+    reorder(&mut out, &mut rng, &mut deliveries, cfg);
+    applied.extend(replica_changes(&deliveries));
+    out.target = deliveries.into_iter().map(|d| d.line).collect();
     out.episodes = episodes(applied);
     out.since = out
         .episodes
@@ -367,27 +388,85 @@ fn episodes(mut changes: Vec<Change>) -> Vec<Episode> {
     out
 }
 
+/// One replica message as delivered: its text, event time, key, version and row.
+#[derive(Debug, Clone)]
+struct Delivery {
+    line: String,
+    ts: u64,
+    id: i64,
+    lsn: u64,
+    row: Option<Order>,
+}
+
 fn emit_replica(
     out: &mut Generated,
     rng: &mut SmallRng,
-    sent: &mut Vec<String>,
-    line: String,
+    sent: &mut Vec<Delivery>,
+    deliveries: &mut Vec<Delivery>,
+    d: Delivery,
     cfg: &GenConfig,
 ) {
     if rng.gen_bool(cfg.p_duplicate) {
-        out.target.push(line.clone());
+        deliveries.push(d.clone());
         *out.injected.entry("duplicates").or_insert(0) += 1;
     }
     if sent.len() > 50 && rng.gen_bool(cfg.p_redeliver) {
-        let old = sent[sent.len() - 50].clone();
-        out.target.push(old);
+        deliveries.push(sent[sent.len() - 50].clone());
         *out.injected.entry("redeliveries").or_insert(0) += 1;
     }
-    out.target.push(line.clone());
-    sent.push(line);
+    deliveries.push(d.clone());
+    sent.push(d);
     if sent.len() > 100 {
         sent.drain(..50);
     }
+}
+
+/// Delays a `p_reorder` share of the replica's messages past the messages of up to
+/// `reorder_ms` later. A message is due when the newest event time before it is (a feed
+/// releases messages in order once their own time has come), so a delayed one is due
+/// with the last message it now follows.
+fn reorder(out: &mut Generated, rng: &mut SmallRng, deliveries: &mut [Delivery], cfg: &GenConfig) {
+    if cfg.p_reorder <= 0.0 || cfg.reorder_ms == 0 {
+        return;
+    }
+    let mut due = 0u64;
+    let mut keyed: Vec<(u64, usize)> = Vec::with_capacity(deliveries.len());
+    for (i, d) in deliveries.iter().enumerate() {
+        due = due.max(d.ts);
+        let delay = if rng.gen_bool(cfg.p_reorder) {
+            *out.injected.entry("reordered").or_insert(0) += 1;
+            rng.gen_range(1..=cfg.reorder_ms)
+        } else {
+            0
+        };
+        keyed.push((due + delay, i));
+    }
+    // A stable order by the new due time: the delayed messages move back, the others
+    // keep their order.
+    keyed.sort_by_key(|(due, _)| *due);
+    let mut old: Vec<Option<Delivery>> = deliveries.iter().cloned().map(Some).collect();
+    for (slot, (_, i)) in deliveries.iter_mut().zip(keyed) {
+        *slot = old[i].take().expect("each message moves once");
+    }
+}
+
+/// The replica's changes as the engine applies them, from its messages in delivery
+/// order: a message takes the newest event time read before it if it is late (its
+/// partition's progress), and applies only if its version is above the key's (else it is
+/// a duplicate or a stale redelivery).
+fn replica_changes(deliveries: &[Delivery]) -> Vec<Change> {
+    let mut progress = 0u64;
+    let mut versions: std::collections::HashMap<i64, u64> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for d in deliveries {
+        progress = progress.max(d.ts);
+        let version = versions.entry(d.id).or_insert(0);
+        if d.lsn > *version {
+            *version = d.lsn;
+            out.push((progress, d.id, Side::Replica, d.row.clone()));
+        }
+    }
+    out
 }
 
 /// A note: short and occasional, or always `len` characters of text.

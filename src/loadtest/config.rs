@@ -41,6 +41,13 @@ pub struct Profile {
     /// Probability that an old replica event is redelivered.
     #[serde(default)]
     pub p_redeliver: f64,
+    /// Probability that a replica event is delivered late: after the events of up to
+    /// `reorder_ms` later (reordering within a bound).
+    #[serde(default)]
+    pub p_reorder: f64,
+    /// The reordering bound, in ms of event time.
+    #[serde(default = "default_reorder")]
+    pub reorder_ms: u64,
     /// Stall the replica's partition this many seconds into the run (its messages are
     /// held, then delivered late): with `stall_for_s`.
     #[serde(default)]
@@ -64,6 +71,9 @@ fn default_seed() -> u64 {
 }
 fn default_grace() -> Duration {
     Duration::from_millis(2_000)
+}
+fn default_reorder() -> u64 {
+    200
 }
 fn default_lag() -> f64 {
     20.0
@@ -95,7 +105,15 @@ impl Profile {
             )*};
         }
         over!(rate, duration_s, keys, seed, grace, lag_median_ms);
-        over!(p_drop, p_corrupt, p_extra, p_duplicate, p_redeliver);
+        over!(
+            p_drop,
+            p_corrupt,
+            p_extra,
+            p_duplicate,
+            p_redeliver,
+            p_reorder
+        );
+        over!(reorder_ms);
         if args.stall_at_s.is_some() {
             p.stall_at_s = args.stall_at_s;
         }
@@ -112,6 +130,7 @@ impl Profile {
             ("p_extra", p.p_extra),
             ("p_duplicate", p.p_duplicate),
             ("p_redeliver", p.p_redeliver),
+            ("p_reorder", p.p_reorder),
         ] {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&v),

@@ -12,6 +12,9 @@ pub struct TimedPartition {
     side: SideId,
     lines: Arc<Vec<(u64, String)>>,
     next: usize,
+    /// The newest event time released: a message behind it (reordered, redelivered) is
+    /// due with the one before it.
+    due: u64,
     /// After the last message, keep time moving until then (so grace can fire).
     until_ms: u64,
     /// How late (ms) each message was released: the feed falling behind its schedule.
@@ -33,6 +36,7 @@ impl TimedPartition {
             side,
             lines,
             next: 0,
+            due: 0,
             until_ms,
             lateness,
             stall: None,
@@ -70,7 +74,8 @@ impl Partition for TimedPartition {
             if *time > now {
                 break;
             }
-            late.push(now - time);
+            self.due = self.due.max(*time);
+            late.push(now - self.due);
             self.next += 1;
             read += 1;
             let msg = Message {

@@ -21,30 +21,58 @@ pub struct Detections {
     pub unexpected: Vec<(i64, DriftKind, u64)>,
 }
 
-/// A sink that scores drift records as they arrive.
-pub struct MeasureSink {
+/// Scores drift records against the truth as they arrive: the in-process sink and the
+/// Kafka mode's drift-topic consumer share it.
+#[derive(Clone)]
+pub struct Scorer {
     truth: Arc<Truth>,
     grace_ms: u64,
-    detections: Arc<Mutex<Detections>>,
-    latency: Arc<Mutex<Histogram<u64>>>,
+    /// What was found, and what was not in the truth.
+    pub detections: Arc<Mutex<Detections>>,
+    /// Detection latencies beyond grace (ms).
+    pub latency: Arc<Mutex<Histogram<u64>>>,
 }
 
-impl MeasureSink {
+impl Scorer {
     /// Scores against `truth`, recording latencies in ms beyond `grace_ms`.
-    pub fn new(
-        truth: Arc<Truth>,
-        grace_ms: u64,
-        detections: Arc<Mutex<Detections>>,
-        latency: Arc<Mutex<Histogram<u64>>>,
-    ) -> Self {
-        MeasureSink {
+    pub fn new(truth: Arc<Truth>, grace_ms: u64) -> Self {
+        Scorer {
             truth,
             grace_ms,
-            detections,
-            latency,
+            detections: Arc::default(),
+            latency: Arc::new(Mutex::new(Histogram::new(3).expect("3 significant digits"))),
         }
     }
+
+    /// The truth scored against.
+    pub fn truth(&self) -> &Truth {
+        &self.truth
+    }
+
+    /// An open drift record of order `id`, of `kind`, open since `since` (event ms),
+    /// seen at wall-clock `now` (ms).
+    pub fn open(&self, id: i64, kind: DriftKind, since: u64, now: u64) -> anyhow::Result<()> {
+        let mut d = self
+            .detections
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let episode = (id, since);
+        if !self.truth.contains(&episode) {
+            d.unexpected.push((id, kind, since));
+        } else if let std::collections::btree_map::Entry::Vacant(v) = d.found.entry(episode) {
+            // The first report of the episode: latency from when it became due.
+            v.insert(now);
+            let due = since + self.grace_ms;
+            if let Ok(mut h) = self.latency.lock() {
+                let _ = h.record(now.saturating_sub(due));
+            }
+        }
+        Ok(())
+    }
 }
+
+/// A sink that scores drift records as they arrive (in process).
+pub struct MeasureSink(pub Scorer);
 
 /// An order id from a drift record's key.
 fn order_id(key: &crate::row::Key) -> Option<i64> {
@@ -55,27 +83,13 @@ fn order_id(key: &crate::row::Key) -> Option<i64> {
 impl Sink for MeasureSink {
     fn emit(&mut self, _time: Time, outputs: &[Output]) -> anyhow::Result<()> {
         let now = now_ms();
-        let mut d = self
-            .detections
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?;
         for o in outputs {
             let Output::Drift(r) = o else { continue };
             if r.status != Status::Open {
                 continue;
             }
             let Some(id) = order_id(&r.key) else { continue };
-            let episode = (id, r.since);
-            if !self.truth.contains(&episode) {
-                d.unexpected.push((id, r.drift.kind, r.since));
-            } else if let std::collections::btree_map::Entry::Vacant(v) = d.found.entry(episode) {
-                // The first report of the episode: latency from when it became due.
-                v.insert(now);
-                let due = r.since + self.grace_ms;
-                if let Ok(mut h) = self.latency.lock() {
-                    let _ = h.record(now.saturating_sub(due));
-                }
-            }
+            self.0.open(id, r.drift.kind, r.since, now)?;
         }
         Ok(())
     }
