@@ -46,8 +46,10 @@ pub struct Outcome {
     pub report: Value,
     /// Input messages per second, sampled every second.
     pub throughput: Vec<f64>,
-    /// Detection latencies beyond grace (ms).
+    /// Detection latencies beyond grace (ms), of episodes due while input flowed.
     pub latency: Histogram<u64>,
+    /// Those of episodes due after the last message.
+    pub tail_latency: Histogram<u64>,
 }
 
 /// The event time (`source.ts_ms`) and order id of a generated message.
@@ -77,6 +79,8 @@ pub struct Prepared {
     pub target_ids: Vec<i64>,
     /// Episodes that must be reported.
     pub truth: Arc<Truth>,
+    /// The event time of the last message.
+    pub last_ms: u64,
     /// When the feed ends (last event time + grace + 1 s).
     pub until: u64,
     /// Injected faults by name.
@@ -167,6 +171,7 @@ pub fn prepare_with_lead(p: &Profile, lead_ms: u64) -> anyhow::Result<Prepared> 
         source_ids,
         target_ids,
         truth: Arc::new(truth),
+        last_ms: last,
         until: last + grace_ms + 1_000,
         injected,
         keys,
@@ -250,7 +255,7 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
         }
         Box::new(part) as Box<dyn Partition>
     });
-    let scorer = Scorer::new(prep.truth.clone(), grace_ms);
+    let scorer = Scorer::new(prep.truth.clone(), grace_ms, prep.last_ms);
     let sink_scorer = scorer.clone();
     let sink: crate::run::SinkFactory =
         Arc::new(move || Box::new(MeasureSink(sink_scorer.clone())));
@@ -319,6 +324,12 @@ pub fn score(prep: &Prepared, p: &Profile, workers: usize, m: Measured) -> anyho
         .lock()
         .map_err(|_| anyhow::anyhow!("poisoned"))?
         .clone();
+    let tail = m
+        .scorer
+        .tail_latency
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
     let truth = m.scorer.truth();
     let missed: Vec<Value> = truth
         .iter()
@@ -353,6 +364,9 @@ pub fn score(prep: &Prepared, p: &Profile, workers: usize, m: Measured) -> anyho
             "count": latency.len(), "p50": q(&latency, 0.5), "p99": q(&latency, 0.99),
             "p999": q(&latency, 0.999), "max": latency.max()
         },
+        "detection_latency_ms_beyond_grace_after_input_end": {
+            "count": tail.len(), "p50": q(&tail, 0.5), "p99": q(&tail, 0.99), "max": tail.max()
+        },
         "truth": truth.len(),
         "found": found,
         "missed": missed,
@@ -372,6 +386,7 @@ pub fn score(prep: &Prepared, p: &Profile, workers: usize, m: Measured) -> anyho
         report,
         throughput: m.throughput,
         latency,
+        tail_latency: tail,
     })
 }
 
@@ -387,9 +402,11 @@ fn report_keys(g: &crate::demo::generator::Generated) -> usize {
 /// The human summary.
 pub fn summary(r: &Value) -> String {
     let l = &r["detection_latency_ms_beyond_grace"];
+    let t = &r["detection_latency_ms_beyond_grace_after_input_end"];
     format!(
         "{}: {} messages in {:.1}s (target {} source changes/s); feed lateness p99 {} ms\n\
          detection latency beyond grace: p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms ({} detections)\n\
+         after the input ended: p50 {} ms, max {} ms ({} detections)\n\
          truth {}: found {}, missed {}, false {}; precision {:.4}, recall {:.4}\n\
          peak RSS {:.1} MiB; the detector added {:.0} bytes per tracked key",
         r["mode"].as_str().unwrap_or("?"),
@@ -402,6 +419,9 @@ pub fn summary(r: &Value) -> String {
         l["p999"],
         l["max"],
         l["count"],
+        t["p50"],
+        t["max"],
+        t["count"],
         r["truth"],
         r["found"],
         r["missed"].as_array().map_or(0, Vec::len),

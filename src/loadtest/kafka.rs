@@ -89,6 +89,7 @@ fn job_spec(p: &Profile, mode: &KafkaMode, topics: &Topics) -> anyhow::Result<cr
     spec.kafka.brokers = Some(mode.brokers.clone());
     spec.kafka.group_id = Some(topics.prefix.clone());
     spec.kafka.clock_skew = mode.clock_skew;
+    spec.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
     Ok(spec)
 }
 
@@ -103,19 +104,14 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, mode: &KafkaMode) -> anyhow::R
     std::fs::write(&spec_path, toml::to_string(&spec)?)
         .with_context(|| format!("cannot write {}", spec_path.display()))?;
     let config = KafkaConfig::new(&spec, None)?;
-    let topic = |name| OutputTopic {
-        name,
-        partitions: 1,
-        compact: false,
-    };
-    admin::ensure_topics(
+    create_topics(
         &config,
         &[
-            topic(&topics.source),
-            topic(&topics.replica),
-            topic(&topics.drift),
-            topic(&topics.corrections),
-            topic(&topics.dlq),
+            &topics.source,
+            &topics.replica,
+            &topics.drift,
+            &topics.corrections,
+            &topics.dlq,
         ],
     )?;
 
@@ -123,7 +119,7 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, mode: &KafkaMode) -> anyhow::R
     let mut job = Job::spawn(mode, &spec_path, &metrics, &dir.join("job.log"))?;
     job.wait_ready(&metrics)?;
     let rss_before = job.proc_status("VmRSS:").unwrap_or(0);
-    let scorer = Scorer::new(prep.truth.clone(), p.grace.as_millis());
+    let scorer = Scorer::new(prep.truth.clone(), p.grace.as_millis(), prep.last_ms);
     let reader = DriftReader::start(&config, &topics.drift, scorer.clone())?;
     let done = Arc::new(AtomicBool::new(false));
     let sample_addr = metrics.clone();
@@ -131,7 +127,7 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, mode: &KafkaMode) -> anyhow::R
         job_counts(&scrape(&sample_addr).ok()?)
     });
     let began = Instant::now();
-    let fed = feed(prep, p, &config, &topics);
+    let fed = produce(prep, p, &config, [&topics.source, &topics.replica]);
     // The job's time runs `clock_skew` behind the wall clock once its inputs are idle:
     // every difference still open at the end is due by `until` on its clock.
     let end = prep.until + mode.clock_skew.as_millis();
@@ -182,24 +178,37 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// Produces both sides' messages when the wall clock reaches their event times (the
-/// replica's held during its stall), keyed `{"id":N}`, timestamped with their event
-/// times. Returns how late each message was produced.
-fn feed(
+/// Creates single-partition, uncompacted topics (existing ones are left as they are).
+pub fn create_topics(config: &KafkaConfig, names: &[&str]) -> anyhow::Result<()> {
+    let topics: Vec<OutputTopic<'_>> = names
+        .iter()
+        .map(|name| OutputTopic {
+            name,
+            partitions: 1,
+            compact: false,
+        })
+        .collect();
+    admin::ensure_topics(config, &topics)
+}
+
+/// Produces both sides' messages to `topics` (source, replica) when the wall clock
+/// reaches their event times (the replica's held during its stall), keyed `{"id":N}`,
+/// timestamped with their event times. Returns how late each message was produced.
+pub fn produce(
     prep: &Prepared,
     p: &Profile,
     config: &KafkaConfig,
-    topics: &Topics,
+    topics: [&str; 2],
 ) -> anyhow::Result<Histogram<u64>> {
     let deliveries = Deliveries::default();
     let producer: ThreadedProducer<Deliveries> = config
-        .client(&[("enable.idempotence", "true"), ("linger.ms", "2")])
+        .client(&[("enable.idempotence", "false"), ("acks", "1"), ("linger.ms", "2")])
         .create_with_context(deliveries.clone())
         .context("cannot create the load's Kafka producer")?;
     let stall = prep.stall(p);
     let sides = [
-        (&prep.source, &prep.source_ids, &topics.source),
-        (&prep.target, &prep.target_ids, &topics.replica),
+        (&prep.source, &prep.source_ids, topics[0]),
+        (&prep.target, &prep.target_ids, topics[1]),
     ];
     let (mut next, mut due) = ([0usize; 2], [0u64; 2]);
     let mut lateness = Histogram::<u64>::new(3).expect("valid");
@@ -215,7 +224,7 @@ fn feed(
                     break;
                 }
                 let key = format!(r#"{{"id":{}}}"#, ids[next[side]]);
-                let mut record = BaseRecord::to(topic.as_str())
+                let mut record = BaseRecord::to(topic)
                     .partition(0)
                     .key(key.as_str())
                     .payload(line.as_str())

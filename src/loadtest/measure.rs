@@ -29,18 +29,28 @@ pub struct Scorer {
     grace_ms: u64,
     /// What was found, and what was not in the truth.
     pub detections: Arc<Mutex<Detections>>,
-    /// Detection latencies beyond grace (ms).
+    /// Detection latencies beyond grace (ms) of the episodes due while input flowed.
     pub latency: Arc<Mutex<Histogram<u64>>>,
+    /// The same for episodes due after the last message: with no input left, a job
+    /// over Kafka moves its clock only with the wall clock less its clock-skew
+    /// allowance, so these measure that allowance, not the detector.
+    pub tail_latency: Arc<Mutex<Histogram<u64>>>,
+    /// The event time of the last message of the load.
+    last_ms: u64,
 }
 
 impl Scorer {
-    /// Scores against `truth`, recording latencies in ms beyond `grace_ms`.
-    pub fn new(truth: Arc<Truth>, grace_ms: u64) -> Self {
+    /// Scores against `truth`, recording latencies in ms beyond `grace_ms`, split at
+    /// `last_ms`, the event time of the load's last message.
+    pub fn new(truth: Arc<Truth>, grace_ms: u64, last_ms: u64) -> Self {
+        let hist = || Arc::new(Mutex::new(Histogram::new(3).expect("3 significant digits")));
         Scorer {
             truth,
             grace_ms,
             detections: Arc::default(),
-            latency: Arc::new(Mutex::new(Histogram::new(3).expect("3 significant digits"))),
+            latency: hist(),
+            tail_latency: hist(),
+            last_ms,
         }
     }
 
@@ -63,7 +73,12 @@ impl Scorer {
             // The first report of the episode: latency from when it became due.
             v.insert(now);
             let due = since + self.grace_ms;
-            if let Ok(mut h) = self.latency.lock() {
+            let hist = if due <= self.last_ms {
+                &self.latency
+            } else {
+                &self.tail_latency
+            };
+            if let Ok(mut h) = hist.lock() {
                 let _ = h.record(now.saturating_sub(due));
             }
         }

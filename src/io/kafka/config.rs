@@ -46,6 +46,15 @@ impl KafkaConfig {
         })
     }
 
+    /// Plain settings for `brokers`: no properties, a group id for offset commits.
+    pub fn for_brokers(brokers: &str, group_id: &str) -> Self {
+        KafkaConfig {
+            brokers: brokers.to_string(),
+            properties: Vec::new(),
+            group_id: group_id.to_string(),
+        }
+    }
+
     /// The bootstrap servers.
     pub fn brokers(&self) -> &str {
         &self.brokers
