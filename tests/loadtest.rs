@@ -46,7 +46,11 @@ fn a_run_with_known_faults_reports_exactly_those() {
     assert_eq!(r["false"].as_array().unwrap().len(), 0, "{r}");
     assert_eq!(r["precision"], 1.0);
     assert_eq!(r["recall"], 1.0);
-    assert_eq!(o.latency.len(), truth, "one latency per detection");
+    assert_eq!(
+        o.latency.len() + o.tail_latency.len(),
+        truth,
+        "one latency per detection"
+    );
     let svg = driftwatch::loadtest::chart::svg(&o);
     assert!(svg.starts_with("<svg") && svg.contains("polyline"));
 }

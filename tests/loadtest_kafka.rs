@@ -16,6 +16,7 @@ fn mode(broker: &Broker) -> KafkaMode {
         brokers: broker.addr(),
         exe: env!("CARGO_BIN_EXE_driftwatch").into(),
         workers: 2,
+        // Generous: this checks accounting, not latency, on a machine that may be busy.
         clock_skew: driftwatch::spec::Duration::from_millis(1_000),
     }
 }
@@ -60,7 +61,11 @@ fn through_the_broker_a_fault_free_load_reports_nothing_and_a_faulty_one_exactly
     assert_eq!(r["missed"].as_array().unwrap().len(), 0, "{r}");
     assert_eq!(r["false"].as_array().unwrap().len(), 0, "{r}");
     assert_eq!(r["found"], truth, "{r}");
-    assert_eq!(o.latency.len(), truth, "one latency per detection");
+    assert_eq!(
+        o.latency.len() + o.tail_latency.len(),
+        truth,
+        "one latency per detection"
+    );
     assert!(r["drift_records"].as_u64().unwrap() >= truth, "{r}");
     assert_eq!(r["read"], r["messages"], "{r}");
 }

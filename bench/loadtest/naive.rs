@@ -46,15 +46,59 @@ fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
     }
 }
 
+/// Where the baseline's messages come from.
+pub trait Feed {
+    /// Calls `f(side, message)` for every message available at wall-clock `now`
+    /// (side 0: source, 1: replica), recording how late each is in `lateness`; returns
+    /// whether every message has been delivered.
+    fn poll(
+        &mut self,
+        now: u64,
+        lateness: &mut Histogram<u64>,
+        f: &mut dyn FnMut(usize, &str),
+    ) -> bool;
+}
+
+/// The in-process feed: both sides merged in event-time order, released on schedule.
+pub struct Schedule<'a> {
+    feed: Vec<(u64, usize, &'a str)>,
+    next: usize,
+}
+
+impl<'a> Schedule<'a> {
+    pub fn new(prep: &'a Prepared) -> Self {
+        let mut feed: Vec<(u64, usize, &str)> = prep
+            .source
+            .iter()
+            .map(|(t, l)| (*t, 0, l.as_str()))
+            .chain(prep.target.iter().map(|(t, l)| (*t, 1, l.as_str())))
+            .collect();
+        feed.sort_by_key(|(t, side, _)| (*t, *side));
+        Schedule { feed, next: 0 }
+    }
+}
+
+impl Feed for Schedule<'_> {
+    fn poll(
+        &mut self,
+        now: u64,
+        lateness: &mut Histogram<u64>,
+        f: &mut dyn FnMut(usize, &str),
+    ) -> bool {
+        while let Some((t, side, line)) = self.feed.get(self.next) {
+            if *t > now {
+                break;
+            }
+            let _ = lateness.record(now - t);
+            self.next += 1;
+            f(*side, line);
+        }
+        self.next >= self.feed.len()
+    }
+}
+
 /// Runs the baseline over the prepared load with grace `grace_ms`.
-pub fn run(prep: &Prepared, grace_ms: u64) -> Scored {
-    let mut feed: Vec<(u64, usize, &str)> = prep
-        .source
-        .iter()
-        .map(|(t, l)| (*t, 0, l.as_str()))
-        .chain(prep.target.iter().map(|(t, l)| (*t, 1, l.as_str())))
-        .collect();
-    feed.sort_by_key(|(t, side, _)| (*t, *side));
+pub fn run(prep: &Prepared, grace_ms: u64, feed: &mut dyn Feed) -> Scored {
     let mut sides = [Side::new(), Side::new()];
     let mut diverged: HashMap<i64, (u64, bool)> = HashMap::new();
     let mut scored = Scored {
@@ -63,17 +107,13 @@ pub fn run(prep: &Prepared, grace_ms: u64) -> Scored {
         found: 0,
         unexpected: 0,
     };
-    let mut next = 0;
     let mut last_scan = 0;
     loop {
         let now = now_ms();
-        while let Some((t, side, line)) = feed.get(next) {
-            if *t > now {
-                break;
-            }
-            let _ = scored.lateness.record(now - t);
-            next += 1;
-            if let Some((id, ts)) = apply(&mut sides[*side], line) {
+        let mut lateness =
+            std::mem::replace(&mut scored.lateness, Histogram::new(3).expect("valid"));
+        let delivered = feed.poll(now, &mut lateness, &mut |side, line| {
+            if let Some((id, ts)) = apply(&mut sides[side], line) {
                 let (s, r) = (sides[0].get(&id), sides[1].get(&id));
                 let equal = same(
                     s.and_then(|(_, v)| v.as_ref()),
@@ -89,7 +129,8 @@ pub fn run(prep: &Prepared, grace_ms: u64) -> Scored {
                     (false, true) => {}
                 }
             }
-        }
+        });
+        scored.lateness = lateness;
         // The periodic scan: report differences older than grace (event time ≈ wall).
         if now >= last_scan + 50 {
             last_scan = now;
@@ -105,7 +146,7 @@ pub fn run(prep: &Prepared, grace_ms: u64) -> Scored {
                 }
             }
         }
-        if next >= feed.len() && now >= prep.until {
+        if delivered && now >= prep.until {
             return scored;
         }
         std::thread::sleep(Duration::from_millis(1));

@@ -89,7 +89,9 @@ fn job_spec(p: &Profile, mode: &KafkaMode, topics: &Topics) -> anyhow::Result<cr
     spec.kafka.brokers = Some(mode.brokers.clone());
     spec.kafka.group_id = Some(topics.prefix.clone());
     spec.kafka.clock_skew = mode.clock_skew;
-    spec.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
+    spec.kafka
+        .properties
+        .insert("fetch.wait.max.ms".into(), "10".into());
     Ok(spec)
 }
 
@@ -202,7 +204,11 @@ pub fn produce(
 ) -> anyhow::Result<Histogram<u64>> {
     let deliveries = Deliveries::default();
     let producer: ThreadedProducer<Deliveries> = config
-        .client(&[("enable.idempotence", "false"), ("acks", "1"), ("linger.ms", "2")])
+        .client(&[
+            ("enable.idempotence", "false"),
+            ("acks", "1"),
+            ("linger.ms", "2"),
+        ])
         .create_with_context(deliveries.clone())
         .context("cannot create the load's Kafka producer")?;
     let stall = prep.stall(p);
