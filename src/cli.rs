@@ -30,7 +30,7 @@ pub enum Command {
     /// Load-test the detector: generated CDC with injected faults at a target rate, fed
     /// in real time, scored against the ground truth (in process, or through a broker
     /// with `--brokers`).
-    Loadtest(LoadtestArgs),
+    Loadtest(Box<LoadtestArgs>),
 }
 
 /// Options of `loadtest` (each overrides the profile's value).

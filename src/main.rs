@@ -10,7 +10,7 @@ fn main() {
         Command::Validate { spec } => driftwatch::commands::validate(&spec),
         Command::Demo(args) => driftwatch::demo::run(args),
         Command::Report(args) => driftwatch::report::run(args),
-        Command::Loadtest(args) => driftwatch::loadtest::run(args),
+        Command::Loadtest(args) => driftwatch::loadtest::run(*args),
     };
     if let Err(e) = result {
         eprintln!("driftwatch: {e:#}");

@@ -4,6 +4,7 @@
 //! exactly the truth on a faulty one.
 
 mod support {
+    #[allow(dead_code)] // this test uses the broker's start and address only
     pub mod broker;
 }
 
