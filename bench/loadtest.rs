@@ -2,7 +2,7 @@
 //! load, at increasing rates, in process or through a broker.
 //!
 //! `cargo bench --bench loadtest -- [--rates 10000,20000,30000,40000] [--duration S]
-//! [--kafka]`. For each rate it prepares one load (orders CDC, 100k keys, faults) and
+//! [--kafka [--clock-skew-ms 100]]`. For each rate it prepares one load (orders CDC, 100k keys, faults) and
 //! feeds it in real time to the engine (`-w 2`) and then to the naive baseline (one
 //! thread, `serde_json::Value`s in two hash maps, a 50 ms scan). Both are scored
 //! against the same ground truth. With `--kafka` it starts a tansu broker
@@ -42,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut duration = if bench { 8.0 } else { 2.0 };
     let mut broker = None;
+    let mut skew_ms = 100;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -56,6 +57,7 @@ fn main() -> anyhow::Result<()> {
             }
             "--duration" => duration = args.next().unwrap_or_default().parse()?,
             "--kafka" => broker = Some(Broker::start()?),
+            "--clock-skew-ms" => skew_ms = args.next().unwrap_or_default().parse()?,
             other => anyhow::bail!("unknown argument {other:?}"),
         }
     }
@@ -73,7 +75,7 @@ fn main() -> anyhow::Result<()> {
         };
         let o = match &broker {
             None => run_prepared(&prepare(&p)?, &p, 2)?,
-            Some(b) => kafka::run(&p, &b.mode())?,
+            Some(b) => kafka::run(&p, &b.mode(skew_ms))?,
         };
         let r = &o.report;
         let l = &r["detection_latency_ms_beyond_grace"];
@@ -147,12 +149,12 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn mode(&self) -> KafkaMode {
+    fn mode(&self, skew_ms: u64) -> KafkaMode {
         KafkaMode {
             brokers: self.addr(),
             exe: env!("CARGO_BIN_EXE_driftwatch").into(),
             workers: 2,
-            clock_skew: driftwatch::spec::Duration::from_millis(100),
+            clock_skew: driftwatch::spec::Duration::from_millis(skew_ms),
         }
     }
 }
@@ -213,8 +215,9 @@ fn naive_through(b: &Broker, prep: &Prepared, p: &Profile) -> anyhow::Result<nai
         read: 0,
         total: prep.source.len() + prep.target.len(),
     };
+    let lsn = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|s| {
-        let producer = s.spawn(|| kafka::produce(prep, p, &config, [&source, &replica]));
+        let producer = s.spawn(|| kafka::produce(prep, p, &config, [&source, &replica], &lsn));
         let scored = naive::run(prep, p.grace.as_millis(), &mut feed);
         producer
             .join()

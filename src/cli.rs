@@ -82,6 +82,10 @@ pub struct LoadtestArgs {
     /// How far (ms of event time) a late replica event may fall behind.
     #[arg(long = "reorder-ms")]
     pub reorder_ms: Option<u64>,
+    /// Close the loop: apply the corrections to the replica, report time to repair and
+    /// to convergence.
+    #[arg(long = "close-loop")]
+    pub close_loop: bool,
     /// Stall the replica's partition this many seconds into the run (with --stall-for).
     #[arg(long = "stall-at")]
     pub stall_at_s: Option<f64>,

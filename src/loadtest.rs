@@ -17,6 +17,7 @@
 //! - [`feed`]: real-time partitions;
 //! - [`measure`]: scoring against the truth;
 //! - [`kafka`]: the mode through a broker;
+//! - [`repair`]: closing the loop (corrections applied to the replica);
 //! - [`chart`]: the SVG report.
 
 pub mod chart;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod feed;
 pub mod kafka;
 pub mod measure;
+pub mod repair;
 
 use crate::cdc::SideId;
 use crate::demo::generator::{generate, GenConfig};
@@ -52,8 +54,8 @@ pub struct Outcome {
     pub tail_latency: Histogram<u64>,
 }
 
-/// The event time (`source.ts_ms`) and order id of a generated message.
-fn event_meta(line: &str) -> anyhow::Result<(u64, i64)> {
+/// The event time (`source.ts_ms`), order id and log position of a generated message.
+fn event_meta(line: &str) -> anyhow::Result<(u64, i64, u64)> {
     let v: Value = serde_json::from_str(line)?;
     let env = v.get("payload").unwrap_or(&v);
     let row = if env["after"].is_null() {
@@ -61,10 +63,14 @@ fn event_meta(line: &str) -> anyhow::Result<(u64, i64)> {
     } else {
         &env["after"]
     };
-    env["source"]["ts_ms"]
-        .as_u64()
-        .zip(row["id"].as_i64())
-        .ok_or_else(|| anyhow::anyhow!("generated message without source.ts_ms or id"))
+    match (
+        env["source"]["ts_ms"].as_u64(),
+        row["id"].as_i64(),
+        env["source"]["lsn"].as_u64(),
+    ) {
+        (Some(ts), Some(id), Some(lsn)) => Ok((ts, id, lsn)),
+        _ => anyhow::bail!("generated message without source.ts_ms, source.lsn or id"),
+    }
 }
 
 /// A generated load: both sides' messages with their event times, and the truth.
@@ -77,6 +83,8 @@ pub struct Prepared {
     pub source_ids: Vec<i64>,
     /// The order id of each replica message.
     pub target_ids: Vec<i64>,
+    /// The log position (`source.lsn`) of each replica message.
+    pub target_lsns: Arc<Vec<u64>>,
     /// Episodes that must be reported.
     pub truth: Arc<Truth>,
     /// The event time of the last message.
@@ -145,20 +153,22 @@ pub fn prepare_with_lead(p: &Profile, lead_ms: u64) -> anyhow::Result<Prepared> 
         .collect();
     // The messages move (not copy) into the feed, so the memory they hold before the
     // run is the memory they hold during it.
-    type Timed = (Arc<Vec<(u64, String)>>, Vec<i64>);
+    type Timed = (Arc<Vec<(u64, String)>>, Vec<i64>, Vec<u64>);
     let timed = |lines: Vec<String>| -> anyhow::Result<Timed> {
         let mut out = Vec::with_capacity(lines.len());
-        let mut ids = Vec::with_capacity(lines.len());
+        let (mut ids, mut lsns) = (Vec::with_capacity(lines.len()), Vec::new());
         for l in lines {
-            let (time, id) = event_meta(&l)?;
+            let (time, id, lsn) = event_meta(&l)?;
             out.push((time, l));
             ids.push(id);
+            lsns.push(lsn);
         }
-        Ok((Arc::new(out), ids))
+        Ok((Arc::new(out), ids, lsns))
     };
     let injected = g.injected.clone();
     let keys = report_keys(&g);
-    let ((source, source_ids), (target, target_ids)) = (timed(g.source)?, timed(g.target)?);
+    let (source, source_ids, _) = timed(g.source)?;
+    let (target, target_ids, target_lsns) = timed(g.target)?;
     let last = source
         .iter()
         .chain(target.iter())
@@ -170,9 +180,12 @@ pub fn prepare_with_lead(p: &Profile, lead_ms: u64) -> anyhow::Result<Prepared> 
         target,
         source_ids,
         target_ids,
+        target_lsns: Arc::new(target_lsns),
         truth: Arc::new(truth),
         last_ms: last,
-        until: last + grace_ms + 1_000,
+        // With the loop closed, a correction may write a row the source has since
+        // changed again: allow for a second round.
+        until: last + grace_ms * if p.close_loop { 3 } else { 1 } + 1_000,
         injected,
         keys,
     })
@@ -248,17 +261,29 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
 
     let lateness = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("valid")));
     let parts_lateness = lateness.clone();
+    let repairs = p.close_loop.then(|| Arc::new(repair::Repairs::default()));
+    let (parts_repairs, lsns) = (repairs.clone(), prep.target_lsns.clone());
     let parts = crate::run::per_side(source, target, move |side, lines| {
         let mut part = TimedPartition::new(side, lines, until, parts_lateness.clone());
         if let (SideId::Target, Some((from, to))) = (side, stall) {
             part = part.stalled(from, to);
         }
+        if let (SideId::Target, Some(r)) = (side, &parts_repairs) {
+            part = part.repaired(r.clone(), lsns.clone());
+        }
         Box::new(part) as Box<dyn Partition>
     });
     let scorer = Scorer::new(prep.truth.clone(), grace_ms, prep.last_ms);
-    let sink_scorer = scorer.clone();
-    let sink: crate::run::SinkFactory =
-        Arc::new(move || Box::new(MeasureSink(sink_scorer.clone())));
+    let convergence = Arc::new(Mutex::new(repair::Convergence::default()));
+    let (sink_scorer, sink_repairs) = (scorer.clone(), repairs.clone());
+    let sink_convergence = convergence.clone();
+    let sink: crate::run::SinkFactory = Arc::new(move || {
+        Box::new(MeasureSink {
+            scorer: sink_scorer.clone(),
+            repairs: sink_repairs.clone(),
+            convergence: sink_convergence.clone(),
+        })
+    });
     let stats = Arc::new(crate::dataflow::Stats::default());
     let sampler_stats = stats.clone();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -295,6 +320,12 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
         .clone();
     let mut extra = serde_json::Map::new();
     extra.insert("mode".into(), json!("in-process"));
+    if let Some(r) = &repairs {
+        let c = convergence
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        extra.insert("close_loop".into(), loop_report(&c, r.applied(), prep));
+    }
     score(
         prep,
         p,
@@ -309,6 +340,28 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
             extra,
         },
     )
+}
+
+/// The closed loop's figures: corrections applied, how long each reported difference
+/// stayed open, and whether (and how soon after the load's last message) none was left.
+pub(crate) fn loop_report(c: &repair::Convergence, applied: u64, prep: &Prepared) -> Value {
+    let h = &c.repair_ms;
+    let q = |q: f64| {
+        if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(q)
+        }
+    };
+    json!({
+        "corrections_applied": applied,
+        "repaired": h.len(),
+        "time_to_repair_ms": {"p50": q(0.5), "p99": q(0.99), "max": h.max()},
+        "open_at_end": c.open(),
+        "converged": c.open() == 0,
+        "converged_after_last_message_ms": (c.open() == 0)
+            .then(|| c.last_zero_ms.map(|t| t.saturating_sub(prep.last_ms))),
+    })
 }
 
 /// Scores what a run measured into its report.
@@ -380,6 +433,14 @@ pub fn score(prep: &Prepared, p: &Profile, workers: usize, m: Measured) -> anyho
         "rss_bytes_per_key": rss.saturating_sub(rss_before) as f64 / prep.keys.max(1) as f64,
     });
     if let Some(r) = report.as_object_mut() {
+        if m.extra.contains_key("close_loop") {
+            // Corrections change the replica, so after the first report of a key its
+            // episodes are no longer the open-loop truth's: only first detections
+            // (`found`) are scored against it.
+            for k in ["missed", "false", "precision", "recall"] {
+                r.insert(k.into(), Value::Null);
+            }
+        }
         r.extend(m.extra);
     }
     Ok(Outcome {
@@ -407,7 +468,7 @@ pub fn summary(r: &Value) -> String {
         "{}: {} messages in {:.1}s (target {} source changes/s); feed lateness p99 {} ms\n\
          detection latency beyond grace: p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms ({} detections)\n\
          after the input ended: p50 {} ms, max {} ms ({} detections)\n\
-         truth {}: found {}, missed {}, false {}; precision {:.4}, recall {:.4}\n\
+         truth {}: found {}, {}\n\
          peak RSS {:.1} MiB; the detector added {:.0} bytes per tracked key",
         r["mode"].as_str().unwrap_or("?"),
         r["messages"],
@@ -424,13 +485,37 @@ pub fn summary(r: &Value) -> String {
         t["count"],
         r["truth"],
         r["found"],
-        r["missed"].as_array().map_or(0, Vec::len),
-        r["false"].as_array().map_or(0, Vec::len),
-        r["precision"].as_f64().unwrap_or(0.0),
-        r["recall"].as_f64().unwrap_or(0.0),
+        match (r["missed"].as_array(), r["false"].as_array()) {
+            (Some(missed), Some(false_)) => format!(
+                "missed {}, false {}; precision {:.4}, recall {:.4}",
+                missed.len(),
+                false_.len(),
+                r["precision"].as_f64().unwrap_or(0.0),
+                r["recall"].as_f64().unwrap_or(0.0)
+            ),
+            _ => "first detections only (the loop is closed)".to_string(),
+        },
         r["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
         r["rss_bytes_per_key"].as_f64().unwrap_or(0.0),
     )
+}
+
+/// The summary's line for a closed loop, if the run closed it.
+fn loop_summary(r: &Value) -> Option<String> {
+    let l = r.get("close_loop")?;
+    let t = &l["time_to_repair_ms"];
+    Some(format!(
+        "closed loop: {} corrections applied, {} differences repaired (time to repair p50 {} ms, p99 {} ms, max {} ms); {}",
+        l["corrections_applied"],
+        l["repaired"],
+        t["p50"],
+        t["p99"],
+        t["max"],
+        match l["converged_after_last_message_ms"].as_u64() {
+            Some(ms) => format!("converged {ms} ms after the last message"),
+            None => format!("NOT converged: {} open at the end", l["open_at_end"]),
+        }
+    ))
 }
 
 /// `driftwatch loadtest`.
@@ -451,6 +536,9 @@ pub fn run(args: crate::cli::LoadtestArgs) -> anyhow::Result<()> {
         )?,
     };
     println!("{}", summary(&outcome.report));
+    if let Some(l) = loop_summary(&outcome.report) {
+        println!("{l}");
+    }
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&outcome.report)?)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;

@@ -412,7 +412,13 @@ pub fn current_rss_bytes() -> Option<u64> {
 }
 
 fn proc_status_bytes(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    process_status_bytes("self", field)
+}
+
+/// A memory figure (`VmRSS:`, `VmHWM:`, …) of process `pid` (`self` for this one) from
+/// `/proc` (Linux), in bytes.
+pub fn process_status_bytes(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)

@@ -96,6 +96,9 @@ struct Order {
     updated_us: i64,
 }
 
+/// The distance between the replica's consecutive log positions (`source.lsn`).
+pub const REPLICA_LSN_STEP: u64 = 1_000;
+
 const STATUSES: [&str; 5] = ["pending", "paid", "shipped", "delivered", "cancelled"];
 
 const SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"struct","fields":[{"type":"int64","optional":false,"field":"id"},{"type":"int64","optional":false,"field":"customer_id"},{"type":"string","optional":false,"field":"status"},{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2","connect.decimal.precision":"12"},"field":"amount"},{"type":"int32","optional":false,"field":"items"},{"type":"string","optional":true,"field":"note"},{"type":"int64","optional":false,"name":"io.debezium.time.MicroTimestamp","version":1,"field":"updated_at"}],"optional":true,"name":"pg.public.orders.Value","field":"after"},{"type":"struct","fields":[{"type":"string","optional":false,"field":"connector"},{"type":"int64","optional":false,"field":"ts_ms"},{"type":"int64","optional":true,"field":"lsn"}],"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"},{"type":"string","optional":false,"field":"op"},{"type":"int64","optional":true,"field":"ts_ms"}],"optional":false,"name":"pg.public.orders.Envelope","version":2}"#;
@@ -177,6 +180,8 @@ pub fn generate(cfg: &GenConfig) -> Generated {
     let mut source: BTreeMap<i64, Order> = BTreeMap::new();
     let mut replica: BTreeMap<i64, Order> = BTreeMap::new();
     let mut replica_time = 0u64;
+    // The replica's log positions are REPLICA_LSN_STEP apart, so a write the load test
+    // makes on the replica (an applied correction) can take a position between them.
     let mut replica_lsn = 5_000_000u64;
     let mut sent: Vec<Delivery> = Vec::new();
     let mut deliveries: Vec<Delivery> = Vec::new();
@@ -239,7 +244,7 @@ pub fn generate(cfg: &GenConfig) -> Generated {
                     count(&mut out, "corrupted");
                 }
             }
-            replica_lsn += 1;
+            replica_lsn += REPLICA_LSN_STEP;
             let mut line = String::with_capacity(600);
             event(
                 &mut line,
@@ -267,7 +272,7 @@ pub fn generate(cfg: &GenConfig) -> Generated {
         if rng.gen_bool(cfg.p_extra) {
             extra_id += 1;
             let o = new_order(&mut rng, t, cfg.note_len);
-            replica_lsn += 1;
+            replica_lsn += REPLICA_LSN_STEP;
             let mut line = String::with_capacity(600);
             event(
                 &mut line,

@@ -48,6 +48,11 @@ pub struct Profile {
     /// The reordering bound, in ms of event time.
     #[serde(default = "default_reorder")]
     pub reorder_ms: u64,
+    /// Close the loop: apply the detector's corrections to the replica (as its own next
+    /// writes) and report how long each difference took to repair and when none was
+    /// left.
+    #[serde(default)]
+    pub close_loop: bool,
     /// Stall the replica's partition this many seconds into the run (its messages are
     /// held, then delivered late): with `stall_for_s`.
     #[serde(default)]
@@ -114,6 +119,9 @@ impl Profile {
             p_reorder
         );
         over!(reorder_ms);
+        if args.close_loop {
+            p.close_loop = true;
+        }
         if args.stall_at_s.is_some() {
             p.stall_at_s = args.stall_at_s;
         }

@@ -2,7 +2,9 @@
 //! reaches its event time, so event time is wall-clock time and detection latency can
 //! be read off the clock.
 
+use super::repair::{replica_event, Repairs};
 use crate::cdc::{Message, Origin, SideId};
+use crate::demo::generator::REPLICA_LSN_STEP;
 use crate::io::{now_ms, Partition, Poll};
 use hdrhistogram::Histogram;
 use std::sync::{Arc, Mutex};
@@ -22,7 +24,18 @@ pub struct TimedPartition {
     /// A wall-clock window [from, until) in which the partition delivers nothing (a
     /// stalled partition: its messages wait, its time does not move).
     stall: Option<(u64, u64)>,
+    /// Closing the loop: corrections to apply, and the log position of each scheduled
+    /// message (a correction goes in between the last one released and the next).
+    repairs: Option<(Arc<Repairs>, Arc<Vec<u64>>)>,
+    /// The newest log position released, and the corrections written after it.
+    lsn: (u64, u64),
+    /// Corrections written.
+    written: u64,
 }
+
+/// Positions of written corrections (for dead-letter origins), apart from the
+/// schedule's.
+const REPAIR_POSITIONS: u64 = 1 << 48;
 
 impl TimedPartition {
     /// `lines` in release order with their event times; runs until `until_ms`.
@@ -40,7 +53,17 @@ impl TimedPartition {
             until_ms,
             lateness,
             stall: None,
+            repairs: None,
+            lsn: (0, 0),
+            written: 0,
         }
+    }
+
+    /// Applies `repairs` (the replica's side): `lsns` are the scheduled messages' log
+    /// positions.
+    pub fn repaired(mut self, repairs: Arc<Repairs>, lsns: Arc<Vec<u64>>) -> Self {
+        self.repairs = Some((repairs, lsns));
+        self
     }
 
     /// Stalls the partition for the wall-clock window `[from_ms, until_ms)`.
@@ -67,6 +90,24 @@ impl Partition for TimedPartition {
         }
         let mut late = Vec::new();
         let mut read = 0;
+        if let Some((repairs, _)) = &self.repairs {
+            // Corrections are the replica's next writes, now.
+            while read < max && self.lsn.1 + 1 < REPLICA_LSN_STEP {
+                let Some((id, row)) = repairs.pop() else {
+                    break;
+                };
+                self.lsn.1 += 1;
+                self.written += 1;
+                let line = replica_event(id, row.as_deref(), self.lsn.0 + self.lsn.1, now);
+                let msg = Message {
+                    key: None,
+                    value: Some(line.as_bytes()),
+                    timestamp_ms: Some(now as i64),
+                };
+                f(&msg, REPAIR_POSITIONS + self.written);
+                read += 1;
+            }
+        }
         while read < max {
             let Some((time, line)) = self.lines.get(self.next) else {
                 break;
@@ -76,6 +117,11 @@ impl Partition for TimedPartition {
             }
             self.due = self.due.max(*time);
             late.push(now - self.due);
+            if let Some(lsn) = self.repairs.as_ref().and_then(|(_, l)| l.get(self.next)) {
+                if *lsn > self.lsn.0 {
+                    self.lsn = (*lsn, 0);
+                }
+            }
             self.next += 1;
             read += 1;
             let msg = Message {

@@ -9,7 +9,10 @@
 
 use super::config::Profile;
 use super::measure::Scorer;
+use super::repair::{replica_event, Convergence};
 use super::{Measured, Outcome, Prepared};
+use crate::dataflow::{DriftKind, Status};
+use crate::demo::generator::REPLICA_LSN_STEP;
 use crate::io::kafka::admin::{self, OutputTopic};
 use crate::io::kafka::config::KafkaConfig;
 use crate::io::now_ms;
@@ -26,7 +29,7 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Time allowed for the job to start before the first message is due (ms).
@@ -122,20 +125,36 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, mode: &KafkaMode) -> anyhow::R
     job.wait_ready(&metrics)?;
     let rss_before = job.proc_status("VmRSS:").unwrap_or(0);
     let scorer = Scorer::new(prep.truth.clone(), p.grace.as_millis(), prep.last_ms);
-    let reader = DriftReader::start(&config, &topics.drift, scorer.clone())?;
+    let convergence = Arc::new(Mutex::new(Convergence::default()));
+    let reader = DriftReader::start(&config, &topics.drift, scorer.clone(), &convergence)?;
+    // The replica's newest log position produced: applied corrections go after it.
+    let replica_lsn = Arc::new(AtomicU64::new(0));
+    let repairer = match p.close_loop {
+        true => Some(Repairer::start(&config, &topics, replica_lsn.clone())?),
+        false => None,
+    };
+    let applied = repairer.as_ref().map(|r| r.applied.clone());
     let done = Arc::new(AtomicBool::new(false));
     let sample_addr = metrics.clone();
     let sampler = super::sampler(prep.messages(), done.clone(), move || {
         job_counts(&scrape(&sample_addr).ok()?)
     });
     let began = Instant::now();
-    let fed = produce(prep, p, &config, [&topics.source, &topics.replica]);
+    let fed = produce(
+        prep,
+        p,
+        &config,
+        [&topics.source, &topics.replica],
+        &replica_lsn,
+    );
     // The job's time runs `clock_skew` behind the wall clock once its inputs are idle:
     // every difference still open at the end is due by `until` on its clock.
     let end = prep.until + mode.clock_skew.as_millis();
-    let read = wait_for_job(&mut job, &metrics, prep.messages(), end);
+    let total = || prep.messages() + applied.as_ref().map_or(0, |a| a.load(Relaxed));
+    let read = wait_for_job(&mut job, &metrics, total, end);
     let peak = job.proc_status("VmHWM:").unwrap_or(0);
     let stopped = job.stop();
+    let repaired = repairer.map(Repairer::finish).transpose();
     let records = reader.finish();
     done.store(true, Relaxed);
     let throughput = sampler.join().unwrap_or_default();
@@ -145,6 +164,12 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, mode: &KafkaMode) -> anyhow::R
     let records = records?;
     let mut extra = serde_json::Map::new();
     extra.insert("mode".into(), json!("kafka"));
+    if let Some(applied) = repaired? {
+        let c = convergence
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        extra.insert("close_loop".into(), super::loop_report(&c, applied, prep));
+    }
     extra.insert("brokers".into(), json!(mode.brokers));
     extra.insert("topics".into(), json!(format!("{prefix}.*")));
     extra.insert("drift_records".into(), json!(records));
@@ -195,12 +220,14 @@ pub fn create_topics(config: &KafkaConfig, names: &[&str]) -> anyhow::Result<()>
 
 /// Produces both sides' messages to `topics` (source, replica) when the wall clock
 /// reaches their event times (the replica's held during its stall), keyed `{"id":N}`,
-/// timestamped with their event times. Returns how late each message was produced.
+/// timestamped with their event times, keeping `replica_lsn` at the newest replica log
+/// position produced. Returns how late each message was produced.
 pub fn produce(
     prep: &Prepared,
     p: &Profile,
     config: &KafkaConfig,
     topics: [&str; 2],
+    replica_lsn: &AtomicU64,
 ) -> anyhow::Result<Histogram<u64>> {
     let deliveries = Deliveries::default();
     let producer: ThreadedProducer<Deliveries> = config
@@ -250,6 +277,9 @@ pub fn produce(
                 // Lateness against when it was due: with the message before it, if that
                 // is newer (a reordered or redelivered message).
                 due[side] = due[side].max(*time);
+                if side == 1 {
+                    replica_lsn.fetch_max(prep.target_lsns[next[side]], Relaxed);
+                }
                 let _ = lateness.record(now_ms().saturating_sub(due[side]));
                 next[side] += 1;
                 sent += 1;
@@ -275,10 +305,16 @@ pub fn produce(
 
 /// Waits until the job has read every message and its clock has passed `end_ms`;
 /// returns the messages it read.
-fn wait_for_job(job: &mut Job, metrics: &str, total: u64, end_ms: u64) -> anyhow::Result<u64> {
+fn wait_for_job(
+    job: &mut Job,
+    metrics: &str,
+    total: impl Fn() -> u64,
+    end_ms: u64,
+) -> anyhow::Result<u64> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         job.check_running()?;
+        let total = total();
         let read = scrape(metrics)
             .ok()
             .and_then(|m| job_counts(&m))
@@ -354,9 +390,7 @@ impl Job {
 
     /// A memory figure of the job from `/proc` (Linux), in bytes.
     fn proc_status(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with(field))?;
-        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+        crate::run::process_status_bytes(&self.child.id().to_string(), field)
     }
 
     /// SIGTERM (the job delivers what it emitted and exits 0), then waits.
@@ -398,7 +432,13 @@ struct DriftReader {
 }
 
 impl DriftReader {
-    fn start(config: &KafkaConfig, topic: &str, scorer: Scorer) -> anyhow::Result<Self> {
+    fn start(
+        config: &KafkaConfig,
+        topic: &str,
+        scorer: Scorer,
+        convergence: &Arc<Mutex<Convergence>>,
+    ) -> anyhow::Result<Self> {
+        let convergence = convergence.clone();
         let consumer: BaseConsumer = config
             .client(&[
                 ("group.id", "driftwatch-loadtest"),
@@ -430,8 +470,13 @@ impl DriftReader {
                 next = m.offset() + 1;
                 records += 1;
                 let now = now_ms();
-                if let Some((id, kind, since)) = m.payload().and_then(open_record) {
-                    scorer.open(id, kind, since, now)?;
+                if let Some((id, status, kind, since)) = m.payload().and_then(drift_record) {
+                    if let Ok(mut c) = convergence.lock() {
+                        c.record(id, status, now);
+                    }
+                    if status == Status::Open {
+                        scorer.open(id, kind, since, now)?;
+                    }
                 }
             }
         });
@@ -447,17 +492,108 @@ impl DriftReader {
     }
 }
 
-/// An open drift record's order id, kind and `since_ms`.
-fn open_record(payload: &[u8]) -> Option<(i64, crate::dataflow::DriftKind, u64)> {
+/// A drift record's order id, status, kind and `since_ms`.
+fn drift_record(payload: &[u8]) -> Option<(i64, Status, DriftKind, u64)> {
     let v: Value = serde_json::from_slice(payload).ok()?;
-    if v["status"] != "open" {
-        return None;
-    }
+    let status = match v["status"].as_str()? {
+        "open" => Status::Open,
+        "resolved" => Status::Resolved,
+        _ => return None,
+    };
     Some((
         v["key"]["id"].as_i64()?,
-        crate::dataflow::DriftKind::from_name(v["kind"].as_str()?)?,
+        status,
+        DriftKind::from_name(v["kind"].as_str()?)?,
         v["since_ms"].as_u64()?,
     ))
+}
+
+/// Closing the loop through the broker: consumes the job's corrections and writes each
+/// to the replica's topic as the replica's next change (what a JDBC sink connector
+/// applying the corrections topic to the replica would cause).
+struct Repairer {
+    stop: Arc<AtomicBool>,
+    applied: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Repairer {
+    fn start(
+        config: &KafkaConfig,
+        topics: &Topics,
+        replica_lsn: Arc<AtomicU64>,
+    ) -> anyhow::Result<Self> {
+        let consumer: BaseConsumer = config
+            .client(&[
+                ("group.id", "driftwatch-loadtest"),
+                ("enable.auto.commit", "false"),
+                ("fetch.wait.max.ms", "10"),
+            ])
+            .create()
+            .context("cannot create the corrections consumer")?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topics.corrections, 0, Offset::Beginning)?;
+        consumer.assign(&tpl)?;
+        let producer: ThreadedProducer<Deliveries> = config
+            .client(&[("enable.idempotence", "true"), ("linger.ms", "2")])
+            .create_with_context(Deliveries::default())
+            .context("cannot create the corrections' producer")?;
+        let (stop, applied) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let (stopping, counted) = (stop.clone(), Arc::clone(&applied));
+        let replica = topics.replica.clone();
+        let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+            let (mut base, mut written) = (0u64, 0u64);
+            while !stopping.load(Relaxed) {
+                let Some(m) = consumer.poll(Duration::from_millis(50)) else {
+                    continue;
+                };
+                let m = m.context("reading the corrections topic")?;
+                let key: Value = serde_json::from_slice(m.key().unwrap_or_default())?;
+                let id = key["id"]
+                    .as_i64()
+                    .context("a correction without an order id")?;
+                let row = m.payload_view::<str>().transpose()?;
+                // Between the replica's newest position and its next one.
+                let lsn = replica_lsn.load(Relaxed);
+                if lsn != base {
+                    (base, written) = (lsn, 0);
+                }
+                written = (written + 1).min(REPLICA_LSN_STEP - 1);
+                let now = now_ms();
+                let event = replica_event(id, row, base + written, now);
+                let key = key.to_string();
+                let record = BaseRecord::to(&replica)
+                    .partition(0)
+                    .key(&key)
+                    .payload(&event)
+                    .timestamp(now as i64);
+                producer
+                    .send(record)
+                    .map_err(|(e, _)| e)
+                    .context("cannot write a correction to the replica")?;
+                counted.fetch_add(1, Relaxed);
+            }
+            producer.flush(Duration::from_secs(30))?;
+            Ok(())
+        });
+        Ok(Repairer {
+            stop,
+            applied,
+            thread,
+        })
+    }
+
+    /// Stops, and returns the corrections applied.
+    fn finish(self) -> anyhow::Result<u64> {
+        self.stop.store(true, Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the corrections' applier panicked"))??;
+        Ok(self.applied.load(Relaxed))
+    }
 }
 
 /// Messages read and open drift, from the job's metrics.

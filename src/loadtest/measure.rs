@@ -86,8 +86,16 @@ impl Scorer {
     }
 }
 
-/// A sink that scores drift records as they arrive (in process).
-pub struct MeasureSink(pub Scorer);
+/// A sink that scores drift records as they arrive (in process), and with the loop
+/// closed hands corrections to the replica.
+pub struct MeasureSink {
+    /// Scores open records against the truth.
+    pub scorer: Scorer,
+    /// Where corrections go when the loop is closed.
+    pub repairs: Option<Arc<super::repair::Repairs>>,
+    /// Open drift over wall-clock time.
+    pub convergence: Arc<Mutex<super::repair::Convergence>>,
+}
 
 /// An order id from a drift record's key.
 fn order_id(key: &crate::row::Key) -> Option<i64> {
@@ -98,13 +106,26 @@ fn order_id(key: &crate::row::Key) -> Option<i64> {
 impl Sink for MeasureSink {
     fn emit(&mut self, _time: Time, outputs: &[Output]) -> anyhow::Result<()> {
         let now = now_ms();
+        let mut convergence = self
+            .convergence
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
         for o in outputs {
-            let Output::Drift(r) = o else { continue };
-            if r.status != Status::Open {
-                continue;
+            match o {
+                Output::Drift(r) => {
+                    let Some(id) = order_id(&r.key) else { continue };
+                    convergence.record(id, r.status, now);
+                    if r.status == Status::Open {
+                        self.scorer.open(id, r.drift.kind, r.since, now)?;
+                    }
+                }
+                Output::Correction(c) => {
+                    if let (Some(repairs), Some(id)) = (&self.repairs, order_id(&c.key)) {
+                        repairs.push(id, crate::io::render::correction_value(c));
+                    }
+                }
+                Output::DeadLetter(_) => {}
             }
-            let Some(id) = order_id(&r.key) else { continue };
-            self.0.open(id, r.drift.kind, r.since, now)?;
         }
         Ok(())
     }
