@@ -320,12 +320,14 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
         .clone();
     let mut extra = serde_json::Map::new();
     extra.insert("mode".into(), json!("in-process"));
+    let c = convergence
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?;
+    extra.insert("open_drift_at_end".into(), json!(c.open()));
     if let Some(r) = &repairs {
-        let c = convergence
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?;
         extra.insert("close_loop".into(), loop_report(&c, r.applied(), prep));
     }
+    drop(c);
     score(
         prep,
         p,

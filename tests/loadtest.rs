@@ -97,3 +97,34 @@ fn reordered_replica_events_are_scored_exactly_with_the_version_gate_and_late_ti
     assert_eq!(r["false"].as_array().unwrap().len(), 0, "{r}");
     assert_eq!(r["found"], r["truth"], "{r}");
 }
+
+#[test]
+fn closing_the_loop_repairs_every_difference_and_converges() {
+    // The same faulty load twice: left alone, the replica ends with drift open; with
+    // the detector's corrections applied to it, every reported difference is repaired
+    // and none is left once the load has ended.
+    let faulty = profile(0.01, 0.005, 0.005);
+    let open = run_in_process(&faulty, 2).unwrap();
+    let left = open.report["open_drift_at_end"].as_u64().unwrap();
+    assert!(left >= 10, "{}", open.report);
+
+    let closed = run_in_process(
+        &Profile {
+            close_loop: true,
+            ..faulty
+        },
+        2,
+    )
+    .unwrap();
+    let r = &closed.report;
+    let l = &r["close_loop"];
+    assert_eq!(r["open_drift_at_end"], 0, "{r}");
+    assert_eq!(l["converged"], true, "{r}");
+    assert_eq!(l["open_at_end"], 0, "{r}");
+    assert!(l["corrections_applied"].as_u64().unwrap() >= left, "{r}");
+    assert!(l["repaired"].as_u64().unwrap() >= left, "{r}");
+    assert!(
+        l["converged_after_last_message_ms"].as_u64().is_some(),
+        "{r}"
+    );
+}

@@ -69,4 +69,28 @@ fn through_the_broker_a_fault_free_load_reports_nothing_and_a_faulty_one_exactly
     );
     assert!(r["drift_records"].as_u64().unwrap() >= truth, "{r}");
     assert_eq!(r["read"], r["messages"], "{r}");
+    let left = r["open_drift_at_end"].as_u64().unwrap();
+    assert!(left > 0, "{r}");
+
+    // The loop closed through the broker: the job's corrections, consumed and written
+    // to the replica's topic as its next changes, repair every difference.
+    let closed = run(
+        &Profile {
+            close_loop: true,
+            ..faulty
+        },
+        &mode(&broker),
+    )
+    .unwrap();
+    let r = &closed.report;
+    assert_eq!(r["open_drift_at_end"], 0, "{r}");
+    assert_eq!(r["close_loop"]["converged"], true, "{r}");
+    assert!(
+        r["close_loop"]["corrections_applied"].as_u64().unwrap() >= left,
+        "{r}"
+    );
+    assert!(
+        r["read"].as_u64().unwrap() > r["messages"].as_u64().unwrap(),
+        "the job read the corrections back: {r}"
+    );
 }

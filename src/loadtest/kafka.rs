@@ -164,12 +164,14 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, mode: &KafkaMode) -> anyhow::R
     let records = records?;
     let mut extra = serde_json::Map::new();
     extra.insert("mode".into(), json!("kafka"));
+    let c = convergence
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?;
+    extra.insert("open_drift_at_end".into(), json!(c.open()));
     if let Some(applied) = repaired? {
-        let c = convergence
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?;
         extra.insert("close_loop".into(), super::loop_report(&c, applied, prep));
     }
+    drop(c);
     extra.insert("brokers".into(), json!(mode.brokers));
     extra.insert("topics".into(), json!(format!("{prefix}.*")));
     extra.insert("drift_records".into(), json!(records));
