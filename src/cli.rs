@@ -101,9 +101,10 @@ pub struct LoadtestArgs {
     pub brokers: Option<String>,
     /// Kafka mode: the job's `kafka.clock_skew` (how far behind the wall clock an idle
     /// input's time is held). The load and the job share this host's clock, so it only
-    /// has to cover the produce-to-consume delay; while the replica's stream pauses (a
-    /// lag spike), it bounds detection latency.
-    #[arg(long = "clock-skew", default_value = "100ms")]
+    /// has to cover the produce-to-consume delay, which through a slow broker can pass
+    /// 100 ms; while the replica's stream pauses (a lag spike), it bounds detection
+    /// latency.
+    #[arg(long = "clock-skew", default_value = "1s")]
     pub clock_skew: crate::spec::Duration,
     /// Write the JSON report here.
     #[arg(long)]
