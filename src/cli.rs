@@ -61,6 +61,12 @@ pub struct LoadtestArgs {
     /// Median replication lag in ms (lognormal).
     #[arg(long = "lag-median-ms")]
     pub lag_median_ms: Option<f64>,
+    /// The replication lag's 99th percentile in ms (default 10× the median).
+    #[arg(long = "lag-p99-ms")]
+    pub lag_p99_ms: Option<f64>,
+    /// Share of changes to an existing order that delete it (the rest update it).
+    #[arg(long = "p-delete")]
+    pub p_delete: Option<f64>,
     /// Probability that the replica drops a change.
     #[arg(long = "p-drop")]
     pub p_drop: Option<f64>,

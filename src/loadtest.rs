@@ -134,6 +134,8 @@ pub fn prepare_with_lead(p: &Profile, lead_ms: u64) -> anyhow::Result<Prepared> 
         start_ms: start,
         step_us: (1e6 / p.rate).max(1.0) as u64,
         lag_median_ms: p.lag_median_ms,
+        lag_sigma: p.lag_sigma(),
+        p_delete: p.p_delete,
         p_drop: p.p_drop,
         p_corrupt: p.p_corrupt,
         p_extra: p.p_extra,

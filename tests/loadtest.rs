@@ -128,3 +128,36 @@ fn closing_the_loop_repairs_every_difference_and_converges() {
         "{r}"
     );
 }
+
+#[test]
+fn bad_profiles_and_flags_are_refused_with_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p.toml");
+    std::fs::write(
+        &profile,
+        "rate = 100\nlag_median_ms = 20\nlag_p99_ms = 10\n",
+    )
+    .unwrap();
+    for (args, says) in [
+        (
+            vec!["--profile", profile.to_str().unwrap()],
+            "lag_p99_ms (10) must be above lag_median_ms (20)",
+        ),
+        (vec!["--p-delete", "1.5"], "p_delete must be a probability"),
+        (
+            vec!["--stall-at", "1"],
+            "give both --stall-at and --stall-for",
+        ),
+        (vec!["--rate", "0"], "rate must be in (0, 1000000]"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+            .arg("loadtest")
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one clean line: {err}");
+    }
+}

@@ -23,9 +23,16 @@ pub struct Profile {
     /// The detector's grace period, e.g. `"2s"`.
     #[serde(default = "default_grace")]
     pub grace: Duration,
-    /// Median replication lag (ms); lognormal, p99 about 10× the median.
+    /// Median replication lag (ms); lognormal.
     #[serde(default = "default_lag")]
     pub lag_median_ms: f64,
+    /// The lag's 99th percentile (ms), above the median; default 10× the median.
+    #[serde(default)]
+    pub lag_p99_ms: Option<f64>,
+    /// Share of changes to an existing order that delete it; the rest update it, and
+    /// an order not in the table is inserted (so the key space sets the insert share).
+    #[serde(default = "default_delete")]
+    pub p_delete: f64,
     /// Probability that the replica drops a change.
     #[serde(default)]
     pub p_drop: f64,
@@ -77,6 +84,9 @@ fn default_seed() -> u64 {
 fn default_grace() -> Duration {
     Duration::from_millis(2_000)
 }
+fn default_delete() -> f64 {
+    0.05
+}
 fn default_reorder() -> u64 {
     200
 }
@@ -109,7 +119,10 @@ impl Profile {
                 }
             )*};
         }
-        over!(rate, duration_s, keys, seed, grace, lag_median_ms);
+        over!(rate, duration_s, keys, seed, grace, lag_median_ms, p_delete);
+        if args.lag_p99_ms.is_some() {
+            p.lag_p99_ms = args.lag_p99_ms;
+        }
         over!(
             p_drop,
             p_corrupt,
@@ -139,6 +152,7 @@ impl Profile {
             ("p_duplicate", p.p_duplicate),
             ("p_redeliver", p.p_redeliver),
             ("p_reorder", p.p_reorder),
+            ("p_delete", p.p_delete),
         ] {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&v),
@@ -156,6 +170,52 @@ impl Profile {
             p.duration_s
         );
         anyhow::ensure!(p.keys > 0, "keys must be at least 1");
+        anyhow::ensure!(
+            p.lag_median_ms >= 0.0,
+            "lag_median_ms must not be negative, got {}",
+            p.lag_median_ms
+        );
+        if let Some(p99) = p.lag_p99_ms {
+            anyhow::ensure!(
+                p99 > p.lag_median_ms,
+                "lag_p99_ms ({p99}) must be above lag_median_ms ({})",
+                p.lag_median_ms
+            );
+        }
         Ok(p)
+    }
+
+    /// The lag's log-scale spread: sigma of a lognormal with the given median and p99.
+    pub fn lag_sigma(&self) -> f64 {
+        // The standard normal's 99th percentile.
+        const Z99: f64 = 2.326_347_874;
+        match self.lag_p99_ms {
+            Some(p99) if self.lag_median_ms > 0.0 => (p99 / self.lag_median_ms).ln() / Z99,
+            _ => 1.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lag_spread_gives_the_asked_p99() {
+        let p = Profile {
+            lag_median_ms: 20.0,
+            lag_p99_ms: Some(500.0),
+            ..Profile::default()
+        };
+        // exp(sigma × z99) × median = p99
+        let p99 = 20.0 * (p.lag_sigma() * 2.326_347_874).exp();
+        assert!((p99 - 500.0).abs() < 1e-6, "{p99}");
+        assert_eq!(Profile::default().lag_sigma(), 1.0);
+    }
+
+    #[test]
+    fn a_profile_refuses_unknown_fields() {
+        let err = toml::from_str::<Profile>("rate = 10\nrtae = 5").unwrap_err();
+        assert!(err.message().contains("rtae"), "{err}");
     }
 }
