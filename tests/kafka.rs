@@ -546,3 +546,60 @@ fn a_partition_vouches_for_the_wall_clock_only_once_caught_up() {
         "{vouched} vs {expected}"
     );
 }
+
+#[test]
+fn a_partition_that_stops_fetching_does_not_vouch_past_messages_it_has_not_seen() {
+    // librdkafka's cached end of a partition is only as new as its last fetch. A paused
+    // partition fetches nothing (as a slow broker answers late): messages produced
+    // meanwhile must hold its time back, or they would arrive after its clock had
+    // passed them.
+    use driftwatch::io::kafka::{config::KafkaConfig, source::KafkaInputs};
+    let broker = Broker::start();
+    broker.create_topic("stale.src", 1);
+    broker.create_topic("stale.tgt", 1);
+    let spec = driftwatch::spec::load_str(driftwatch::demo::ORDERS_SPEC).unwrap();
+    let config = KafkaConfig::new(&spec, Some(&broker.addr())).unwrap();
+    let topics = |t: &str| vec![t.to_string()];
+    let inputs =
+        KafkaInputs::discover(config, &topics("stale.src"), &topics("stale.tgt"), 500).unwrap();
+    let mut parts = inputs.open(0, 1).unwrap();
+    let src = &mut parts[0];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while src.heartbeat().is_none() {
+        assert!(std::time::Instant::now() < deadline, "never caught up");
+        let _ = src.poll(10, &mut |_, _| panic!("stale.src is empty"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    src.set_paused(true).unwrap();
+    let produced_at = now_ms();
+    broker.produce("stale.src", &keyed(&gen(3).source[..20]));
+    // Once the end has been asked again, the unread messages hold the partition back.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(1_500);
+    while std::time::Instant::now() < until {
+        if let Some(t) = src.heartbeat() {
+            assert!(
+                t < produced_at,
+                "vouched for {t}, past messages produced at {produced_at} and not read"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // Resumed and read: it vouches again, for a time after they were produced.
+    src.set_paused(false).unwrap();
+    let mut read = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let vouched = loop {
+        assert!(std::time::Instant::now() < deadline, "read {read} of 20");
+        let _ = src.poll(64, &mut |_, _| read += 1).unwrap();
+        if read == 20 {
+            if let Some(t) = src.heartbeat().filter(|t| *t + 500 > produced_at) {
+                break t;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(vouched <= now_ms() - 500, "{vouched}");
+}

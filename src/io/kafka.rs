@@ -3,10 +3,12 @@
 //! - [`config`]: client settings from the spec (brokers, properties, `${VAR}` secrets);
 //! - [`admin`]: input topic metadata, creation of missing output topics;
 //! - [`source`]: statically assigned partitions read through per-partition queues;
+//! - [`probe`]: fresh high watermarks, for when a partition may vouch for the clock;
 //! - [`sink`]: drift, corrections and dead letters produced idempotently, every
 //!   delivery checked.
 
 pub mod admin;
 pub mod config;
+pub mod probe;
 pub mod sink;
 pub mod source;

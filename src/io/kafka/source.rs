@@ -8,10 +8,12 @@
 //!
 //! Each partition's queue is split off the consumer so the driver can read the
 //! partition furthest behind in event time. A partition that has read up to its high
-//! watermark vouches for the wall clock less `clock_skew` ([`Partition::heartbeat`]), so
-//! idle inputs do not stall grace, and a lagging one holds reporting back.
+//! watermark, as last asked of the broker ([`super::probe`]), vouches for the time of
+//! asking less `clock_skew` ([`Partition::heartbeat`]), so idle inputs do not stall
+//! grace, and a lagging one holds reporting back.
 
 use super::config::KafkaConfig;
+use super::probe::{self, Probe};
 use crate::cdc::{Message, Origin, SideId};
 use crate::io::{Partition, Poll};
 use anyhow::Context as _;
@@ -106,6 +108,18 @@ impl KafkaInputs {
             .create()
             .context("cannot create a Kafka consumer")?;
         let consumer = Arc::new(consumer);
+        let probes: Vec<Arc<Probe>> = mine.iter().map(|_| Arc::default()).collect();
+        let probed = mine
+            .iter()
+            .zip(&probes)
+            .map(|(p, probe)| (p.topic.clone(), p.partition, probe.clone()))
+            .collect();
+        probe::spawn(
+            Arc::downgrade(&consumer),
+            probed,
+            probe::interval(self.clock_skew_ms),
+        )
+        .context("cannot start the watermark probe")?;
         let mut tpl = TopicPartitionList::new();
         for p in &mine {
             let offset = match self.starts.get(&(p.topic.clone(), p.partition)) {
@@ -119,7 +133,7 @@ impl KafkaInputs {
             .assign(&tpl)
             .context("cannot assign partitions to the consumer")?;
         let mut out: Vec<Box<dyn Partition>> = Vec::new();
-        for (i, p) in mine.into_iter().enumerate() {
+        for (i, (p, probe)) in mine.into_iter().zip(probes).enumerate() {
             let queue = consumer
                 .split_partition_queue(&p.topic, p.partition)
                 .ok_or_else(|| anyhow::anyhow!("cannot read {}/{}", p.topic, p.partition))?;
@@ -146,6 +160,7 @@ impl KafkaInputs {
                 read_any: false,
                 end,
                 skew_ms: self.clock_skew_ms,
+                probe,
                 error_logged: None,
                 errors: 0,
             }));
@@ -172,6 +187,8 @@ struct KafkaPartition {
     /// Exclusive end offset, when bounded.
     end: Option<i64>,
     skew_ms: u64,
+    /// The partition's end as last asked of the broker.
+    probe: Arc<Probe>,
     error_logged: Option<Instant>,
     /// Errors since the last `take_errors`.
     errors: u64,
@@ -273,10 +290,18 @@ impl Partition for KafkaPartition {
     }
 
     fn heartbeat(&mut self) -> Option<u64> {
-        if self.end.is_some() || self.lag()? > 0 {
+        if self.end.is_some() {
             return None;
         }
-        Some(crate::io::now_ms().saturating_sub(self.skew_ms))
+        // Everything produced before the end was asked for has been read: later
+        // messages carry later times (less the skew allowance).
+        let (low, high, asked) = self.probe.get()?;
+        let position = if self.read_any {
+            self.next
+        } else {
+            self.next.max(low)
+        };
+        (position >= high).then(|| asked.saturating_sub(self.skew_ms))
     }
 
     fn gauge(&mut self) -> Option<(String, i32, i64)> {
