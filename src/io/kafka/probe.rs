@@ -12,7 +12,7 @@
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 use std::time::Duration;
 
 /// A partition's log bounds as last asked of the broker, and when they were asked.
@@ -57,28 +57,35 @@ pub fn interval(skew_ms: u64) -> Duration {
     Duration::from_millis((skew_ms / 4).clamp(20, 250))
 }
 
-/// Asks for the bounds of `partitions` every `every`, until the consumer is dropped.
+/// Asks for the bounds of `partitions` every `every`, on a client of its own (so the
+/// reading consumer's life, and its final offset commit, stay the driver's), until the
+/// partitions are dropped.
 pub fn spawn(
-    consumer: Weak<BaseConsumer>,
-    partitions: Vec<(String, i32, Arc<Probe>)>,
+    client: BaseConsumer,
+    partitions: Vec<(String, i32, Weak<Probe>)>,
     every: Duration,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("watermark-probe".into())
-        .spawn(move || {
-            while let Some(c) = consumer.upgrade() {
-                for (topic, partition, probe) in &partitions {
-                    let asked = crate::io::now_ms();
-                    // A failure (broker away) leaves the last bounds: their time stays.
-                    if let Ok((low, high)) =
-                        c.fetch_watermarks(topic, *partition, Duration::from_secs(5))
-                    {
-                        probe.set(low, high, asked);
-                    }
+        .spawn(move || loop {
+            let mut alive = false;
+            for (topic, partition, probe) in &partitions {
+                let Some(probe) = probe.upgrade() else {
+                    continue;
+                };
+                alive = true;
+                let asked = crate::io::now_ms();
+                // A failure (broker away) leaves the last bounds: their time stays.
+                if let Ok((low, high)) =
+                    client.fetch_watermarks(topic, *partition, Duration::from_secs(5))
+                {
+                    probe.set(low, high, asked);
                 }
-                drop(c);
-                std::thread::sleep(every);
             }
+            if !alive {
+                return;
+            }
+            std::thread::sleep(every);
         })
         .map(drop)
 }

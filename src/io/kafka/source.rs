@@ -109,17 +109,20 @@ impl KafkaInputs {
             .context("cannot create a Kafka consumer")?;
         let consumer = Arc::new(consumer);
         let probes: Vec<Arc<Probe>> = mine.iter().map(|_| Arc::default()).collect();
-        let probed = mine
-            .iter()
-            .zip(&probes)
-            .map(|(p, probe)| (p.topic.clone(), p.partition, probe.clone()))
-            .collect();
-        probe::spawn(
-            Arc::downgrade(&consumer),
-            probed,
-            probe::interval(self.clock_skew_ms),
-        )
-        .context("cannot start the watermark probe")?;
+        if !self.stop_at_end {
+            let probed = mine
+                .iter()
+                .zip(&probes)
+                .map(|(p, probe)| (p.topic.clone(), p.partition, Arc::downgrade(probe)))
+                .collect();
+            let client = self
+                .config
+                .client(&[])
+                .create()
+                .context("cannot create the watermark client")?;
+            probe::spawn(client, probed, probe::interval(self.clock_skew_ms))
+                .context("cannot start the watermark probe")?;
+        }
         let mut tpl = TopicPartitionList::new();
         for p in &mine {
             let offset = match self.starts.get(&(p.topic.clone(), p.partition)) {
