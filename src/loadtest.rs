@@ -469,7 +469,7 @@ pub fn summary(r: &Value) -> String {
     let l = &r["detection_latency_ms_beyond_grace"];
     let t = &r["detection_latency_ms_beyond_grace_after_input_end"];
     format!(
-        "{}: {} messages in {:.1}s (target {} source changes/s); feed lateness p99 {} ms\n\
+        "{}: {} messages in {:.1}s (target {} source changes/s); feed lateness p99 {} ms{}\n\
          detection latency beyond grace: p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms ({} detections)\n\
          after the input ended: p50 {} ms, max {} ms ({} detections)\n\
          truth {}: found {}, {}\n\
@@ -479,6 +479,13 @@ pub fn summary(r: &Value) -> String {
         r["elapsed_s"].as_f64().unwrap_or(0.0),
         r["rate_target"],
         r["feed_lateness_ms"]["p99"],
+        match r.get("broker_ack_lateness_ms") {
+            Some(a) => format!(
+                ", acknowledged by the broker p99 {} ms, max {} ms",
+                a["p99"], a["max"]
+            ),
+            None => String::new(),
+        },
         l["p50"],
         l["p99"],
         l["p999"],

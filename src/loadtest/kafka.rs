@@ -158,12 +158,18 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, mode: &KafkaMode) -> anyhow::R
     let records = reader.finish();
     done.store(true, Relaxed);
     let throughput = sampler.join().unwrap_or_default();
-    let lateness = fed?;
+    let fed = fed?;
+    let lateness = fed.sent;
     let read = read?;
     stopped?;
     let records = records?;
     let mut extra = serde_json::Map::new();
     extra.insert("mode".into(), json!("kafka"));
+    let q = |q: f64| fed.acked.value_at_quantile(q);
+    extra.insert(
+        "broker_ack_lateness_ms".into(),
+        json!({"p50": q(0.5), "p99": q(0.99), "max": fed.acked.max()}),
+    );
     let c = convergence
         .lock()
         .map_err(|_| anyhow::anyhow!("poisoned"))?;
@@ -192,19 +198,48 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, mode: &KafkaMode) -> anyhow::R
     )
 }
 
-/// Counts failed deliveries of the load's producer.
-#[derive(Clone, Default)]
-struct Deliveries(Arc<AtomicU64>);
+/// Counts failed deliveries of a producer, and how late (ms after its event time, the
+/// message timestamp) the broker acknowledged each delivered message.
+#[derive(Clone)]
+struct Deliveries {
+    failed: Arc<AtomicU64>,
+    lateness: Arc<Mutex<Histogram<u64>>>,
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Deliveries {
+            failed: Arc::default(),
+            lateness: Arc::new(Mutex::new(Histogram::new(3).expect("valid"))),
+        }
+    }
+}
 
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if result.is_err() {
-            self.0.fetch_add(1, Relaxed);
+        match result {
+            Err(_) => {
+                self.failed.fetch_add(1, Relaxed);
+            }
+            Ok(m) => {
+                if let (Some(t), Ok(mut h)) = (m.timestamp().to_millis(), self.lateness.lock()) {
+                    let _ = h.record(now_ms().saturating_sub(t.max(0) as u64));
+                }
+            }
         }
     }
+}
+
+/// How late the load went out: handed to the producer, and acknowledged by the broker
+/// (ms after each message's event time, or after the message before it if newer).
+pub struct Fed {
+    /// When `send` took each message.
+    pub sent: Histogram<u64>,
+    /// When the broker acknowledged it (after its own event time).
+    pub acked: Histogram<u64>,
 }
 
 /// Creates single-partition, uncompacted topics (existing ones are left as they are).
@@ -223,21 +258,17 @@ pub fn create_topics(config: &KafkaConfig, names: &[&str]) -> anyhow::Result<()>
 /// Produces both sides' messages to `topics` (source, replica) when the wall clock
 /// reaches their event times (the replica's held during its stall), keyed `{"id":N}`,
 /// timestamped with their event times, keeping `replica_lsn` at the newest replica log
-/// position produced. Returns how late each message was produced.
+/// position produced. Returns how late the messages went out.
 pub fn produce(
     prep: &Prepared,
     p: &Profile,
     config: &KafkaConfig,
     topics: [&str; 2],
     replica_lsn: &AtomicU64,
-) -> anyhow::Result<Histogram<u64>> {
+) -> anyhow::Result<Fed> {
     let deliveries = Deliveries::default();
     let producer: ThreadedProducer<Deliveries> = config
-        .client(&[
-            ("enable.idempotence", "false"),
-            ("acks", "1"),
-            ("linger.ms", "2"),
-        ])
+        .client(&[("enable.idempotence", "true"), ("linger.ms", "2")])
         .create_with_context(deliveries.clone())
         .context("cannot create the load's Kafka producer")?;
     let stall = prep.stall(p);
@@ -297,12 +328,20 @@ pub fn produce(
     producer
         .flush(Duration::from_secs(60))
         .context("the load was not delivered within 60 s")?;
-    let failed = deliveries.0.load(Relaxed);
+    let failed = deliveries.failed.load(Relaxed);
     anyhow::ensure!(
         failed == 0,
         "{failed} messages of the load were not delivered"
     );
-    Ok(lateness)
+    let acked = deliveries
+        .lateness
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    Ok(Fed {
+        sent: lateness,
+        acked,
+    })
 }
 
 /// Waits until the job has read every message and its clock has passed `end_ms`;
