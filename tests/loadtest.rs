@@ -149,6 +149,17 @@ fn bad_profiles_and_flags_are_refused_with_what_to_fix() {
             "give both --stall-at and --stall-for",
         ),
         (vec!["--rate", "0"], "rate must be in (0, 1000000]"),
+        (
+            vec![
+                "--brokers",
+                "127.0.0.1:1",
+                "--rate",
+                "100",
+                "--duration",
+                "1",
+            ],
+            "cannot reach the broker at 127.0.0.1:1",
+        ),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
             .arg("loadtest")

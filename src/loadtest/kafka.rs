@@ -108,6 +108,12 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, mode: &KafkaMode) -> anyhow::R
     std::fs::write(&spec_path, toml::to_string(&spec)?)
         .with_context(|| format!("cannot write {}", spec_path.display()))?;
     let config = KafkaConfig::new(&spec, None)?;
+    let client: rdkafka::consumer::BaseConsumer = config
+        .client(&[])
+        .create()
+        .context("cannot create a Kafka client")?;
+    rdkafka::consumer::Consumer::fetch_metadata(&client, None, Duration::from_secs(10))
+        .with_context(|| format!("cannot reach the broker at {}", mode.brokers))?;
     create_topics(
         &config,
         &[
@@ -146,6 +152,12 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, mode: &KafkaMode) -> anyhow::R
         [&topics.source, &topics.replica],
         &replica_lsn,
     );
+    if let Err(e) = fed {
+        // No load, nothing to wait for: the job is stopped (and killed on drop).
+        let _ = job.stop();
+        done.store(true, Relaxed);
+        return Err(e);
+    }
     // The job's time runs `clock_skew` behind the wall clock once its inputs are idle:
     // every difference still open at the end is due by `until` on its clock.
     let end = prep.until + mode.clock_skew.as_millis();

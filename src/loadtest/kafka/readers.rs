@@ -33,17 +33,7 @@ impl DriftReader {
         convergence: &Arc<Mutex<Convergence>>,
     ) -> anyhow::Result<Self> {
         let convergence = convergence.clone();
-        let consumer: BaseConsumer = config
-            .client(&[
-                ("group.id", "driftwatch-loadtest"),
-                ("enable.auto.commit", "false"),
-                ("fetch.wait.max.ms", "10"),
-            ])
-            .create()
-            .context("cannot create the drift consumer")?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
-        consumer.assign(&tpl)?;
+        let consumer = follow(config, topic)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let topic = topic.to_string();
@@ -86,6 +76,23 @@ impl DriftReader {
     }
 }
 
+/// A consumer of `topic`'s single partition from its beginning, fetching with little
+/// wait (these readers measure latency).
+fn follow(config: &KafkaConfig, topic: &str) -> anyhow::Result<BaseConsumer> {
+    let consumer: BaseConsumer = config
+        .client(&[
+            ("group.id", "driftwatch-loadtest"),
+            ("enable.auto.commit", "false"),
+            ("fetch.wait.max.ms", "10"),
+        ])
+        .create()
+        .with_context(|| format!("cannot create a consumer of {topic}"))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
 /// A drift record's order id, status, kind and `since_ms`.
 fn drift_record(payload: &[u8]) -> Option<(i64, Status, DriftKind, u64)> {
     let v: Value = serde_json::from_slice(payload).ok()?;
@@ -117,17 +124,7 @@ impl Repairer {
         topics: &Topics,
         replica_lsn: Arc<AtomicU64>,
     ) -> anyhow::Result<Self> {
-        let consumer: BaseConsumer = config
-            .client(&[
-                ("group.id", "driftwatch-loadtest"),
-                ("enable.auto.commit", "false"),
-                ("fetch.wait.max.ms", "10"),
-            ])
-            .create()
-            .context("cannot create the corrections consumer")?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topics.corrections, 0, Offset::Beginning)?;
-        consumer.assign(&tpl)?;
+        let consumer = follow(config, &topics.corrections)?;
         let producer: ThreadedProducer<Deliveries> = config
             .client(&[("enable.idempotence", "true"), ("linger.ms", "2")])
             .create_with_context(Deliveries::default())
