@@ -72,11 +72,11 @@ pub fn svg(o: &Outcome) -> String {
         &mut out,
         top,
         &format!(
-            "Detection latency beyond grace (ms), {} detections",
+            "Detection latency beyond grace (ms), {} detections while input flowed",
             h.len()
         ),
         "percentile",
-        &format!("{max} ms"),
+        &format!("{max}"),
     );
     let quantiles = [0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0];
     let bar = plot_w / quantiles.len() as f64;
