@@ -7,7 +7,10 @@
 //! from offsets stored after each read).
 //!
 //! Each partition's queue is split off the consumer so the driver can read the
-//! partition furthest behind in event time. A partition that has read up to its high
+//! partition furthest behind in event time. A split can only follow the assignment, so a
+//! fetch answered in between lands on the consumer's main queue: every poll first moves
+//! such strays aside, and their partition reads them before its own queue (in a busy
+//! test run they were once a partition's whole first fetch, and it waited forever). A partition that has read up to its high
 //! watermark, as last asked of the broker ([`super::probe`]), vouches for the time of
 //! asking less `clock_skew` ([`Partition::heartbeat`]), so idle inputs do not stall
 //! grace, and a lagging one holds reporting back.
@@ -20,10 +23,11 @@ use anyhow::Context as _;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 use rdkafka::message::Message as _;
+use rdkafka::message::OwnedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where to start reading a partition.
@@ -59,6 +63,9 @@ pub struct KafkaInputs {
     pub stop_at_end: bool,
     /// Event-time allowance for clock skew, in ms.
     pub clock_skew_ms: u64,
+    /// A pause between assigning the partitions and splitting their queues (zero; a
+    /// test sets it to make fetches land on the main queue first).
+    pub split_delay: Duration,
 }
 
 impl KafkaInputs {
@@ -86,6 +93,7 @@ impl KafkaInputs {
             starts: BTreeMap::new(),
             stop_at_end: false,
             clock_skew_ms,
+            split_delay: Duration::ZERO,
         })
     }
 
@@ -136,7 +144,11 @@ impl KafkaInputs {
             .assign(&tpl)
             .context("cannot assign partitions to the consumer")?;
         let mut out: Vec<Box<dyn Partition>> = Vec::new();
-        for (i, (p, probe)) in mine.into_iter().zip(probes).enumerate() {
+        if !self.split_delay.is_zero() {
+            std::thread::sleep(self.split_delay);
+        }
+        let strays = Arc::new(Mutex::new(Vec::new()));
+        for (p, probe) in mine.into_iter().zip(probes) {
             let queue = consumer
                 .split_partition_queue(&p.topic, p.partition)
                 .ok_or_else(|| anyhow::anyhow!("cannot read {}/{}", p.topic, p.partition))?;
@@ -158,7 +170,7 @@ impl KafkaInputs {
                 partition: p.partition,
                 consumer: consumer.clone(),
                 queue,
-                serves_consumer: i == 0,
+                strays: strays.clone(),
                 next,
                 read_any: false,
                 end,
@@ -172,6 +184,33 @@ impl KafkaInputs {
     }
 }
 
+/// Hands message `offset` to `f` unless it was read already (a stray read again);
+/// returns how many it handed over.
+fn take(
+    next: &mut i64,
+    read_any: &mut bool,
+    f: &mut dyn FnMut(&Message<'_>, u64),
+    offset: i64,
+    message: &Message<'_>,
+) -> usize {
+    if *read_any && offset < *next {
+        return 0;
+    }
+    f(message, offset as u64);
+    *next = offset + 1;
+    *read_any = true;
+    1
+}
+
+/// A Kafka message as the decoders take it.
+fn message_of<M: rdkafka::message::Message>(m: &M) -> Message<'_> {
+    Message {
+        key: m.key(),
+        value: m.payload(),
+        timestamp_ms: m.timestamp().to_millis(),
+    }
+}
+
 /// One assigned partition.
 struct KafkaPartition {
     side: SideId,
@@ -181,8 +220,9 @@ struct KafkaPartition {
     queue: PartitionQueue<DefaultConsumerContext>,
     /// The topic name for librdkafka calls.
     topic_c: CString,
-    /// Whether this partition also polls the consumer's main queue (errors, commits).
-    serves_consumer: bool,
+    /// Messages the consumer's main queue returned (fetched before the queues were
+    /// split), shared by the consumer's partitions.
+    strays: Arc<Mutex<Vec<OwnedMessage>>>,
     /// The next offset to read (one past the last read).
     next: i64,
     /// Whether anything was read yet (until then the log may begin after `next`).
@@ -247,38 +287,57 @@ impl Partition for KafkaPartition {
     }
 
     fn poll(&mut self, max: usize, f: &mut dyn FnMut(&Message<'_>, u64)) -> anyhow::Result<Poll> {
-        if self.serves_consumer {
-            if let Some(Err(e)) = self.consumer.poll(Duration::ZERO) {
-                self.note_error(e.to_string());
+        // The main queue first (errors, and strays that precede this queue's messages).
+        let mut strays = Vec::new();
+        loop {
+            match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Err(e)) => self.note_error(e.to_string()),
+                Some(Ok(m)) => strays.push(m.detach()),
             }
         }
+        let mine = {
+            let mut all = self
+                .strays
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?;
+            all.extend(strays);
+            let (mine, others): (Vec<_>, Vec<_>) = all
+                .drain(..)
+                .partition(|m| m.partition() == self.partition && m.topic() == &*self.topic);
+            *all = others;
+            mine
+        };
         if self.end.is_some_and(|end| self.next >= end) {
             return Ok(Poll::Done);
         }
         let mut read = 0;
-        while read < max {
+        let (mut next, mut read_any) = (self.next, self.read_any);
+        let at_end = |next: i64| self.end.is_some_and(|end| next >= end);
+        let mut mine = mine;
+        mine.sort_by_key(|m| m.offset());
+        for m in &mine {
+            if at_end(next) {
+                break;
+            }
+            read += take(&mut next, &mut read_any, f, m.offset(), &message_of(m));
+        }
+        let mut error = None;
+        while read < max && !at_end(next) {
             match self.queue.poll(Duration::ZERO) {
                 None => break,
                 Some(Err(e)) => {
-                    self.note_error(e.to_string());
+                    error = Some(e.to_string());
                     break;
                 }
                 Some(Ok(m)) => {
-                    let offset = m.offset();
-                    let message = Message {
-                        key: m.key(),
-                        value: m.payload(),
-                        timestamp_ms: m.timestamp().to_millis(),
-                    };
-                    f(&message, offset as u64);
-                    self.next = offset + 1;
-                    self.read_any = true;
-                    read += 1;
-                    if self.end.is_some_and(|end| self.next >= end) {
-                        break;
-                    }
+                    read += take(&mut next, &mut read_any, f, m.offset(), &message_of(&m))
                 }
             }
+        }
+        (self.next, self.read_any) = (next, read_any);
+        if let Some(e) = error {
+            self.note_error(e);
         }
         if read > 0 {
             // Committed (asynchronously, by librdkafka) for lag tools only. This call
