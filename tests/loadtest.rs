@@ -82,7 +82,7 @@ fn reordered_replica_events_are_scored_exactly_with_the_version_gate_and_late_ti
     // stale ones are dropped by the version gate and the late ones take their
     // partition's progress as their time; the truth models both, and the detector must
     // agree with it episode for episode. (Without the late-time rule in the truth this
-    // kind of run scores tens of episodes missed and as many false: the check can fail.)
+    // kind of run misses episodes and reports false ones: the check can fail.)
     let p = Profile {
         p_extra: 0.01,
         p_reorder: 0.2,
