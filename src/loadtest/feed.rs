@@ -2,9 +2,8 @@
 //! reaches its event time, so event time is wall-clock time and detection latency can
 //! be read off the clock.
 
-use super::repair::{replica_event, Repairs};
+use super::repair::{replica_event, Positions, Repairs};
 use crate::cdc::{Message, Origin, SideId};
-use crate::demo::generator::REPLICA_LSN_STEP;
 use crate::io::{now_ms, Partition, Poll};
 use hdrhistogram::Histogram;
 use std::sync::{Arc, Mutex};
@@ -27,8 +26,8 @@ pub struct TimedPartition {
     /// Closing the loop: corrections to apply, and the log position of each scheduled
     /// message (a correction goes in between the last one released and the next).
     repairs: Option<(Arc<Repairs>, Arc<Vec<u64>>)>,
-    /// The newest log position released, and the corrections written after it.
-    lsn: (u64, u64),
+    /// Where the next correction goes in the replica's log.
+    positions: Positions,
     /// Corrections written.
     written: u64,
 }
@@ -54,7 +53,7 @@ impl TimedPartition {
             lateness,
             stall: None,
             repairs: None,
-            lsn: (0, 0),
+            positions: Positions::default(),
             written: 0,
         }
     }
@@ -92,13 +91,13 @@ impl Partition for TimedPartition {
         let mut read = 0;
         if let Some((repairs, _)) = &self.repairs {
             // Corrections are the replica's next writes, now.
-            while read < max && self.lsn.1 + 1 < REPLICA_LSN_STEP {
+            while read < max && self.positions.has_room() {
                 let Some((id, row)) = repairs.pop() else {
                     break;
                 };
-                self.lsn.1 += 1;
                 self.written += 1;
-                let line = replica_event(id, row.as_deref(), self.lsn.0 + self.lsn.1, now);
+                let lsn = self.positions.take();
+                let line = replica_event(id, row.as_deref(), lsn, now);
                 let msg = Message {
                     key: None,
                     value: Some(line.as_bytes()),
@@ -118,9 +117,7 @@ impl Partition for TimedPartition {
             self.due = self.due.max(*time);
             late.push(now - self.due);
             if let Some(lsn) = self.repairs.as_ref().and_then(|(_, l)| l.get(self.next)) {
-                if *lsn > self.lsn.0 {
-                    self.lsn = (*lsn, 0);
-                }
+                self.positions.seen(*lsn);
             }
             self.next += 1;
             read += 1;

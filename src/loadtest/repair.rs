@@ -9,6 +9,7 @@
 //! long that took and whether, once the load has ended, no drift is left open.
 
 use crate::dataflow::Status;
+use crate::demo::generator::REPLICA_LSN_STEP;
 use hdrhistogram::Histogram;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -42,6 +43,36 @@ impl Repairs {
     /// Corrections applied to the replica so far.
     pub fn applied(&self) -> u64 {
         self.applied.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Log positions for applied corrections: after the replica's newest position and
+/// before its next, which are [`REPLICA_LSN_STEP`] apart.
+#[derive(Debug, Default)]
+pub struct Positions {
+    base: u64,
+    written: u64,
+}
+
+impl Positions {
+    /// The replica's newest position is now at least `lsn`.
+    pub fn seen(&mut self, lsn: u64) {
+        if lsn > self.base {
+            (self.base, self.written) = (lsn, 0);
+        }
+    }
+
+    /// Whether a position is free before the replica's next one.
+    pub fn has_room(&self) -> bool {
+        self.written + 1 < REPLICA_LSN_STEP
+    }
+
+    /// The next free position; the last one again once the gap is full.
+    pub fn take(&mut self) -> u64 {
+        if self.has_room() {
+            self.written += 1;
+        }
+        self.base + self.written
     }
 }
 
@@ -122,6 +153,26 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn corrections_take_positions_between_the_replicas_own() {
+        let mut p = Positions::default();
+        p.seen(5_000);
+        assert_eq!((p.take(), p.take()), (5_001, 5_002));
+        p.seen(4_000); // older: no change
+        assert_eq!(p.take(), 5_003);
+        p.seen(6_000);
+        assert_eq!(p.take(), 6_001);
+        for _ in 0..2 * REPLICA_LSN_STEP {
+            p.take();
+        }
+        assert!(!p.has_room());
+        assert_eq!(
+            p.take(),
+            6_000 + REPLICA_LSN_STEP - 1,
+            "never the next one's"
+        );
     }
 
     #[test]

@@ -2,10 +2,9 @@
 //! and (closing the loop) the corrections topic written back to the replica.
 
 use super::super::measure::Scorer;
-use super::super::repair::{replica_event, Convergence};
+use super::super::repair::{replica_event, Convergence, Positions};
 use super::{Deliveries, Topics};
 use crate::dataflow::{DriftKind, Status};
-use crate::demo::generator::REPLICA_LSN_STEP;
 use crate::io::kafka::admin;
 use crate::io::kafka::config::KafkaConfig;
 use crate::io::now_ms;
@@ -136,7 +135,7 @@ impl Repairer {
         let (stopping, counted) = (stop.clone(), Arc::clone(&applied));
         let replica = topics.replica.clone();
         let thread = std::thread::spawn(move || -> anyhow::Result<()> {
-            let (mut base, mut written) = (0u64, 0u64);
+            let mut positions = Positions::default();
             while !stopping.load(Relaxed) {
                 let Some(m) = consumer.poll(Duration::from_millis(50)) else {
                     continue;
@@ -148,13 +147,9 @@ impl Repairer {
                     .context("a correction without an order id")?;
                 let row = m.payload_view::<str>().transpose()?;
                 // Between the replica's newest position and its next one.
-                let lsn = replica_lsn.load(Relaxed);
-                if lsn != base {
-                    (base, written) = (lsn, 0);
-                }
-                written = (written + 1).min(REPLICA_LSN_STEP - 1);
+                positions.seen(replica_lsn.load(Relaxed));
                 let now = now_ms();
-                let event = replica_event(id, row, base + written, now);
+                let event = replica_event(id, row, positions.take(), now);
                 let key = key.to_string();
                 let record = BaseRecord::to(&replica)
                     .partition(0)
