@@ -38,7 +38,7 @@ use config::Profile;
 use feed::TimedPartition;
 use hdrhistogram::Histogram;
 use measure::{MeasureSink, Scorer, Truth};
-use report::{loop_report, loop_summary};
+use report::loop_summary;
 pub use report::{score, summary};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
@@ -326,14 +326,8 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, workers: usize) -> anyhow::Res
         .clone();
     let mut extra = serde_json::Map::new();
     extra.insert("mode".into(), json!("in-process"));
-    let c = convergence
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?;
-    extra.insert("open_drift_at_end".into(), json!(c.open()));
-    if let Some(r) = &repairs {
-        extra.insert("close_loop".into(), loop_report(&c, r.applied(), prep));
-    }
-    drop(c);
+    let applied = repairs.as_ref().map(|r| r.applied());
+    report::convergence_facts(&mut extra, &convergence, applied, prep)?;
     score(
         prep,
         p,

@@ -81,11 +81,7 @@ pub fn svg(o: &Outcome) -> String {
     let quantiles = [0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0];
     let bar = plot_w / quantiles.len() as f64;
     for (i, q) in quantiles.iter().enumerate() {
-        let v = if h.is_empty() {
-            0
-        } else {
-            h.value_at_quantile(*q)
-        };
+        let v = super::report::quantile(h, *q);
         let bh = plot_h * v as f64 / max as f64;
         let x = PAD + bar * i as f64 + 6.0;
         let _ = write!(

@@ -176,22 +176,12 @@ pub fn run_prepared(prep: &Prepared, p: &Profile, mode: &KafkaMode) -> anyhow::R
     let records = records?;
     let mut extra = serde_json::Map::new();
     extra.insert("mode".into(), json!("kafka"));
-    let q = |q: f64| fed.acked.value_at_quantile(q);
+    let q = |q: f64| super::report::quantile(&fed.acked, q);
     extra.insert(
         "broker_ack_lateness_ms".into(),
         json!({"p50": q(0.5), "p99": q(0.99), "max": fed.acked.max()}),
     );
-    let c = convergence
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?;
-    extra.insert("open_drift_at_end".into(), json!(c.open()));
-    if let Some(applied) = repaired? {
-        extra.insert(
-            "close_loop".into(),
-            super::report::loop_report(&c, applied, prep),
-        );
-    }
-    drop(c);
+    super::report::convergence_facts(&mut extra, &convergence, repaired?, prep)?;
     extra.insert("brokers".into(), json!(mode.brokers));
     extra.insert("topics".into(), json!(format!("{prefix}.*")));
     extra.insert("drift_records".into(), json!(records));
@@ -247,12 +237,13 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// How late the load went out: handed to the producer, and acknowledged by the broker
-/// (ms after each message's event time, or after the message before it if newer).
+/// How late the load went out (ms): handed to the producer, and acknowledged by the
+/// broker.
 pub struct Fed {
-    /// When `send` took each message.
+    /// When `send` took each message, after it was due (its event time, or the newer
+    /// one of the message before it).
     pub sent: Histogram<u64>,
-    /// When the broker acknowledged it (after its own event time).
+    /// When the broker acknowledged it (after the message's own event time).
     pub acked: Histogram<u64>,
 }
 

@@ -5,17 +5,38 @@ use super::{repair, Measured, Outcome, Prepared};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+/// The value at quantile `q`, 0 for an empty histogram.
+pub fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
+/// Adds what the run's open drift came to: how much was left open at the end, and with
+/// the loop closed (`applied` corrections), the loop's figures.
+pub fn convergence_facts(
+    extra: &mut serde_json::Map<String, Value>,
+    convergence: &std::sync::Mutex<repair::Convergence>,
+    applied: Option<u64>,
+    prep: &Prepared,
+) -> anyhow::Result<()> {
+    let c = convergence
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?;
+    extra.insert("open_drift_at_end".into(), json!(c.open()));
+    if let Some(applied) = applied {
+        extra.insert("close_loop".into(), loop_report(&c, applied, prep));
+    }
+    Ok(())
+}
+
 /// The closed loop's figures: corrections applied, how long each reported difference
 /// stayed open, and whether (and how soon after the load's last message) none was left.
-pub fn loop_report(c: &repair::Convergence, applied: u64, prep: &Prepared) -> Value {
+fn loop_report(c: &repair::Convergence, applied: u64, prep: &Prepared) -> Value {
     let h = &c.repair_ms;
-    let q = |q: f64| {
-        if h.is_empty() {
-            0
-        } else {
-            h.value_at_quantile(q)
-        }
-    };
+    let q = |q: f64| quantile(h, q);
     json!({
         "corrections_applied": applied,
         "repaired": h.len(),
@@ -58,13 +79,7 @@ pub fn score(prep: &Prepared, p: &Profile, workers: usize, m: Measured) -> anyho
         .map(|(id, kind, since)| json!({"id": id, "kind": kind.name(), "since_ms": since}))
         .collect();
     let found = det.found.len();
-    let q = |h: &Histogram<u64>, q: f64| {
-        if h.is_empty() {
-            0
-        } else {
-            h.value_at_quantile(q)
-        }
-    };
+    let q = quantile;
     let (rss, rss_before) = m.rss;
     let lateness = &m.lateness;
     let mut report = json!({
