@@ -319,7 +319,7 @@ pub fn generate(cfg: &GenConfig) -> Generated {
     for id in replica.keys().filter(|id| !source.contains_key(id)) {
         out.expected.insert(*id, DriftKind::Orphan);
     }
-    reorder(&mut out, &mut rng, &mut deliveries, cfg);
+    let deliveries = reorder(&mut out, &mut rng, deliveries, cfg);
     applied.extend(replica_changes(&deliveries));
     out.target = deliveries.into_iter().map(|d| d.line).collect();
     out.episodes = episodes(applied);
@@ -439,13 +439,18 @@ fn emit_replica(
 /// `reorder_ms` later. A message is due when the newest event time before it is (a feed
 /// releases messages in order once their own time has come), so a delayed one is due
 /// with the last message it now follows.
-fn reorder(out: &mut Generated, rng: &mut SmallRng, deliveries: &mut [Delivery], cfg: &GenConfig) {
+fn reorder(
+    out: &mut Generated,
+    rng: &mut SmallRng,
+    deliveries: Vec<Delivery>,
+    cfg: &GenConfig,
+) -> Vec<Delivery> {
     if cfg.p_reorder <= 0.0 || cfg.reorder_ms == 0 {
-        return;
+        return deliveries;
     }
     let mut due = 0u64;
-    let mut keyed: Vec<(u64, usize)> = Vec::with_capacity(deliveries.len());
-    for (i, d) in deliveries.iter().enumerate() {
+    let mut keyed: Vec<(u64, Delivery)> = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
         due = due.max(d.ts);
         let delay = if rng.gen_bool(cfg.p_reorder) {
             *out.injected.entry("reordered").or_insert(0) += 1;
@@ -453,15 +458,12 @@ fn reorder(out: &mut Generated, rng: &mut SmallRng, deliveries: &mut [Delivery],
         } else {
             0
         };
-        keyed.push((due + delay, i));
+        keyed.push((due + delay, d));
     }
     // A stable order by the new due time: the delayed messages move back, the others
     // keep their order.
     keyed.sort_by_key(|(due, _)| *due);
-    let mut old: Vec<Option<Delivery>> = deliveries.iter().cloned().map(Some).collect();
-    for (slot, (_, i)) in deliveries.iter_mut().zip(keyed) {
-        *slot = old[i].take().expect("each message moves once");
-    }
+    keyed.into_iter().map(|(_, d)| d).collect()
 }
 
 /// The replica's changes as the engine applies them, from its messages in delivery

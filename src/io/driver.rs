@@ -2,9 +2,9 @@
 //!
 //! Inputs are read so that their event times advance together: the partition furthest
 //! behind is read first, and a partition more than `max_read_ahead` ahead of the
-//! dataflow's frontier is not read (and paused when far ahead). A late event (older than its partition's progress)
-//! takes the partition's progress as its time, so the same input always yields the
-//! same times, whatever the number of workers.
+//! dataflow's frontier is not read (and paused when far ahead). A late event (older
+//! than its partition's progress) takes the partition's progress as its time, so the
+//! same input always yields the same times, whatever the number of workers.
 
 use super::checkpointer::{offset_entry, Checkpointer, Checkpoints, Rise, RiseLog};
 use super::{Partition, Poll};

@@ -7,13 +7,16 @@
 //! from offsets stored after each read).
 //!
 //! Each partition's queue is split off the consumer so the driver can read the
-//! partition furthest behind in event time. A split can only follow the assignment, so a
-//! fetch answered in between lands on the consumer's main queue: every poll first moves
-//! such strays aside, and their partition reads them before its own queue (in a busy
-//! test run they were once a partition's whole first fetch, and it waited forever). A partition that has read up to its high
-//! watermark, as last asked of the broker ([`super::probe`]), vouches for the time of
-//! asking less `clock_skew` ([`Partition::heartbeat`]), so idle inputs do not stall
-//! grace, and a lagging one holds reporting back.
+//! partition furthest behind in event time. A split can only follow the assignment, so
+//! a fetch answered in between lands on the consumer's main queue: every poll first
+//! moves such strays aside, and their partition reads them before its own queue (in a
+//! busy test run they were once a partition's whole first fetch, and it waited
+//! forever).
+//!
+//! A partition that has read up to its high watermark, as last asked of the broker
+//! ([`super::probe`]), vouches for the time of asking less `clock_skew`
+//! ([`Partition::heartbeat`]), so idle inputs do not stall grace, and a lagging one
+//! holds reporting back.
 
 use super::config::KafkaConfig;
 use super::probe::{self, Probe};
@@ -265,6 +268,34 @@ impl KafkaPartition {
         Some((high - position).max(0))
     }
 
+    /// Moves what the consumer's main queue holds aside (errors are noted) and returns
+    /// this partition's strays, in offset order. They precede its own queue's messages.
+    /// Nothing is allocated or locked for long when there are none, as nearly always.
+    fn take_strays(&mut self) -> anyhow::Result<Vec<OwnedMessage>> {
+        let mut found = Vec::new();
+        loop {
+            match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Err(e)) => self.note_error(e.to_string()),
+                Some(Ok(m)) => found.push(m.detach()),
+            }
+        }
+        let mut all = self
+            .strays
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        all.append(&mut found);
+        if all.is_empty() {
+            return Ok(found);
+        }
+        let (mut mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut *all)
+            .into_iter()
+            .partition(|m| m.partition() == self.partition && m.topic() == &*self.topic);
+        *all = others;
+        mine.sort_by_key(|m| m.offset());
+        Ok(mine)
+    }
+
     fn note_error(&mut self, e: String) {
         // librdkafka retries by itself; say so once in a while, not per poll.
         if self
@@ -287,35 +318,13 @@ impl Partition for KafkaPartition {
     }
 
     fn poll(&mut self, max: usize, f: &mut dyn FnMut(&Message<'_>, u64)) -> anyhow::Result<Poll> {
-        // The main queue first (errors, and strays that precede this queue's messages).
-        let mut strays = Vec::new();
-        loop {
-            match self.consumer.poll(Duration::ZERO) {
-                None => break,
-                Some(Err(e)) => self.note_error(e.to_string()),
-                Some(Ok(m)) => strays.push(m.detach()),
-            }
-        }
-        let mine = {
-            let mut all = self
-                .strays
-                .lock()
-                .map_err(|_| anyhow::anyhow!("poisoned"))?;
-            all.extend(strays);
-            let (mine, others): (Vec<_>, Vec<_>) = all
-                .drain(..)
-                .partition(|m| m.partition() == self.partition && m.topic() == &*self.topic);
-            *all = others;
-            mine
-        };
+        let mine = self.take_strays()?;
         if self.end.is_some_and(|end| self.next >= end) {
             return Ok(Poll::Done);
         }
         let mut read = 0;
         let (mut next, mut read_any) = (self.next, self.read_any);
         let at_end = |next: i64| self.end.is_some_and(|end| next >= end);
-        let mut mine = mine;
-        mine.sort_by_key(|m| m.offset());
         for m in &mine {
             if at_end(next) {
                 break;
