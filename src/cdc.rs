@@ -42,8 +42,13 @@ impl SideId {
 }
 
 /// Where a message came from, for dead letters and diagnostics.
+///
+/// Dead letters cross worker and process boundaries, so this is serialized by timely's
+/// bincode between processes: it must stay a plain (externally tagged) enum, because
+/// `#[serde(untagged)]` cannot be decoded by bincode (`DeserializeAnyNotSupported`, which
+/// crashed a cluster on its first malformed message). The flat JSON shape of the
+/// dead-letter output is written by `io::render` ([`Origin::to_json`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(untagged)]
 pub enum Origin {
     /// A line of a file (1-based).
     File {
@@ -68,6 +73,24 @@ pub enum Origin {
         /// Sequence number.
         seq: u64,
     },
+}
+
+impl Origin {
+    /// The origin as dead letters show it: `{"file","line"}`, `{"topic","partition",
+    /// "offset"}` or `{"stream","seq"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Origin::File { file, line } => serde_json::json!({"file": &**file, "line": line}),
+            Origin::Kafka {
+                topic,
+                partition,
+                offset,
+            } => serde_json::json!({"topic": &**topic, "partition": partition, "offset": offset}),
+            Origin::Generated { stream, seq } => {
+                serde_json::json!({"stream": &**stream, "seq": seq})
+            }
+        }
+    }
 }
 
 /// One raw message, borrowed from the reader's buffers.

@@ -1,4 +1,4 @@
-//! End to end on a real Kafka-API broker (tansu, started by `scripts/broker`): CDC for
+//! End to end on a real Apache Kafka broker (started by `scripts/broker`): CDC for
 //! both sides in, drift, corrections and dead letters out, checked against the
 //! generator's ground truth.
 

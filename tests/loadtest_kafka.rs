@@ -1,4 +1,4 @@
-//! The load test through a real broker (tansu): the load produced on schedule, the
+//! The load test through a real Apache Kafka broker: the load produced on schedule, the
 //! detector run as a `driftwatch run` job, its drift topic consumed and scored. The
 //! harness's accounting must hold end to end: nothing reported on a fault-free load,
 //! exactly the truth on a faulty one.

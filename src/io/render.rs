@@ -115,7 +115,7 @@ impl Serialize for DeadJson<'_> {
         let d = self.0;
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("side", d.side.name())?;
-        m.serialize_entry("origin", &d.origin)?;
+        m.serialize_entry("origin", &d.origin.to_json())?;
         m.serialize_entry("reason", &d.reason)?;
         bytes_entry(&mut m, "key", &d.key)?;
         bytes_entry(&mut m, "value", &d.value)?;

@@ -1,4 +1,5 @@
-//! A real tansu broker for a test, started and stopped by `scripts/broker`.
+//! A real Apache Kafka broker for a test (KRaft, one node), started and stopped by
+//! `scripts/broker`.
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -38,7 +39,7 @@ impl Broker {
             .unwrap();
         assert!(
             out.status.success(),
-            "scripts/broker {verb:?} failed (install tansu with `scripts/broker install`): {}{}",
+            "scripts/broker {verb:?} failed (install Kafka with `scripts/broker install`): {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );

@@ -150,7 +150,7 @@ impl Sink for KafkaSink {
                 Output::DeadLetter(d) => {
                     render::write_line(&mut self.line, &self.entity, o)?;
                     self.line.pop();
-                    let origin = serde_json::to_string(&d.origin)?;
+                    let origin = d.origin.to_json().to_string();
                     let headers = OwnedHeaders::new()
                         .insert(Header {
                             key: "driftwatch.reason",
