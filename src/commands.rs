@@ -32,6 +32,8 @@ fn resolved(spec: &Spec) -> Spec {
 
 /// `driftwatch run SPEC`: file mode when files are given (here or in the spec), else Kafka.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    // A panic anywhere (a lost peer process, a bug) ends the job with one line.
+    crate::failure::install_panic_hook();
     let mut spec = spec::load(&args.spec)?;
     let files = |cli: &[PathBuf], side: &spec::Side| -> Vec<PathBuf> {
         if cli.is_empty() {

@@ -12,6 +12,7 @@
 //! - [`metrics`]: Prometheus text exposition of the counters over HTTP.
 //! - [`report`]: `driftwatch report`: the current open drift, from the drift topic.
 //! - [`run`]: a whole job: workers, inputs, dataflow, outputs, summary.
+//! - [`failure`]: a failure anywhere ends the whole cluster, with one line naming it.
 //! - [`shutdown`]: SIGINT/SIGTERM stop a live job without ending event time.
 //! - [`alloc`]: the global allocator (mimalloc), and why.
 //! - [`demo`]: the embedded default job with generated, fault-injected data.
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod commands;
 pub mod dataflow;
 pub mod demo;
+pub mod failure;
 pub mod io;
 pub mod loadtest;
 pub mod metrics;

@@ -101,28 +101,50 @@ pub fn execute_with(
     let started = Instant::now();
     let spec = Arc::new(spec.clone());
     let worker_stats = stats.clone();
+    let processes = cluster.processes.max(1);
     let guards = timely::execute(cluster.config()?, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
-        let parts = parts(index, peers)?;
-        let sink = if index == 0 {
-            sink.as_ref().map(|f| f())
-        } else {
-            None
-        };
-        run_worker(
-            worker,
-            &spec,
-            parts,
-            worker_stats.clone(),
-            sink,
-            sample_every,
-            checkpoints.clone(),
-        )
+        let result = parts(index, peers).and_then(|parts| {
+            let sink = if index == 0 {
+                sink.as_ref().map(|f| f())
+            } else {
+                None
+            };
+            run_worker(
+                worker,
+                &spec,
+                parts,
+                worker_stats.clone(),
+                sink,
+                sample_every,
+                checkpoints.clone(),
+            )
+        });
+        if let Err(e) = &result {
+            // The first failure is the cause; the others stop because of it.
+            let cause = format!("worker {index} failed: {e:#}");
+            if processes > 1 {
+                crate::failure::exit(&cause);
+            }
+            worker_stats.set_worker_failure(cause);
+        }
+        result
     })
     .map_err(|e| anyhow::anyhow!("cannot start the timely cluster: {e}"))?;
     let mut samples = Vec::new();
+    let mut failed = None;
     for result in guards.join() {
-        samples.push(result.map_err(|e| anyhow::anyhow!("a worker failed: {e}"))??);
+        match result {
+            Ok(Ok(s)) => samples.push(s),
+            Ok(Err(e)) => failed = failed.or(Some(e)),
+            Err(panic) => failed = failed.or(Some(anyhow::anyhow!("a worker panicked: {panic}"))),
+        }
+    }
+    if let Some(e) = failed {
+        return Err(match stats.worker_failure() {
+            Some(cause) => anyhow::anyhow!(cause),
+            None => e,
+        });
     }
     Ok(Report {
         stats,

@@ -12,7 +12,7 @@ use driftwatch::io::now_ms;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::Command;
-use support::broker::{free_port, keyed, scrape, Broker, Record};
+use support::broker::{free_port, keyed, scrape, Broker, RawMessage, Record};
 
 fn setup(broker: &Broker, g: &Generated, prefix: &str) {
     broker.create_topic(&format!("{prefix}.src"), 2);
@@ -192,6 +192,26 @@ fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
     let broker = Broker::start();
     let g = gen(33);
     setup(&broker, &g, "eq");
+    // Malformed messages and tombstones on every partition of both sides, so dead
+    // letters (with their origins) cross process boundaries on their way to worker 0;
+    // the generated changes include deletes.
+    let mut malformed = 0;
+    for topic in ["eq.src", "eq.tgt"] {
+        for partition in 0..2 {
+            let id = |n: i32| Some(format!(r#"{{"id":{n}}}"#).into_bytes());
+            let bad: Vec<RawMessage> = vec![
+                (id(partition), Some(b"{not json".to_vec())),
+                (None, Some(vec![0xff, 0xfe, 0x00, b'{'])),
+                (
+                    id(1),
+                    Some(br#"{"op":"u","after":null,"source":{}}"#.to_vec()),
+                ),
+            ];
+            malformed += bad.len();
+            broker.produce_raw(topic, partition, &bad);
+            broker.produce_raw(topic, partition, &[(id(partition + 1), None)]);
+        }
+    }
     for out in ["eq.w1", "eq.w4", "eq.n2"] {
         broker.create_outputs(out);
     }
@@ -259,6 +279,24 @@ fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
     let reference = corrections("eq.w1");
     assert_eq!(corrections("eq.w4"), reference, "1x4 vs 1x1");
     assert_eq!(corrections("eq.n2"), reference, "2x2 vs 1x1");
+    // Every malformed message is a dead letter once, with its origin, in every shape.
+    let dead = |out: &str| {
+        let mut d: Vec<(Option<String>, Option<String>, Vec<(String, String)>)> = broker
+            .consume_all(&format!("{out}.dlq"))
+            .into_iter()
+            .map(|r| (r.key, r.value, r.headers))
+            .collect();
+        d.sort();
+        d
+    };
+    let reference = dead("eq.w1");
+    assert_eq!(reference.len(), malformed, "{reference:?}");
+    for (_, value, _) in &reference {
+        let letter: Value = serde_json::from_str(value.as_deref().unwrap()).unwrap();
+        assert!(letter["origin"]["offset"].is_u64(), "{letter}");
+    }
+    assert_eq!(dead("eq.w4"), reference, "1x4 vs 1x1");
+    assert_eq!(dead("eq.n2"), reference, "2x2 vs 1x1");
 }
 
 #[test]

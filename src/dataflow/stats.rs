@@ -47,6 +47,7 @@ pub struct Stats {
     /// How long healed differences lasted (ms of event time).
     pub sync_lag: Mutex<Histogram<u64>>,
     sink_error: Mutex<Option<String>>,
+    worker_failure: Mutex<Option<String>>,
     /// Input partitions by (topic, partition).
     pub partitions: Mutex<BTreeMap<(String, i32), PartitionGauge>>,
     /// The dataflow's output frontier (ms of event time; 0 before the first).
@@ -68,6 +69,7 @@ impl Default for Stats {
             corrections: AtomicU64::new(0),
             sync_lag: Mutex::new(Histogram::new(3).expect("3 significant digits is valid")),
             sink_error: Mutex::new(None),
+            worker_failure: Mutex::new(None),
             partitions: Mutex::new(BTreeMap::new()),
             frontier_ms: AtomicU64::new(0),
             kafka_errors: AtomicU64::new(0),
@@ -103,6 +105,19 @@ impl Stats {
     /// The first output error, if any.
     pub fn sink_error(&self) -> Option<String> {
         self.sink_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Records that a worker failed (the first cause is kept): every other worker of the
+    /// process stops at its next round instead of waiting for the failed one forever.
+    pub fn set_worker_failure(&self, cause: String) {
+        if let Ok(mut e) = self.worker_failure.lock() {
+            e.get_or_insert(cause);
+        }
+    }
+
+    /// The first worker failure, if any.
+    pub fn worker_failure(&self) -> Option<String> {
+        self.worker_failure.lock().ok().and_then(|e| e.clone())
     }
 
     /// Records how long a healed difference lasted.

@@ -193,6 +193,9 @@ pub fn run_worker(
         if let Some(e) = stats.sink_error() {
             anyhow::bail!("writing outputs failed: {e}");
         }
+        if let Some(cause) = stats.worker_failure() {
+            anyhow::bail!("{cause}");
+        }
         // Partitions ahead of the dataflow by more than `max_read_ahead` are not read,
         // so a replay buffers read-ahead, not history. One far ahead (PAUSE_AFTER
         // allowances) is also paused, so a Kafka partition stops prefetching; it resumes
@@ -355,6 +358,9 @@ pub fn run_worker(
     }
     drop((source, target, dead));
     while !probe.done() {
+        if let Some(cause) = stats.worker_failure() {
+            anyhow::bail!("{cause}");
+        }
         // Worker 0 keeps settling boundaries: other workers may still be held at one.
         if let Some(c) = checkpointer.as_mut() {
             let snap = |b| snapshot(b, &handles.state, &parts);

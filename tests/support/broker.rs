@@ -118,6 +118,28 @@ impl Broker {
         p.flush(Duration::from_secs(60)).unwrap();
     }
 
+    /// Produces raw `(key, value)` byte messages to one partition (value `None`: a
+    /// tombstone), for malformed input on a chosen partition.
+    #[allow(dead_code)]
+    pub fn produce_raw(&self, topic: &str, partition: i32, messages: &[RawMessage]) {
+        let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.addr())
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
+        for (k, v) in messages {
+            let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition);
+            if let Some(k) = k {
+                r = r.key(k.as_slice());
+            }
+            if let Some(v) = v {
+                r = r.payload(v.as_slice());
+            }
+            p.send(r).map_err(|(e, _)| e).unwrap();
+        }
+        p.flush(Duration::from_secs(60)).unwrap();
+    }
+
     /// Every message of `topic` up to its high watermarks: (key, value, headers).
     pub fn consume_all(&self, topic: &str) -> Vec<Record> {
         let c: BaseConsumer = ClientConfig::new()
@@ -270,6 +292,10 @@ pub fn scrape(addr: &str) -> String {
     let _ = conn.read_to_string(&mut response);
     response
 }
+
+/// A raw message to produce: key and value bytes (value `None`: a tombstone).
+#[allow(dead_code)]
+pub type RawMessage = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// A consumed message.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
