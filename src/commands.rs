@@ -21,9 +21,23 @@ pub fn validate(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// The spec with every default filled in (topic names included).
+/// Whether a client property holds a secret, so it is never printed.
+fn is_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "jaas", "key"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// The spec with every default filled in (topic names included) and every secret
+/// property masked.
 fn resolved(spec: &Spec) -> Spec {
     let mut s = spec.clone();
+    for (name, value) in s.kafka.properties.iter_mut() {
+        if is_secret(name) {
+            *value = "********".into();
+        }
+    }
     s.outputs.drift_topic = Some(spec.drift_topic());
     s.outputs.corrections_topic = Some(spec.corrections_topic());
     s.outputs.dlq_topic = Some(spec.dlq_topic());
@@ -118,4 +132,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let report = crate::run::run_kafka(&spec, &cluster, options)?;
     eprintln!("{}", report.summary());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_masks_every_secret_property() {
+        let mut spec = spec::load_str(crate::demo::ORDERS_SPEC).unwrap();
+        for (name, value) in [
+            ("sasl.password", "hunter2"),
+            ("sasl.jaas.config", "org.apache... password=\"hunter2\";"),
+            ("ssl.key.password", "hunter2"),
+            ("ssl.keystore.key", "-----BEGIN hunter2"),
+            ("sasl.oauthbearer.client.secret", "hunter2"),
+            ("sasl.username", "driftwatch"),
+            ("security.protocol", "SASL_SSL"),
+        ] {
+            spec.kafka.properties.insert(name.into(), value.into());
+        }
+        let shown = toml::to_string_pretty(&resolved(&spec)).unwrap();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(shown.matches("\"********\"").count(), 5, "{shown}");
+        assert!(
+            shown.contains("driftwatch") && shown.contains("SASL_SSL"),
+            "{shown}"
+        );
+    }
 }

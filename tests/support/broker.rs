@@ -57,6 +57,24 @@ impl Broker {
         self.run(&["start"]);
     }
 
+    /// The SASL_SSL listener: (address, user, password, CA file, a CA that signed nothing).
+    #[allow(dead_code)]
+    pub fn sasl(&self) -> Sasl {
+        let read = |name: &str| {
+            std::fs::read_to_string(self.dir.path().join(name))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        Sasl {
+            addr: format!("127.0.0.1:{}", read("sasl.port")),
+            username: read("sasl.username"),
+            password: read("sasl.password"),
+            ca: self.dir.path().join("tls/ca.pem"),
+            other_ca: self.dir.path().join("tls/other-ca.pem"),
+        }
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -291,6 +309,16 @@ pub fn scrape(addr: &str) -> String {
     let mut response = String::new();
     let _ = conn.read_to_string(&mut response);
     response
+}
+
+/// The broker's SASL_SSL listener (SCRAM-SHA-512), as `scripts/broker` set it up.
+#[allow(dead_code)]
+pub struct Sasl {
+    pub addr: String,
+    pub username: String,
+    pub password: String,
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
 }
 
 /// A raw message to produce: key and value bytes (value `None`: a tombstone).

@@ -4,7 +4,6 @@ use super::config::KafkaConfig;
 use anyhow::Context as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use std::time::Duration;
 
@@ -14,21 +13,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(15);
 /// The number of partitions of each topic, in the order given; an error names a
 /// missing topic.
 pub fn partitions(config: &KafkaConfig, topics: &[String]) -> anyhow::Result<Vec<i32>> {
-    let consumer: BaseConsumer = config
-        .client(&[])
-        .create()
-        .context("cannot create a Kafka client")?;
     topics
         .iter()
         .map(|topic| {
-            let md = consumer
-                .fetch_metadata(Some(topic), TIMEOUT)
-                .with_context(|| {
-                    format!(
-                        "cannot read metadata of topic {topic} from {}",
-                        config.brokers()
-                    )
-                })?;
+            let md = super::connect::metadata(config, Some(topic), TIMEOUT)?;
             let t = md
                 .topics()
                 .iter()
