@@ -1,13 +1,19 @@
 //! End to end through the broker: the job's rate against a consumer that only counts.
 //!
-//! `cargo bench --bench kafka -- [--events N] [--rounds R]` starts a tansu broker
-//! (`scripts/broker`) on a free port, produces a generated orders dataset (both sides,
-//! 2 partitions each, ~600-byte bare Debezium events), then, round after round:
+//! `cargo bench --bench kafka -- [--events N] [--partitions P] [--rounds R]` starts an
+//! Apache Kafka broker (`scripts/broker`) on a free port, produces a generated orders
+//! dataset (both sides, P partitions each (default 4), ~600-byte bare Debezium events;
+//! the default 500k source events make about 1M messages), then, round after round:
 //!
 //! - **raw**: an rdkafka consumer assigned every input partition from the beginning that
 //!   only counts messages until it has them all (the broker's consume rate);
+//! - **raw + parse**: the same, parsing each value into a `serde_json::Value` (the least
+//!   any consumer that looks inside the messages does: the naive baseline's first step);
 //! - **job -w 1 / -w 2**: `driftwatch run --stop-at-end` over the same topics, writing
 //!   drift, corrections and dead letters to fresh topics each round.
+//!
+//! With `--brokers H:P` it uses a running broker instead, producing the data only when
+//! `bench.src` is empty (so a profiling session can rerun the rounds on the same data).
 //!
 //! Each run is timed from process start to exit, so client start-up counts for both.
 //! Then it measures the CPU a live, idle job uses over 10 s. Without `--bench` (under
@@ -31,16 +37,20 @@ fn main() {
 
 struct Broker {
     port: u16,
-    dir: tempfile::TempDir,
+    /// `None`: a broker the bench did not start (`--brokers`), left running.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Broker {
     fn script(&self, verb: &str) -> anyhow::Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker");
         let out = Command::new("bash")
             .arg(script)
             .args([verb, &self.port.to_string()])
-            .arg(self.dir.path())
+            .arg(dir.path())
             .output()?;
         anyhow::ensure!(
             out.status.success(),
@@ -60,26 +70,36 @@ impl Drop for Broker {
 fn real_main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let bench = std::env::args().any(|a| a == "--bench");
-    let (mut events, mut rounds) = if bench {
-        (25_000u64, 3usize)
+    let (mut events, mut rounds, mut partitions) = if bench {
+        (500_000u64, 3usize, 4i32)
     } else {
-        (1_000, 1)
+        (1_000, 1, 4)
     };
+    let mut existing: Option<String> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--bench" => {}
+            "--brokers" => existing = args.next(),
             "--events" => events = args.next().unwrap_or_default().parse()?,
             "--rounds" => rounds = args.next().unwrap_or_default().parse()?,
+            "--partitions" => partitions = args.next().unwrap_or_default().parse()?,
             other => anyhow::bail!("unknown argument {other:?}"),
         }
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let broker = Broker {
-        port,
-        dir: tempfile::tempdir()?,
+    let broker = match &existing {
+        // A running broker (for profiling): the data is produced once, then reused.
+        Some(addr) => Broker {
+            port: addr.rsplit(':').next().unwrap_or_default().parse()?,
+            dir: None,
+        },
+        None => Broker {
+            port: std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port(),
+            dir: Some(tempfile::tempdir()?),
+        },
     };
+    let port = broker.port;
     broker.script("start")?;
     let addr = format!("127.0.0.1:{port}");
 
@@ -93,23 +113,28 @@ fn real_main() -> anyhow::Result<()> {
     let total = (g.source.len() + g.target.len()) as u64;
     let bytes: usize = g.source.iter().chain(&g.target).map(String::len).sum();
     let started = Instant::now();
-    produce(&addr, "bench.src", &g.source)?;
-    produce(&addr, "bench.tgt", &g.target)?;
+    if existing.is_none() || high_watermark(&addr, "bench.src")? == 0 {
+        produce(&addr, "bench.src", partitions, &g.source)?;
+        produce(&addr, "bench.tgt", partitions, &g.target)?;
+    }
     eprintln!(
         "produced {total} messages ({:.0} B each) in {:.1}s",
         bytes as f64 / total as f64,
         started.elapsed().as_secs_f64()
     );
 
-    let mut rates: Vec<(String, Vec<f64>)> = ["raw", "job -w 1", "job -w 2"]
+    let mut rates: Vec<(String, Vec<f64>)> = ["raw", "raw + parse", "job -w 1", "job -w 2"]
         .iter()
         .map(|n| (n.to_string(), Vec::new()))
         .collect();
     for round in 0..rounds {
         let t = Instant::now();
-        let n = count_all(&addr, &["bench.src", "bench.tgt"], total)?;
+        let n = count_all(&addr, &["bench.src", "bench.tgt"], partitions, total, false)?;
         rates[0].1.push(n as f64 / t.elapsed().as_secs_f64());
-        for (i, w) in [(1, "1"), (2, "2")] {
+        let t = Instant::now();
+        let n = count_all(&addr, &["bench.src", "bench.tgt"], partitions, total, true)?;
+        rates[1].1.push(n as f64 / t.elapsed().as_secs_f64());
+        for (i, w) in [(2, "1"), (3, "2")] {
             let t = Instant::now();
             let out = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
                 .args(["run", "dataflows/orders.toml", "--stop-at-end", "-w", w])
@@ -137,7 +162,7 @@ fn real_main() -> anyhow::Result<()> {
         );
     }
     let raw = median(&rates[0].1);
-    println!("\n{total} messages, 2 topics × 2 partitions, tansu on loopback\n");
+    println!("\n{total} messages, 2 topics × {partitions} partitions, Apache Kafka on loopback\n");
     println!("| run | messages/s (median of {rounds}) | vs raw consume |");
     println!("|---|---|---|");
     for (name, r) in &rates {
@@ -149,12 +174,12 @@ fn real_main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn produce(addr: &str, topic: &str, lines: &[String]) -> anyhow::Result<()> {
+fn produce(addr: &str, topic: &str, partitions: i32, lines: &[String]) -> anyhow::Result<()> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker");
     let port = addr.rsplit(':').next().unwrap_or_default();
     let out = Command::new("bash")
         .arg(script)
-        .args(["topic", topic, "2", port])
+        .args(["topic", topic, &partitions.to_string(), port])
         .output()?;
     anyhow::ensure!(
         out.status.success(),
@@ -164,6 +189,8 @@ fn produce(addr: &str, topic: &str, lines: &[String]) -> anyhow::Result<()> {
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
         .create()?;
     for line in lines {
         let v: serde_json::Value = serde_json::from_str(line)?;
@@ -183,8 +210,24 @@ fn produce(addr: &str, topic: &str, lines: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads every partition of `topics` from the beginning until `total` messages arrived.
-fn count_all(addr: &str, topics: &[&str], total: u64) -> anyhow::Result<u64> {
+/// The high watermark of partition 0 of `topic` (0 when it does not exist).
+fn high_watermark(addr: &str, topic: &str) -> anyhow::Result<i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()?;
+    Ok(c.fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .map_or(0, |(_, high)| high))
+}
+
+/// Reads every partition of `topics` from the beginning until `total` messages arrived
+/// (parsing each value as JSON when `parse`).
+fn count_all(
+    addr: &str,
+    topics: &[&str],
+    partitions: i32,
+    total: u64,
+    parse: bool,
+) -> anyhow::Result<u64> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("group.id", "bench-raw")
@@ -192,7 +235,7 @@ fn count_all(addr: &str, topics: &[&str], total: u64) -> anyhow::Result<u64> {
         .create()?;
     let mut tpl = TopicPartitionList::new();
     for t in topics {
-        for p in 0..2 {
+        for p in 0..partitions {
             tpl.add_partition_offset(t, p, Offset::Beginning)?;
         }
     }
@@ -205,7 +248,12 @@ fn count_all(addr: &str, topics: &[&str], total: u64) -> anyhow::Result<u64> {
             "raw consumer stuck at {n}/{total}"
         );
         if let Some(m) = c.poll(Duration::from_millis(100)) {
-            m?;
+            let m = m?;
+            if parse {
+                use rdkafka::message::Message as _;
+                let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or(b"null"))?;
+                std::hint::black_box(v);
+            }
             n += 1;
         }
     }

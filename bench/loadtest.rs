@@ -5,7 +5,7 @@
 //! [--kafka [--clock-skew-ms 100]]`. For each rate it prepares one load (orders CDC, 100k keys, faults) and
 //! feeds it in real time to the engine (`-w 2`) and then to the naive baseline (one
 //! thread, `serde_json::Value`s in two hash maps, a 50 ms scan). Both are scored
-//! against the same ground truth. With `--kafka` it starts a tansu broker
+//! against the same ground truth. With `--kafka` it starts an Apache Kafka broker
 //! (`scripts/broker`): the engine runs as a `driftwatch run` job on the produced topics
 //! and is scored from its drift topic; the baseline consumes the same topics directly.
 //! Without `--bench` it runs one small rate (smoke).
@@ -111,7 +111,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A tansu broker for the run, on a free port, its data in a temporary directory.
+/// An Apache Kafka broker for the run, on a free port, its data in a temporary directory.
 struct Broker {
     port: u16,
     dir: std::path::PathBuf,

@@ -52,7 +52,8 @@ pub trait Partition: Send {
     fn gauge(&mut self) -> Option<(String, i32, i64)> {
         None
     }
-    /// Stops (`true`) or resumes fetching while the partition runs ahead of the others.
+    /// Stops (`true`) or resumes fetching. The driver never pauses (a partition ahead is
+    /// only not read); a test pauses one to make its fetches fall behind.
     fn set_paused(&mut self, _paused: bool) -> anyhow::Result<()> {
         Ok(())
     }

@@ -32,8 +32,9 @@ pub struct Spec {
     #[serde(default = "default_resolution")]
     pub time_resolution: Duration,
     /// How far (event time) one input may be read ahead of the slowest one before it is
-    /// no longer read (a Kafka partition four times this far ahead is also paused, so it
-    /// stops prefetching). Bounds the memory a replay of a backlog needs.
+    /// no longer read (until the others catch up). Bounds the memory a replay of a
+    /// backlog needs; what a Kafka partition prefetches is bounded apart (64 MiB a
+    /// worker, `queued.max.messages.kbytes` per partition in `[kafka.properties]`).
     #[serde(default = "default_read_ahead")]
     pub max_read_ahead: Duration,
     /// Messages larger than this many bytes are rejected to the dead-letter output.

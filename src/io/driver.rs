@@ -2,9 +2,9 @@
 //!
 //! Inputs are read so that their event times advance together: the partition furthest
 //! behind is read first, and a partition more than `max_read_ahead` ahead of the
-//! dataflow's frontier is not read (and paused when far ahead). A late event (older
-//! than its partition's progress) takes the partition's progress as its time, so the
-//! same input always yields the same times, whatever the number of workers.
+//! dataflow's frontier is not read. A late event (older than its partition's progress)
+//! takes the partition's progress as its time, so the same input always yields the same
+//! times, whatever the number of workers.
 
 use super::checkpointer::{offset_entry, Checkpointer, Checkpoints, Rise, RiseLog};
 use super::{Partition, Poll};
@@ -25,8 +25,6 @@ struct PartState {
     /// Whether the partition is ahead of the dataflow by more than the allowance (and
     /// not read).
     ahead: bool,
-    /// Whether the partition is paused for running far ahead.
-    paused: bool,
     /// Where its event time rose (kept only while checkpointing).
     rises: RiseLog,
 }
@@ -46,9 +44,6 @@ fn advance<D: Clone + 'static>(input: &mut Option<InputHandleVec<Time, D>>, leas
 
 /// A rejected message: position, time, reason, key, value (cut), whether cut.
 type Rejected = (u64, Time, String, Option<Vec<u8>>, Option<Vec<u8>>, bool);
-
-/// How many read-ahead allowances ahead a partition is paused at (not just unread).
-const PAUSE_AFTER: u64 = 4;
 
 /// Messages polled from one partition per round.
 const BATCH: usize = 1024;
@@ -157,7 +152,6 @@ pub fn run_worker(
             progress: 0,
             done: false,
             ahead: false,
-            paused: false,
             rises: RiseLog::default(),
         })
         .collect();
@@ -197,23 +191,15 @@ pub fn run_worker(
             anyhow::bail!("{cause}");
         }
         // Partitions ahead of the dataflow by more than `max_read_ahead` are not read,
-        // so a replay buffers read-ahead, not history. One far ahead (PAUSE_AFTER
-        // allowances) is also paused, so a Kafka partition stops prefetching; it resumes
-        // once back within the allowance. (Pausing at the allowance itself made a
-        // partition pause and resume after nearly every batch, and each resume restarts
-        // its fetches: a broker replay ran at a quarter of its speed.)
+        // so a replay buffers read-ahead, not history. They are not paused either: a
+        // Kafka partition's prefetch is bounded by its queue limits (see
+        // `kafka::source`), and pausing dropped that prefetch, so every resume waited
+        // for a new fetch (a 1,024-message batch of a replay moves a partition seconds
+        // of event time, so nearly every batch paused it: the job read a broker at a
+        // twentieth of its rate).
         for p in parts.iter_mut().filter(|p| !p.done) {
             let over = frontier.map_or(0, |f| p.progress.saturating_sub(f));
             p.ahead = over > ahead;
-            let pause = if p.paused {
-                p.ahead
-            } else {
-                over > ahead.saturating_mul(PAUSE_AFTER)
-            };
-            if pause != p.paused {
-                p.paused = pause;
-                p.part.set_paused(pause)?;
-            }
         }
         // The others, furthest behind first: read the first that has anything. Idle ones
         // may vouch for a later time (heartbeat).
