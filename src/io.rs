@@ -4,11 +4,13 @@
 //! - [`file`]: JSONL files as partitions, and the file output directory;
 //! - [`kafka`]: Kafka partitions as inputs, topics as outputs, topic administration;
 //! - [`render`]: the JSON shapes of drift records, corrections and dead letters;
+//! - [`connect`]: corrections as Kafka Connect JSON envelopes, for JDBC sinks;
 //! - [`checkpointer`]: consistent checkpoints at one event time on every worker;
 //! - [`driver`]: the per-worker read loop (pick the input furthest behind, pause the
 //!   ones that run ahead, clamp late events to their partition's progress).
 
 pub mod checkpointer;
+pub(crate) mod connect;
 pub mod driver;
 pub mod file;
 pub mod kafka;

@@ -310,10 +310,10 @@ pub fn run_kafka(spec: &Spec, cluster: &Cluster, options: KafkaOptions) -> anyho
         )?;
     }
     crate::shutdown::install()?;
-    let entity = spec.entity.clone();
+    let sink_spec = spec.clone();
     let sink: SinkFactory =
         Arc::new(
-            move || match sink::KafkaSink::new(&config, &entity, topics.clone()) {
+            move || match sink::KafkaSink::new(&config, &sink_spec, topics.clone()) {
                 Ok(s) => Box::new(s) as Box<dyn Sink>,
                 Err(e) => Box::new(FailedSink(format!("{e:#}"))),
             },

@@ -216,6 +216,23 @@ pub struct Outputs {
     /// Directory for `drift.jsonl`, `corrections.jsonl`, `dlq.jsonl` in file mode.
     #[serde(default)]
     pub dir: Option<String>,
+    /// How corrections are written to Kafka: `"plain"` (the key and the source row as
+    /// JSON objects, a tombstone for a delete) or `"connect-json"` (Kafka Connect
+    /// `JsonConverter` envelopes with a schema, which a JDBC sink connector in upsert
+    /// mode with `delete.enabled=true` and `primary.key.mode=record_key` applies as is).
+    #[serde(default)]
+    pub corrections_format: CorrectionsFormat,
+}
+
+/// The record shape of corrections on Kafka.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CorrectionsFormat {
+    /// The key and the source row as plain JSON objects.
+    #[default]
+    Plain,
+    /// `{"schema": …, "payload": …}` envelopes, as Kafka Connect's `JsonConverter` writes.
+    ConnectJson,
 }
 
 impl Default for Outputs {
@@ -226,6 +243,7 @@ impl Default for Outputs {
             dlq_topic: None,
             partitions: default_partitions(),
             dir: None,
+            corrections_format: CorrectionsFormat::Plain,
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - drift: key `{"entity":…,"key":{…}}`, value the drift record (a compacted changelog);
 //! - corrections: key the entity key, value the source row or a tombstone, header
-//!   `driftwatch.kind` (what a JDBC sink connector in upsert mode applies as is);
+//!   `driftwatch.kind`; with `corrections_format = "connect-json"` key and value are
+//!   Kafka Connect envelopes (schema and payload) that a JDBC sink applies as is;
 //! - dead letters: the original message key, value the dead-letter record, headers
 //!   `driftwatch.reason` and `driftwatch.origin`.
 //!
@@ -12,8 +13,10 @@
 
 use super::config::KafkaConfig;
 use crate::dataflow::{Output, Sink, Time};
+use crate::io::connect::ConnectJson;
 use crate::io::render;
 use crate::row::JsonKey;
+use crate::spec::{CorrectionsFormat, Spec};
 use anyhow::Context as _;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -59,6 +62,8 @@ pub struct KafkaSink {
     producer: ThreadedProducer<Deliveries>,
     deliveries: Deliveries,
     entity: String,
+    /// Corrections as Connect JSON envelopes (`corrections_format = "connect-json"`).
+    connect: Option<ConnectJson>,
     topics: OutputTopics,
     line: Vec<u8>,
 }
@@ -67,8 +72,8 @@ pub struct KafkaSink {
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl KafkaSink {
-    /// An idempotent producer for `topics`.
-    pub fn new(config: &KafkaConfig, entity: &str, topics: OutputTopics) -> anyhow::Result<Self> {
+    /// An idempotent producer of `spec`'s outputs to `topics`.
+    pub fn new(config: &KafkaConfig, spec: &Spec, topics: OutputTopics) -> anyhow::Result<Self> {
         let deliveries = Deliveries::default();
         let producer = config
             .client(&[
@@ -83,7 +88,9 @@ impl KafkaSink {
         Ok(KafkaSink {
             producer,
             deliveries,
-            entity: entity.to_string(),
+            entity: spec.entity.clone(),
+            connect: (spec.outputs.corrections_format == CorrectionsFormat::ConnectJson)
+                .then(|| ConnectJson::new(spec)),
             topics,
             line: Vec::new(),
         })
@@ -133,8 +140,16 @@ impl Sink for KafkaSink {
                     )?;
                 }
                 Output::Correction(c) => {
-                    let key = serde_json::to_vec(&JsonKey(&c.key))?;
-                    let value = render::correction_value(c);
+                    let (key, value) = match &self.connect {
+                        Some(connect) => (
+                            connect.key(&c.key).into_bytes(),
+                            c.row.as_ref().map(|r| connect.value(r)),
+                        ),
+                        None => (
+                            serde_json::to_vec(&JsonKey(&c.key))?,
+                            render::correction_value(c),
+                        ),
+                    };
                     let headers = OwnedHeaders::new().insert(Header {
                         key: "driftwatch.kind",
                         value: Some(c.kind.name()),
