@@ -18,6 +18,11 @@ use crate::spec::{Format, Spec};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+/// The Connect schema of a side's row image (a Debezium envelope's `after` field), as
+/// the side's decoders last saw it: published by the source's decoders for corrections
+/// written as Connect records (`corrections_format = "connect-json"`).
+pub type RowSchema = Arc<std::sync::Mutex<Option<Arc<serde_json::Value>>>>;
+
 /// Which side of the synchronization a message belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -167,6 +172,12 @@ impl Decoder {
             builder: RowBuilder::default(),
             schemas: logical::SchemaCache::default(),
         }
+    }
+
+    /// Publishes the Connect schema of the row images this decoder reads to `slot`
+    /// (whenever a message brings a schema not seen before).
+    pub fn publish_schema(&mut self, slot: RowSchema) {
+        self.schemas.publish = Some(slot);
     }
 
     /// Decodes one message.

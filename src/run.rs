@@ -310,16 +310,16 @@ pub fn run_kafka(spec: &Spec, cluster: &Cluster, options: KafkaOptions) -> anyho
         )?;
     }
     crate::shutdown::install()?;
-    let sink_spec = spec.clone();
-    let sink: SinkFactory =
-        Arc::new(
-            move || match sink::KafkaSink::new(&config, &sink_spec, topics.clone()) {
-                Ok(s) => Box::new(s) as Box<dyn Sink>,
-                Err(e) => Box::new(FailedSink(format!("{e:#}"))),
-            },
-        );
-    let inputs = Arc::new(inputs);
     let stats = Arc::new(Stats::default());
+    let sink_spec = spec.clone();
+    let source_schema = stats.source_schema.clone();
+    let sink: SinkFactory = Arc::new(move || {
+        match sink::KafkaSink::new(&config, &sink_spec, topics.clone(), source_schema.clone()) {
+            Ok(s) => Box::new(s) as Box<dyn Sink>,
+            Err(e) => Box::new(FailedSink(format!("{e:#}"))),
+        }
+    });
+    let inputs = Arc::new(inputs);
     if let Some(addr) = &options.metrics_addr {
         let bound = crate::metrics::serve(addr, stats.clone())?;
         eprintln!("metrics on http://{bound}/metrics");

@@ -100,6 +100,9 @@ pub type SchemaTypes = FastMap<String, Kind>;
 #[derive(Default)]
 pub struct SchemaCache {
     parsed: HashMap<Box<str>, Arc<SchemaTypes>>,
+    /// Where the row image's Connect schema is published (the source side's, for
+    /// corrections written as Connect records).
+    pub(crate) publish: Option<crate::cdc::RowSchema>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +134,9 @@ impl SchemaCache {
                     .iter()
                     .find(|f| f.field.as_deref() == Some("before"))
             });
+        if let Some(slot) = &self.publish {
+            publish_image(slot, schema.get());
+        }
         let mut types = SchemaTypes::default();
         for col in image.map(|i| i.fields.as_slice()).unwrap_or_default() {
             let (Some(field), Some(name)) = (&col.field, &col.name) else {
@@ -163,6 +169,20 @@ impl SchemaCache {
         let types = Arc::new(types);
         self.parsed.insert(schema.get().into(), types.clone());
         Ok(types)
+    }
+}
+
+/// Publishes the Connect schema of the envelope's row image (`after`) to `slot`.
+fn publish_image(slot: &crate::cdc::RowSchema, schema: &str) {
+    let Ok(serde_json::Value::Object(envelope)) = serde_json::from_str(schema) else {
+        return;
+    };
+    let image = envelope
+        .get("fields")
+        .and_then(|f| f.as_array())
+        .and_then(|fields| fields.iter().find(|f| f["field"] == "after"));
+    if let (Some(image), Ok(mut slot)) = (image, slot.lock()) {
+        *slot = Some(Arc::new(image.clone()));
     }
 }
 

@@ -58,6 +58,8 @@ pub struct Stats {
     pub checkpoints: AtomicU64,
     /// Wall-clock time (ms) of the last Kafka client error, 0 if none.
     pub last_kafka_error_ms: AtomicU64,
+    /// The source's row schema, as its decoders in this process last saw it.
+    pub source_schema: crate::cdc::RowSchema,
 }
 
 impl Default for Stats {
@@ -75,6 +77,7 @@ impl Default for Stats {
             kafka_errors: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             last_kafka_error_ms: AtomicU64::new(0),
+            source_schema: Default::default(),
         }
     }
 }

@@ -141,6 +141,7 @@ pub fn run_worker(
         Decoder::new(spec, SideId::Source),
         Decoder::new(spec, SideId::Target),
     ];
+    decoders[SideId::Source as usize].publish_schema(stats.source_schema.clone());
     let versioned = [spec.source.version.is_some(), spec.target.version.is_some()];
     let resolution = spec.time_resolution.as_millis().max(1);
     let ahead = spec.max_read_ahead.as_millis();

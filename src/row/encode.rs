@@ -90,6 +90,7 @@ impl<'de> Deserialize<'de> for Row {
 }
 
 /// Iterator over encoded columns. Stops (rather than panics) at malformed bytes.
+#[derive(Clone)]
 pub struct Fields<'a> {
     bytes: &'a [u8],
 }

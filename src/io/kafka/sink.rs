@@ -73,7 +73,13 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl KafkaSink {
     /// An idempotent producer of `spec`'s outputs to `topics`.
-    pub fn new(config: &KafkaConfig, spec: &Spec, topics: OutputTopics) -> anyhow::Result<Self> {
+    /// `source_schema` is where the source's decoders publish its row schema.
+    pub fn new(
+        config: &KafkaConfig,
+        spec: &Spec,
+        topics: OutputTopics,
+        source_schema: crate::cdc::RowSchema,
+    ) -> anyhow::Result<Self> {
         let deliveries = Deliveries::default();
         let producer = config
             .client(&[
@@ -90,7 +96,7 @@ impl KafkaSink {
             deliveries,
             entity: spec.entity.clone(),
             connect: (spec.outputs.corrections_format == CorrectionsFormat::ConnectJson)
-                .then(|| ConnectJson::new(spec)),
+                .then(|| ConnectJson::new(spec, source_schema)),
             topics,
             line: Vec::new(),
         })
