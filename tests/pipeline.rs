@@ -169,6 +169,21 @@ struct Drift {
 }
 
 fn drift_records(brokers: &str, topic: &str) -> Vec<Drift> {
+    read_topic(brokers, topic)
+        .into_iter()
+        .map(|(at_ms, _, value)| {
+            let value = value.unwrap();
+            Drift {
+                at_ms,
+                key: value["key"]["id"].as_i64().unwrap(),
+                value,
+            }
+        })
+        .collect()
+}
+
+/// Every record of `topic`: when it was written, its key and value as JSON.
+fn read_topic(brokers: &str, topic: &str) -> Vec<(i64, Option<Value>, Option<Value>)> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "pipeline-test")
@@ -204,14 +219,14 @@ fn drift_records(brokers: &str, topic: &str) -> Vec<Drift> {
         {
             ends.remove(&m.partition());
         }
-        let value: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-        out.push(Drift {
-            at_ms: m.timestamp().to_millis().unwrap(),
-            key: value["key"]["id"].as_i64().unwrap(),
-            value,
-        });
+        let json = |b: Option<&[u8]>| b.map(|b| serde_json::from_slice::<Value>(b).unwrap());
+        out.push((
+            m.timestamp().to_millis().unwrap(),
+            json(m.key()),
+            json(m.payload()),
+        ));
     }
-    out.sort_by_key(|d| d.at_ms);
+    out.sort_by_key(|r| r.0);
     out
 }
 
@@ -385,6 +400,16 @@ fn on_a_real_pipeline_exactly_the_tampered_keys_are_reported_and_repaired() {
         assert_eq!(last.value["status"], "resolved", "{key}: {}", last.value);
         latencies.push(open.at_ms - tampered_at - 5_000);
         repairs.push(last.at_ms - open.at_ms);
+    }
+    // The corrections were Connect records in the source's own schema (upserts) and
+    // tombstones (the strays' deletes).
+    let corrections = read_topic(p.fact("BROKERS"), p.fact("CORRECTIONS_TOPIC"));
+    assert_eq!(corrections.iter().filter(|c| c.2.is_none()).count(), 2);
+    for (_, key, value) in &corrections {
+        assert_eq!(key.as_ref().unwrap()["schema"]["type"], "struct");
+        if let Some(v) = value {
+            assert_eq!(v["schema"]["name"], "shop.public.orders.Value", "{v}");
+        }
     }
     latencies.sort();
     repairs.sort();
