@@ -13,7 +13,7 @@ mod value;
 
 pub use compare::{CompareRules, FieldDiff};
 pub use decimal::Decimal;
-pub use encode::{Key, Row, RowBuilder};
+pub use encode::{fill_unavailable, Key, Row, RowBuilder, UNAVAILABLE};
 pub use json::{JsonKey, JsonRow, JsonValue};
 pub use time::{format_date, format_timestamp, parse_date, parse_timestamp};
 pub use value::{Value, ValueRef};

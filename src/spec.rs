@@ -100,6 +100,14 @@ pub struct Side {
     pub event_time: String,
     /// Where this side's change events are read from.
     pub input: Input,
+    /// Whether this side's capture may send Debezium's placeholder
+    /// (`__debezium_unavailable_value`) for a column it did not read: PostgreSQL under
+    /// REPLICA IDENTITY DEFAULT does for a TOASTed value an update left alone. The
+    /// placeholder then means the column did not change. Set `false` for a capture that
+    /// never sends it (REPLICA IDENTITY FULL, other connectors): the string is then a
+    /// literal value, as when a sink fed by Debezium wrote the placeholder into the copy.
+    #[serde(default = "default_true")]
+    pub unavailable_placeholders: bool,
 }
 
 /// The wire format of one side's messages.

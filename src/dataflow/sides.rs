@@ -106,6 +106,7 @@ pub fn sides<'s>(
                         time_ms,
                         time,
                         row,
+                        rules.placeholders(side),
                     );
                     counts[side as usize][outcome as usize] += 1;
                     if outcome == Outcome::Applied && !ks.touched {
@@ -161,6 +162,7 @@ fn apply(
     time_ms: Option<u64>,
     time: Time,
     row: Option<crate::row::Row>,
+    placeholders: bool,
 ) -> Outcome {
     let version = match (entry.as_ref(), version) {
         (None, v) => v.unwrap_or(0),
@@ -170,6 +172,15 @@ fn apply(
         // No version (an upsert delete): applies after whatever the key holds.
         (Some(old), None) if row.is_none() && old.current.is_none() => return Outcome::Duplicate,
         (Some(old), None) => old.version,
+    };
+    // A TOAST placeholder means the column did not change: the previous value stands
+    // (on a side whose capture sends placeholders; elsewhere it is a literal value).
+    let row = match row {
+        Some(r) if placeholders => {
+            let previous = entry.as_ref().and_then(|e| e.current.as_ref());
+            Some(crate::row::fill_unavailable(&r, previous.map(|c| &c.row)).unwrap_or(r))
+        }
+        r => r,
     };
     *entry = Some(SideEntry {
         version,

@@ -19,6 +19,8 @@ pub struct FieldDiff {
 /// The comparison rules of one spec, prepared for the hot path.
 #[derive(Debug, Clone, Default)]
 pub struct CompareRules {
+    /// Per side (source, target): whether a placeholder means "unchanged".
+    placeholders: [bool; 2],
     ignore: FastSet<String>,
     tolerance: FastMap<String, (f64, Option<Decimal>)>,
     null_equals_absent: bool,
@@ -28,6 +30,10 @@ impl CompareRules {
     /// The rules a spec declares.
     pub fn new(spec: &Spec) -> Self {
         CompareRules {
+            placeholders: [
+                spec.source.unavailable_placeholders,
+                spec.target.unavailable_placeholders,
+            ],
             ignore: spec.compare.ignore.iter().cloned().collect(),
             tolerance: spec
                 .fields
@@ -41,7 +47,12 @@ impl CompareRules {
         }
     }
 
-    /// Whether a column is ignored.
+    /// Whether `side`'s capture sends Debezium's placeholder for unchanged columns.
+    pub fn placeholders(&self, side: crate::cdc::SideId) -> bool {
+        self.placeholders[side as usize]
+    }
+
+    /// Whether column `name` is left out of comparisons.
     pub fn ignored(&self, name: &str) -> bool {
         self.ignore.contains(name)
     }

@@ -23,6 +23,28 @@ pub struct Row(Arc<[u8]>);
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Key(#[serde(with = "serde_bytes")] Box<[u8]>);
 
+/// Debezium's placeholder for a column it did not read (a TOASTed value left unchanged
+/// by an update, under REPLICA IDENTITY DEFAULT): the column did not change.
+pub const UNAVAILABLE: &str = "__debezium_unavailable_value";
+
+/// `row` with every column that holds [`UNAVAILABLE`] given its value in `previous`
+/// (the side's row before this change); `None` when `row` holds no placeholder. Where
+/// `previous` has no value, the placeholder stays.
+pub fn fill_unavailable(row: &Row, previous: Option<&Row>) -> Option<Row> {
+    if !row.fields().any(|(_, v)| v == ValueRef::Str(UNAVAILABLE)) {
+        return None;
+    }
+    let mut b = RowBuilder::default();
+    for (name, value) in row.fields() {
+        let value = match (value, previous.and_then(|p| p.get(name))) {
+            (ValueRef::Str(UNAVAILABLE), Some(old)) => old,
+            _ => value,
+        };
+        b.push(name, value).ok()?;
+    }
+    Some(b.finish_row())
+}
+
 impl Row {
     /// The columns, in name order.
     pub fn fields(&self) -> Fields<'_> {
@@ -311,5 +333,28 @@ mod tests {
         assert_eq!(row.get("z"), Some(ValueRef::Null));
         assert_eq!(row.get("a"), Some(ValueRef::Str(&"x".repeat(200))));
         assert!(b.push(&"n".repeat(256), ValueRef::Null).is_err());
+    }
+}
+
+#[cfg(test)]
+mod unavailable {
+    use super::*;
+
+    fn row(note: ValueRef<'_>, status: &str) -> Row {
+        let mut b = RowBuilder::default();
+        b.push("note", note).unwrap();
+        b.push("status", ValueRef::Str(status)).unwrap();
+        b.finish_row()
+    }
+
+    #[test]
+    fn a_placeholder_takes_the_previous_value_and_nothing_else_changes() {
+        let before = row(ValueRef::Str("a long note"), "new");
+        let update = row(ValueRef::Str(UNAVAILABLE), "paid");
+        let filled = fill_unavailable(&update, Some(&before)).unwrap();
+        assert_eq!(filled, row(ValueRef::Str("a long note"), "paid"));
+        // No placeholder: nothing to do. No previous value: the placeholder stays.
+        assert_eq!(fill_unavailable(&before, Some(&update)), None);
+        assert_eq!(fill_unavailable(&update, None).unwrap(), update);
     }
 }
