@@ -9,11 +9,12 @@
 //! must report exactly the tampered keys, with the right kinds and fields, and the
 //! corrections must make `replica` equal `shop`, every drift record ending resolved.
 
+mod support {
+    #[allow(dead_code)] // this file reads topics only
+    pub mod broker;
+}
+
 use rand::{Rng, SeedableRng};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message as _;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -184,48 +185,11 @@ fn drift_records(brokers: &str, topic: &str) -> Vec<Drift> {
 
 /// Every record of `topic`: when it was written, its key and value as JSON.
 fn read_topic(brokers: &str, topic: &str) -> Vec<(i64, Option<Value>, Option<Value>)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "pipeline-test")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for p in md.topics()[0].partitions() {
-        let (low, high) = c
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-            .unwrap();
-        tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))
-            .unwrap();
-        if high > low {
-            ends.insert(p.id(), high);
-        }
-    }
-    c.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ends.is_empty() && Instant::now() < deadline {
-        let Some(m) = c.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = m.unwrap();
-        if ends
-            .get(&m.partition())
-            .is_some_and(|e| m.offset() + 1 >= *e)
-        {
-            ends.remove(&m.partition());
-        }
-        let json = |b: Option<&[u8]>| b.map(|b| serde_json::from_slice::<Value>(b).unwrap());
-        out.push((
-            m.timestamp().to_millis().unwrap(),
-            json(m.key()),
-            json(m.payload()),
-        ));
-    }
+    let json = |t: Option<String>| t.map(|t| serde_json::from_str::<Value>(&t).unwrap());
+    let mut out: Vec<_> = support::broker::consume_timed(brokers, topic)
+        .into_iter()
+        .map(|(at, r)| (at, json(r.key), json(r.value)))
+        .collect();
     out.sort_by_key(|r| r.0);
     out
 }

@@ -160,64 +160,77 @@ impl Broker {
 
     /// Every message of `topic` up to its high watermarks: (key, value, headers).
     pub fn consume_all(&self, topic: &str) -> Vec<Record> {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.addr())
-            .set("group.id", "driftwatch-tests")
-            .set("enable.auto.commit", "false")
-            .create()
+        consume_timed(&self.addr(), topic)
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()
+    }
+}
+
+/// Every message of `topic` on the broker at `addr`, up to its high watermarks, with the
+/// time it was written (ms): (key, value, headers).
+pub fn consume_timed(addr: &str, topic: &str) -> Vec<(i64, Record)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "driftwatch-tests")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = md.topics()[0].partitions().len() as i32;
+    // Every partition at once, each read from its low to its high watermark.
+    let mut tpl = TopicPartitionList::new();
+    let mut next = Vec::new();
+    let mut ends = Vec::new();
+    for p in 0..partitions {
+        let (low, high) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
             .unwrap();
-        let md = c
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
+        tpl.add_partition_offset(topic, p, Offset::Offset(low))
             .unwrap();
-        let partitions = md.topics()[0].partitions().len() as i32;
-        // Every partition at once, each read from its low to its high watermark.
-        let mut tpl = TopicPartitionList::new();
-        let mut next = Vec::new();
-        let mut ends = Vec::new();
-        for p in 0..partitions {
-            let (low, high) = c
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap();
-            tpl.add_partition_offset(topic, p, Offset::Offset(low))
-                .unwrap();
-            next.push(low);
-            ends.push(high);
+        next.push(low);
+        ends.push(high);
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while next.iter().zip(&ends).any(|(n, e)| n < e) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic} stuck at {next:?} < {ends:?}"
+        );
+        let Some(m) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        let p = m.partition();
+        if m.offset() < next[p as usize] || m.offset() >= ends[p as usize] {
+            continue;
         }
-        c.assign(&tpl).unwrap();
-        let mut out = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while next.iter().zip(&ends).any(|(n, e)| n < e) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{topic} stuck at {next:?} < {ends:?}"
-            );
-            let Some(m) = c.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let m = m.unwrap();
-            let p = m.partition();
-            if m.offset() < next[p as usize] || m.offset() >= ends[p as usize] {
-                continue;
-            }
-            next[p as usize] = m.offset() + 1;
-            let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
-            let headers = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_string(), text(h.value).unwrap_or_default()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push(Record {
+        next[p as usize] = m.offset() + 1;
+        let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), text(h.value).unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let written = m.timestamp().to_millis().unwrap_or_default();
+        out.push((
+            written,
+            Record {
                 partition: p,
                 key: text(m.key()),
                 value: text(m.payload()),
                 headers,
-            });
-        }
-        out
+            },
+        ));
     }
+    out
 }
 
 #[allow(dead_code)] // each test binary uses its own subset
