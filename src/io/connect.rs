@@ -63,64 +63,51 @@ impl ConnectJson {
         optional: bool,
     ) -> String {
         let source = self.source.lock().ok().and_then(|s| s.clone());
-        source
-            .and_then(|schema| in_schema(&schema, columns.clone(), suffix, optional))
-            .unwrap_or_else(|| self.envelope(columns, suffix, optional))
-    }
-
-    fn envelope<'a>(
-        &self,
-        columns: impl Iterator<Item = (&'a str, ValueRef<'a>)>,
-        suffix: &str,
-        optional: bool,
-    ) -> String {
-        let mut schemas = Vec::new();
-        let mut payload = Map::new();
-        for (name, value) in columns {
-            let declared = self.fields.get(name).copied();
-            let (mut schema, data) = field(value, declared);
-            schema.insert("field".into(), name.into());
-            schema.insert("optional".into(), optional.into());
-            schemas.push(Value::Object(schema));
-            payload.insert(name.to_string(), data);
-        }
-        json!({
-            "schema": {
-                "type": "struct",
-                "fields": schemas,
-                "optional": false,
-                "name": format!("driftwatch.{}.{suffix}", self.entity),
-            },
-            "payload": payload,
+        let in_source = source.and_then(|image| {
+            let fields = image["fields"].as_array()?;
+            let mut name = image["name"].as_str().unwrap_or("row").to_string();
+            if suffix == "Key" {
+                name = name.trim_end_matches(".Value").to_string() + ".Key";
+            }
+            let schema = |column: &str, _: ValueRef<'_>| {
+                fields.iter().find(|f| f["field"] == column).cloned()
+            };
+            envelope(columns.clone(), schema, &name, optional)
+        });
+        in_source.unwrap_or_else(|| {
+            let schema = |column: &str, value: ValueRef<'_>| {
+                Some(Value::Object(derived(
+                    value,
+                    self.fields.get(column).copied(),
+                )))
+            };
+            let name = format!("driftwatch.{}.{suffix}", self.entity);
+            envelope(columns, schema, &name, optional).expect("a derived schema fits its value")
         })
-        .to_string()
     }
 }
 
-/// The columns as an envelope in the source's row schema: each column takes its field's
-/// schema; `None` when a column is not in it or its value does not fit.
-fn in_schema<'a>(
-    image: &Value,
+/// The columns as a `{"schema", "payload"}` envelope: each column takes the field schema
+/// `schema` gives it, and its value is encoded as that says. `None` when a column has no
+/// field schema or its value does not fit it.
+fn envelope<'a>(
     columns: impl Iterator<Item = (&'a str, ValueRef<'a>)>,
-    suffix: &str,
+    schema: impl Fn(&str, ValueRef<'_>) -> Option<Value>,
+    name: &str,
     optional: bool,
 ) -> Option<String> {
-    let fields = image["fields"].as_array()?;
     let mut schemas = Vec::new();
     let mut payload = Map::new();
-    for (name, value) in columns {
-        let mut schema = fields.iter().find(|f| f["field"] == name)?.clone();
-        payload.insert(name.to_string(), encode(&schema, value)?);
-        schema["optional"] = optional.into();
-        schemas.push(schema);
-    }
-    let mut struct_name = image["name"].as_str().unwrap_or("row").to_string();
-    if suffix == "Key" {
-        struct_name = struct_name.trim_end_matches(".Value").to_string() + ".Key";
+    for (column, value) in columns {
+        let mut field = schema(column, value)?;
+        payload.insert(column.to_string(), encode(&field, value)?);
+        field["field"] = column.into();
+        field["optional"] = optional.into();
+        schemas.push(field);
     }
     Some(
         json!({
-            "schema": {"type": "struct", "fields": schemas, "optional": false, "name": struct_name},
+            "schema": {"type": "struct", "fields": schemas, "optional": false, "name": name},
             "payload": payload,
         })
         .to_string(),
@@ -178,12 +165,11 @@ fn encode(schema: &Value, value: ValueRef<'_>) -> Option<Value> {
     })
 }
 
-/// One column's schema (without its name) and payload value.
-fn field(
-    value: ValueRef<'_>,
-    declared: Option<(FieldKind, Option<u8>)>,
-) -> (Map<String, Value>, Value) {
+/// The schema derived for a column (without its name) from the spec's declared type and
+/// the value itself.
+fn derived(value: ValueRef<'_>, declared: Option<(FieldKind, Option<u8>)>) -> Map<String, Value> {
     let kind = declared.map(|(k, _)| k);
+    let declared_scale = declared.and_then(|(_, s)| s);
     let logical = |ty: &str, name: &str| {
         let mut m = Map::new();
         m.insert("type".into(), ty.into());
@@ -196,50 +182,35 @@ fn field(
         m.insert("type".into(), ty.into());
         m
     };
-    let decimal_schema = |scale: u8| {
+    let decimal = |scale: u8| {
         let mut m = logical("bytes", "org.apache.kafka.connect.data.Decimal");
         m.insert("parameters".into(), json!({"scale": scale.to_string()}));
         m
     };
+    let timestamp = || logical("string", "io.debezium.time.ZonedTimestamp");
+    let date = || logical("int32", "org.apache.kafka.connect.data.Date");
     match value {
-        ValueRef::Decimal(d) => {
-            let scale = declared
-                .and_then(|(_, s)| s)
-                .unwrap_or(d.scale)
-                .max(d.scale);
-            (decimal_schema(scale), decimal_payload(d, scale))
-        }
+        ValueRef::Decimal(d) => decimal(declared_scale.unwrap_or(d.scale).max(d.scale)),
         ValueRef::Float(f) if kind == Some(FieldKind::Decimal) => {
-            let scale = declared.and_then(|(_, s)| s).unwrap_or(2);
+            let scale = declared_scale.unwrap_or(2);
             match Decimal::from_f64(f) {
-                Some(d) if d.scale <= scale => (decimal_schema(scale), decimal_payload(d, scale)),
-                _ => (plain("float64"), json!(f)),
+                Some(d) if d.scale <= scale => decimal(scale),
+                _ => plain("float64"),
             }
         }
-        ValueRef::Timestamp(ns) => (
-            logical("string", "io.debezium.time.ZonedTimestamp"),
-            format_timestamp(ns).into(),
-        ),
-        ValueRef::Date(days) => (
-            logical("int32", "org.apache.kafka.connect.data.Date"),
-            days.into(),
-        ),
-        ValueRef::Json(text) => (logical("string", "io.debezium.data.Json"), text.into()),
-        ValueRef::Bool(b) => (plain("boolean"), b.into()),
-        ValueRef::Int(i) => (plain("int64"), i.into()),
-        ValueRef::Float(f) => (plain("float64"), json!(f)),
-        ValueRef::Str(s) => (plain("string"), s.into()),
-        ValueRef::Null => {
-            let schema = match kind {
-                Some(FieldKind::Decimal) => {
-                    decimal_schema(declared.and_then(|(_, s)| s).unwrap_or(0))
-                }
-                Some(FieldKind::Timestamp) => logical("string", "io.debezium.time.ZonedTimestamp"),
-                Some(FieldKind::Date) => logical("int32", "org.apache.kafka.connect.data.Date"),
-                _ => plain("string"),
-            };
-            (schema, Value::Null)
-        }
+        ValueRef::Timestamp(_) => timestamp(),
+        ValueRef::Date(_) => date(),
+        ValueRef::Json(_) => logical("string", "io.debezium.data.Json"),
+        ValueRef::Bool(_) => plain("boolean"),
+        ValueRef::Int(_) => plain("int64"),
+        ValueRef::Float(_) => plain("float64"),
+        ValueRef::Str(_) => plain("string"),
+        ValueRef::Null => match kind {
+            Some(FieldKind::Decimal) => decimal(declared_scale.unwrap_or(0)),
+            Some(FieldKind::Timestamp) => timestamp(),
+            Some(FieldKind::Date) => date(),
+            _ => plain("string"),
+        },
     }
 }
 
@@ -268,12 +239,8 @@ mod tests {
     use super::*;
     use crate::row::RowBuilder;
 
-    fn spec() -> Spec {
-        crate::spec::load_str(crate::demo::ORDERS_SPEC).unwrap()
-    }
-
-    fn derived() -> ConnectJson {
-        ConnectJson::new(&spec(), RowSchema::default())
+    fn without_source() -> ConnectJson {
+        ConnectJson::new(&super::tests_spec(), RowSchema::default())
     }
 
     #[test]
@@ -288,7 +255,7 @@ mod tests {
 
     #[test]
     fn a_row_and_its_key_become_schemad_envelopes() {
-        let c = derived();
+        let c = without_source();
         let mut b = RowBuilder::default();
         b.push("amount", ValueRef::Float(12.5)).unwrap();
         b.push("id", ValueRef::Int(7)).unwrap();
