@@ -3,6 +3,7 @@
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -167,6 +168,23 @@ impl Broker {
     }
 }
 
+/// `f`'s answer, asked again for up to 30 s while it fails: a topic the job has just
+/// created may not have elected its leaders yet, and the broker answers "not leader" or
+/// "unknown partition" for a moment.
+fn retrying<T>(what: &str, topic: &str, f: impl Fn() -> KafkaResult<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("{what} of {topic}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("{what} of {topic}: {e}"),
+        }
+    }
+}
+
 /// Every message of `topic` on the broker at `addr`, up to its high watermarks, with the
 /// time it was written (ms): (key, value, headers).
 pub fn consume_timed(addr: &str, topic: &str) -> Vec<(i64, Record)> {
@@ -176,18 +194,23 @@ pub fn consume_timed(addr: &str, topic: &str) -> Vec<(i64, Record)> {
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions = md.topics()[0].partitions().len() as i32;
+    let partitions = retrying("metadata", topic, || {
+        let md = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        match md.topics()[0].partitions().len() {
+            0 => Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::UnknownTopicOrPartition,
+            )),
+            n => Ok(n as i32),
+        }
+    });
     // Every partition at once, each read from its low to its high watermark.
     let mut tpl = TopicPartitionList::new();
     let mut next = Vec::new();
     let mut ends = Vec::new();
     for p in 0..partitions {
-        let (low, high) = c
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .unwrap();
+        let (low, high) = retrying("watermarks", topic, || {
+            c.fetch_watermarks(topic, p, Duration::from_secs(10))
+        });
         tpl.add_partition_offset(topic, p, Offset::Offset(low))
             .unwrap();
         next.push(low);
@@ -263,9 +286,10 @@ impl Broker {
             .unwrap();
         (0..partitions)
             .map(|p| {
-                c.fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .unwrap()
-                    .1
+                retrying("watermarks", topic, || {
+                    c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                })
+                .1
             })
             .collect()
     }
