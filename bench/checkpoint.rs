@@ -68,8 +68,8 @@ fn state(keys: u64) -> anyhow::Result<WorkerState> {
         b.push("id", ValueRef::Int(id))
             .map_err(anyhow::Error::msg)?;
         let key = b.finish_key();
-        let side = |row: Vec<u8>, version| SideEntry {
-            version,
+        let side = |row: Vec<u8>, version: u64| SideEntry {
+            version: Bytes::from(&*driftwatch::cdc::Version::Num(version).encoded()),
             row_ts_ms: 1_772_323_200_000 + id as u64,
             row: Some(Bytes::from(&row[..])),
         };

@@ -10,8 +10,10 @@ mod json;
 mod key;
 mod logical;
 mod upsert;
+mod version;
 
 pub use logical::ColumnTypes;
+pub use version::Version;
 
 use crate::row::{Key, Row, RowBuilder};
 use crate::spec::{Format, Spec};
@@ -116,7 +118,7 @@ pub struct Change {
     pub key: Key,
     /// The per-key version; `None` when the message carries none (an upsert delete):
     /// such a change applies after whatever the key holds.
-    pub version: Option<u64>,
+    pub version: Option<Version>,
     /// Event time in ms since the epoch, before rounding; `None` when the message has
     /// none (an upsert delete): it then takes its partition's progress.
     pub time_ms: Option<u64>,
@@ -149,8 +151,12 @@ pub enum Decoded {
 pub struct Decoder {
     format: Format,
     key_fields: Vec<String>,
-    version: Option<Vec<String>>,
-    event_time: Option<Vec<String>>,
+    /// The version's paths, then the event time's (when it is a path): looked up
+    /// together, in one pass over the part of the envelope they share.
+    paths: Vec<Vec<String>>,
+    /// How many of `paths` are the version's.
+    version_parts: usize,
+    event_time: bool,
     columns: ColumnTypes,
     max_bytes: usize,
     builder: RowBuilder,
@@ -162,11 +168,23 @@ impl Decoder {
     pub fn new(spec: &Spec, side: SideId) -> Self {
         let s = spec.side(side);
         let split = |p: &str| p.split('.').map(str::to_string).collect::<Vec<_>>();
+        let mut paths: Vec<Vec<String>> = s
+            .version
+            .iter()
+            .flat_map(|v| v.list())
+            .map(|p| split(p))
+            .collect();
+        let version_parts = paths.len();
+        let event_time = s.event_time != "@timestamp";
+        if event_time {
+            paths.push(split(&s.event_time));
+        }
         Decoder {
             format: s.format,
             key_fields: spec.key.clone(),
-            version: s.version.as_deref().map(split),
-            event_time: (s.event_time != "@timestamp").then(|| split(&s.event_time)),
+            paths,
+            version_parts,
+            event_time,
             columns: ColumnTypes::new(spec, side),
             max_bytes: spec.max_message_bytes,
             builder: RowBuilder::default(),
@@ -178,6 +196,34 @@ impl Decoder {
     /// (whenever a message brings a schema not seen before).
     pub fn publish_schema(&mut self, slot: RowSchema) {
         self.schemas.publish = Some(slot);
+    }
+
+    /// The version paths joined for messages (`source.lsn`, `source.file, source.pos`).
+    fn version_name(&self) -> String {
+        let names: Vec<String> = self.paths[..self.version_parts]
+            .iter()
+            .map(|p| p.join("."))
+            .collect();
+        names.join(", ")
+    }
+
+    /// The version made of `parts`, or why not.
+    fn version(&self, parts: &[Option<version::Part<'_>>]) -> Result<Version, DecodeError> {
+        let mut values = Vec::with_capacity(parts.len());
+        for (i, p) in parts.iter().enumerate() {
+            match p {
+                Some(v) => values.push(v.clone()),
+                None => {
+                    return Err(DecodeError::new(format!(
+                        "no version at `{}`",
+                        self.paths[i].join(".")
+                    )))
+                }
+            }
+        }
+        Version::from_parts(&values).map_err(|e| {
+            DecodeError::new(format!("version at `{}` is {}", self.version_name(), e.0))
+        })
     }
 
     /// Decodes one message.

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: [u8; 8] = *b"DWCKPT\0\0";
 /// The payload layout's version: bump it whenever a checkpointed type changes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const HEADER: usize = 32;
 
 /// Why a checkpoint cannot be used.
@@ -225,11 +225,11 @@ mod tests {
             );
         }
         assert_eq!(decode::<State>(b"hello"), Err(CheckpointError::Magic));
-        let mut v2 = bytes.clone();
-        v2[8] = 2;
+        let mut other = bytes.clone();
+        other[8] = VERSION as u8 + 1;
         assert_eq!(
-            decode::<State>(&v2),
-            Err(CheckpointError::Version { found: 2 })
+            decode::<State>(&other),
+            Err(CheckpointError::Version { found: VERSION + 1 })
         );
         let cut = &bytes[..bytes.len() - 1];
         assert!(matches!(

@@ -20,7 +20,7 @@ pub mod grace;
 pub mod sides;
 pub mod stats;
 
-use crate::cdc::{Change, Origin, SideId};
+use crate::cdc::{Change, Origin, SideId, Version};
 use crate::row::{CompareRules, FieldDiff, Key, Row};
 use crate::spec::Spec;
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,7 @@ pub struct SideRow {
     /// Which side.
     pub side: SideId,
     /// The version of the change that produced the row.
-    pub version: u64,
+    pub version: Version,
     /// The event time of that change, in ms (as read, before rounding).
     pub ts_ms: u64,
     /// The row.
@@ -78,10 +78,10 @@ impl DriftKind {
 }
 
 /// Where a side's row came from: its version and event time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Meta {
     /// The row's version.
-    pub version: u64,
+    pub version: Version,
     /// The row's event time in ms.
     pub ts_ms: u64,
 }
@@ -126,7 +126,7 @@ impl Divergence {
     /// source row (the correction's upsert).
     pub fn details(&self, rules: &CompareRules) -> DriftState {
         let meta = |r: &SideRow| Meta {
-            version: r.version,
+            version: r.version.clone(),
             ts_ms: r.ts_ms,
         };
         let fields = match (&self.source, &self.target) {

@@ -89,11 +89,22 @@ pub struct Checkpoint {
 pub struct Side {
     /// Message format: `debezium` (change events) or `upsert` (key → row, `null` = deleted).
     pub format: Format,
-    /// Path of the per-key version that orders changes: for `debezium` relative to the
-    /// event (e.g. `source.lsn`), for `upsert` a top-level row field (e.g. `_version`).
-    /// Without one, changes are ordered by input order.
+    /// The per-key version that orders changes: a path, or a list of paths compared in
+    /// order (numbers as numbers, strings of digits as numbers, other strings
+    /// lexicographically, `null` first). For `debezium` the paths are relative to the
+    /// event, for `upsert` they are top-level row fields (e.g. `_version`). Without one,
+    /// changes are ordered by input order. Per Debezium connector:
+    ///
+    /// | connector | `version` |
+    /// |---|---|
+    /// | PostgreSQL | `"source.lsn"` |
+    /// | MySQL, MariaDB | `["source.file", "source.pos", "source.row"]` |
+    /// | SQL Server | `["source.commit_lsn", "source.change_lsn", "source.event_serial_no"]` |
+    /// | Oracle | `"source.scn"` (a digit string beyond 64 bits) |
+    /// | MongoDB | `["source.ts_ms", "source.ord"]` |
+    /// | Db2, Informix | `["source.commit_lsn", "source.change_lsn"]` |
     #[serde(default)]
-    pub version: Option<String>,
+    pub version: Option<Paths>,
     /// Path of the event time in milliseconds since the epoch: for `debezium` relative to
     /// the event (e.g. `source.ts_ms`), for `upsert` a top-level row field or `@timestamp`
     /// (the Kafka message timestamp, or a file line's `timestamp`).
@@ -108,6 +119,26 @@ pub struct Side {
     /// literal value, as when a sink fed by Debezium wrote the placeholder into the copy.
     #[serde(default = "default_true")]
     pub unavailable_placeholders: bool,
+}
+
+/// One path (`"source.lsn"`) or several compared in order (`["source.file", …]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Paths {
+    /// One path.
+    One(String),
+    /// Several paths, compared in order.
+    Many(Vec<String>),
+}
+
+impl Paths {
+    /// The paths, in order.
+    pub fn list(&self) -> &[String] {
+        match self {
+            Paths::One(p) => std::slice::from_ref(p),
+            Paths::Many(ps) => ps,
+        }
+    }
 }
 
 /// The wire format of one side's messages.

@@ -7,7 +7,7 @@
 //! cluster that ships one. The builders below match exhaustively on every enum, so a new
 //! variant does not compile until it is covered here.
 
-use driftwatch::cdc::{Change, Origin, SideId};
+use driftwatch::cdc::{Change, Origin, SideId, Version};
 use driftwatch::dataflow::{
     Correction, DeadLetter, DriftKind, DriftRecord, DriftState, Meta, Output, Status, Time,
 };
@@ -140,11 +140,11 @@ fn every_output() -> Vec<Output> {
                     kind,
                     fields: fields.clone(),
                     source: Some(Meta {
-                        version: 3,
+                        version: Version::Num(3),
                         ts_ms: 10,
                     }),
-                    target: (kind != DriftKind::Missing).then_some(Meta {
-                        version: 2,
+                    target: (kind != DriftKind::Missing).then(|| Meta {
+                        version: mysql_version(),
                         ts_ms: 9,
                     }),
                     source_row: (kind != DriftKind::Orphan).then(full_row),
@@ -199,6 +199,11 @@ fn dead_letters_of_every_origin_cross_processes() {
     assert_round_trips(dead.into_iter().map(|d| (d, 7 as Time)).collect());
 }
 
+/// A composite version (MySQL's file, pos and row), in its byte encoding.
+fn mysql_version() -> Version {
+    Version::from_encoded(b"\x02mysql-bin.000003\x00\x00\x01\x03154\x01\x011")
+}
+
 #[test]
 fn changes_cross_processes() {
     // Inserts/updates, deletes (no row), and upsert deletes (no version, no time).
@@ -206,7 +211,7 @@ fn changes_cross_processes() {
         (
             Change {
                 key: key(1),
-                version: Some(5),
+                version: Some(Version::Num(5)),
                 time_ms: Some(1_700_000_000_000),
                 row: Some(full_row()),
             },
@@ -215,7 +220,7 @@ fn changes_cross_processes() {
         (
             Change {
                 key: key(2),
-                version: Some(6),
+                version: Some(mysql_version()),
                 time_ms: Some(1),
                 row: None,
             },

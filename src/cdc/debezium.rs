@@ -1,11 +1,14 @@
 //! Debezium change events (JSON), bare or in Kafka Connect's `schema`/`payload` wrapper.
 
-use super::json::{as_millis, as_u64, lookup, lookup_many, Scalar};
+use super::json::{as_millis, lookup, lookup_many, Scalar};
 use super::logical::{decode_row, SchemaTypes};
 use super::{key, Change, DecodeError, Decoded, Decoder, Message};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+
+/// The most paths a side may name for its version and event time together.
+pub(crate) const MAX_PATHS: usize = 9;
 
 /// The parts of an envelope driftwatch reads; everything else is skipped unparsed.
 #[derive(Deserialize)]
@@ -40,25 +43,31 @@ impl<'a> Envelope<'a> {
         }
     }
 
-    /// The version's and the event time's values, in one pass over their part when they
-    /// share one (as `source.lsn` and `source.ts_ms` do).
+    /// The values at `paths` (the version's, then the event time's) into `out`, in one
+    /// pass over their part when they share one (as `source.lsn` and `source.ts_ms` do).
     fn positions(
         &self,
-        version: Option<&[String]>,
-        time: Option<&[String]>,
-    ) -> Result<[Option<Scalar<'a>>; 2], DecodeError> {
-        if let (Some(v), Some(t)) = (version, time) {
-            if v.len() > 1 && t.len() > 1 && v[0] == t[0] {
-                let mut out = [None, None];
-                if let Some(raw) = self.part(&v[0]) {
-                    lookup_many(raw, &[&v[1..], &t[1..]], &mut out)
-                        .map_err(|e| DecodeError::new(format!("`{}`: {e}", v[0])))?;
+        paths: &[Vec<String>],
+        out: &mut [Option<Scalar<'a>>],
+    ) -> Result<(), DecodeError> {
+        let Some(first) = paths.first() else {
+            return Ok(());
+        };
+        if paths.iter().all(|p| p.len() > 1 && p[0] == first[0]) && paths.len() <= MAX_PATHS {
+            if let Some(raw) = self.part(&first[0]) {
+                let mut tails: [&[String]; MAX_PATHS] = [&[]; MAX_PATHS];
+                for (t, p) in tails.iter_mut().zip(paths) {
+                    *t = &p[1..];
                 }
-                return Ok(out);
+                lookup_many(raw, &tails[..paths.len()], out)
+                    .map_err(|e| DecodeError::new(format!("`{}`: {e}", first[0])))?;
             }
+            return Ok(());
         }
-        let one = |p: Option<&[String]>| p.map(|p| self.lookup(p)).transpose();
-        Ok([one(version)?.flatten(), one(time)?.flatten()])
+        for (slot, p) in out.iter_mut().zip(paths) {
+            *slot = self.lookup(p)?;
+        }
+        Ok(())
     }
 
     fn lookup(&self, path: &[String]) -> Result<Option<Scalar<'a>>, DecodeError> {
@@ -129,24 +138,14 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
             key::from_row(d, &image)?
         }
     };
-    let [version_value, time_value] =
-        env.positions(d.version.as_deref(), d.event_time.as_deref())?;
-    let version = match &d.version {
-        None => None,
-        Some(path) => {
-            let v = version_value
-                .ok_or_else(|| DecodeError::new(format!("no version at `{}`", path.join("."))))?;
-            Some(as_u64(&v).ok_or_else(|| {
-                DecodeError::new(format!(
-                    "version at `{}` is {}, not a non-negative integer",
-                    path.join("."),
-                    v.describe()
-                ))
-            })?)
-        }
-    };
-    let time_ms = match &d.event_time {
-        None => Some(
+    let mut found: [Option<Scalar<'_>>; MAX_PATHS] = Default::default();
+    let found = &mut found[..d.paths.len().min(MAX_PATHS)];
+    env.positions(&d.paths, found)?;
+    let version = (d.version_parts > 0)
+        .then(|| d.version(&found[..d.version_parts]))
+        .transpose()?;
+    let time_ms = match d.event_time {
+        false => Some(
             msg.timestamp_ms
                 .and_then(super::json::event_ms)
                 .ok_or_else(|| {
@@ -155,14 +154,14 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
                     )
                 })?,
         ),
-        Some(path) => {
-            let v = time_value.ok_or_else(|| {
-                DecodeError::new(format!("no event time at `{}`", path.join(".")))
-            })?;
-            Some(as_millis(&v).ok_or_else(|| {
+        true => {
+            let path = d.paths[d.version_parts].join(".");
+            let v = found[d.version_parts]
+                .as_ref()
+                .ok_or_else(|| DecodeError::new(format!("no event time at `{path}`")))?;
+            Some(as_millis(v).ok_or_else(|| {
                 DecodeError::new(format!(
-                    "event time at `{}` is {}, not milliseconds since the epoch (up to year 9999)",
-                    path.join("."),
+                    "event time at `{path}` is {}, not milliseconds since the epoch (up to year 9999)",
                     v.describe()
                 ))
             })?)

@@ -57,7 +57,9 @@ impl ColumnTypes {
         // Ignored columns are dropped from target rows, except those the side reads its
         // version or event time from.
         let s = spec.side(side);
-        let keep = |c: &String| Some(c) == s.version.as_ref() || *c == s.event_time;
+        let keep = |c: &String| {
+            s.version.as_ref().is_some_and(|v| v.list().contains(c)) || *c == s.event_time
+        };
         let drop = if side == SideId::Target {
             spec.compare
                 .ignore

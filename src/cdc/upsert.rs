@@ -1,7 +1,7 @@
 //! Flat upserts: key → row as a JSON object, `null` = deleted. In files a line is
 //! `{"key":…,"value":…,"timestamp":…}` (key and timestamp optional).
 
-use super::json::parse_scalar;
+use super::json::{parse_scalar, Scalar};
 use super::logical::decode_row;
 use super::{key, Change, DecodeError, Decoded, Decoder, Message};
 use crate::row::{Row, ValueRef};
@@ -9,14 +9,19 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-fn version_of(v: ValueRef<'_>) -> Option<u64> {
-    match v {
-        ValueRef::Int(i) => u64::try_from(i).ok(),
-        ValueRef::Decimal(d) if d.scale == 0 => u64::try_from(d.mantissa).ok(),
-        ValueRef::Str(s) => s.parse().ok(),
-        ValueRef::Timestamp(ns) => u64::try_from(ns).ok(),
-        _ => None,
-    }
+/// A row value as a version part: numbers, digit strings, strings, instants (ns).
+fn part_of(v: ValueRef<'_>) -> Option<Scalar<'_>> {
+    Some(match v {
+        ValueRef::Null => Scalar::Null,
+        ValueRef::Int(i) => Scalar::I64(i),
+        ValueRef::Decimal(d) if d.scale == 0 => match i64::try_from(d.mantissa) {
+            Ok(i) => Scalar::I64(i),
+            Err(_) => Scalar::Str(Cow::Owned(d.mantissa.to_string())),
+        },
+        ValueRef::Str(s) => Scalar::Str(Cow::Borrowed(s)),
+        ValueRef::Timestamp(ns) => Scalar::I64(ns),
+        _ => return None,
+    })
 }
 
 fn millis_of(v: ValueRef<'_>) -> Option<u64> {
@@ -76,22 +81,27 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
         (None, None, Some(row)) => key::from_row(d, row)?,
         (None, None, None) => return Err(DecodeError::new("delete without a key")),
     };
-    let version = match (&d.version, &row) {
-        (Some(path), Some(row)) => {
-            let v = row.get(&path[0]).ok_or_else(|| {
-                DecodeError::new(format!("no version field `{}` in the row", path[0]))
-            })?;
-            Some(version_of(v).ok_or_else(|| {
-                DecodeError::new(format!(
-                    "version field `{}` is not a non-negative integer",
-                    path[0]
-                ))
-            })?)
+    let version = match &row {
+        Some(row) if d.version_parts > 0 => {
+            let mut parts = Vec::with_capacity(d.version_parts);
+            for path in &d.paths[..d.version_parts] {
+                let v = row.get(&path[0]).ok_or_else(|| {
+                    DecodeError::new(format!("no version field `{}` in the row", path[0]))
+                })?;
+                parts.push(Some(part_of(v).ok_or_else(|| {
+                    DecodeError::new(format!(
+                        "version field `{}` is not a non-negative integer or a string",
+                        path[0]
+                    ))
+                })?));
+            }
+            Some(d.version(&parts)?)
         }
         _ => None,
     };
-    let time_ms = match (&d.event_time, &row) {
-        (Some(path), Some(row)) => {
+    let time_ms = match (d.event_time, &row) {
+        (true, Some(row)) => {
+            let path = &d.paths[d.version_parts];
             let v = row.get(&path[0]).ok_or_else(|| {
                 DecodeError::new(format!("no event time field `{}` in the row", path[0]))
             })?;
@@ -104,7 +114,7 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
         }
         _ => timestamp.and_then(super::json::event_ms),
     };
-    if d.event_time.is_none() && time_ms.is_none() && row.is_some() {
+    if !d.event_time && time_ms.is_none() && row.is_some() {
         return Err(DecodeError::new(
             "event time is `@timestamp` but the message has no timestamp",
         ));

@@ -26,8 +26,8 @@ pub struct WorkerState {
 /// (`row_ts_ms` is the row's event time).
 #[derive(Debug, Clone, PartialEq, Eq, Abomonation)]
 pub struct SideEntry {
-    /// The last applied version.
-    pub version: u64,
+    /// The last applied version, encoded (`cdc::Version::encoded`).
+    pub version: Bytes,
     /// The row's event time (ms), when there is a row.
     pub row_ts_ms: u64,
     /// The row's encoding, or `None` for a remembered delete.

@@ -20,7 +20,7 @@
 
 use super::stats::add;
 use super::{Divergence, SideRow, Stats, Time};
-use crate::cdc::{Change, SideId};
+use crate::cdc::{Change, SideId, Version};
 use crate::row::{CompareRules, Key};
 use crate::FastMap;
 use differential_dataflow::hashable::Hashable;
@@ -38,7 +38,7 @@ pub type DriftUpdate = (Key, Option<Divergence>);
 
 /// One side's state for a key: the last applied version and its row (`None`: deleted).
 struct SideEntry {
-    version: u64,
+    version: Version,
     current: Option<SideRow>,
 }
 
@@ -158,20 +158,22 @@ enum Outcome {
 fn apply(
     entry: &mut Option<SideEntry>,
     side: SideId,
-    version: Option<u64>,
+    version: Option<Version>,
     time_ms: Option<u64>,
     time: Time,
     row: Option<crate::row::Row>,
     placeholders: bool,
 ) -> Outcome {
     let version = match (entry.as_ref(), version) {
-        (None, v) => v.unwrap_or(0),
-        (Some(old), Some(v)) if v > old.version => v,
-        (Some(old), Some(v)) if v == old.version => return Outcome::Duplicate,
-        (Some(_), Some(_)) => return Outcome::Stale,
+        (None, v) => v.unwrap_or(Version::Num(0)),
+        (Some(old), Some(v)) => match v.cmp(&old.version) {
+            std::cmp::Ordering::Greater => v,
+            std::cmp::Ordering::Equal => return Outcome::Duplicate,
+            std::cmp::Ordering::Less => return Outcome::Stale,
+        },
         // No version (an upsert delete): applies after whatever the key holds.
         (Some(old), None) if row.is_none() && old.current.is_none() => return Outcome::Duplicate,
-        (Some(old), None) => old.version,
+        (Some(old), None) => old.version.clone(),
     };
     // A TOAST placeholder means the column did not change: the previous value stands
     // (on a side whose capture sends placeholders; elsewhere it is a literal value).
@@ -182,15 +184,13 @@ fn apply(
         }
         r => r,
     };
-    *entry = Some(SideEntry {
-        version,
-        current: row.map(|row| SideRow {
-            side,
-            version,
-            ts_ms: time_ms.unwrap_or(time),
-            row,
-        }),
+    let current = row.map(|row| SideRow {
+        side,
+        version: version.clone(),
+        ts_ms: time_ms.unwrap_or(time),
+        row,
     });
+    *entry = Some(SideEntry { version, current });
     Outcome::Applied
 }
 
@@ -236,7 +236,7 @@ impl SidesState {
         use crate::checkpoint::{state, Bytes};
         let side = |e: &Option<SideEntry>| {
             e.as_ref().map(|e| state::SideEntry {
-                version: e.version,
+                version: Bytes::from(&*e.version.encoded()),
                 row_ts_ms: e.current.as_ref().map_or(0, |r| r.ts_ms),
                 row: e.current.as_ref().map(|r| Bytes::from(r.row.as_bytes())),
             })
@@ -259,19 +259,17 @@ impl SidesState {
         let side = |e: &Option<crate::checkpoint::state::SideEntry>, side: SideId| {
             e.as_ref()
                 .map(|e| {
+                    let version = Version::from_encoded(&e.version.to_vec().ok_or_else(bad)?);
                     let current = match &e.row {
                         Some(b) => Some(SideRow {
                             side,
-                            version: e.version,
+                            version: version.clone(),
                             ts_ms: e.row_ts_ms,
                             row: crate::row::Row::from_encoded(&b.to_vec().ok_or_else(bad)?),
                         }),
                         None => None,
                     };
-                    Ok::<_, anyhow::Error>(SideEntry {
-                        version: e.version,
-                        current,
-                    })
+                    Ok::<_, anyhow::Error>(SideEntry { version, current })
                 })
                 .transpose()
         };

@@ -235,7 +235,7 @@ pub fn run_worker(
                         }
                         progress = progress.max(t);
                         if !versioned[side as usize] {
-                            change.version = Some(pos);
+                            change.version = Some(crate::cdc::Version::Num(pos));
                         }
                         handle.send((change, progress));
                     }

@@ -43,7 +43,8 @@ impl Serialize for FieldJson<'_> {
 }
 
 fn meta(m: &Option<Meta>) -> Option<serde_json::Value> {
-    m.map(|m| serde_json::json!({"version": m.version, "ts_ms": m.ts_ms}))
+    m.as_ref()
+        .map(|m| serde_json::json!({"version": m.version.to_json(), "ts_ms": m.ts_ms}))
 }
 
 impl Serialize for DriftJson<'_> {

@@ -181,17 +181,34 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
 
 fn side_problems(name: &str, side: &Side, err: &mut impl FnMut(&str, String)) {
     let top_level_only = side.format == Format::Upsert;
-    if let Some(v) = &side.version {
-        if v.is_empty() || v.split('.').any(str::is_empty) {
+    if let Some(paths) = &side.version {
+        if paths.list().is_empty() {
             err(
                 &format!("{name}.version"),
-                format!("`{v}` is not a path: write e.g. `source.lsn`"),
+                "an empty list: name at least one path, e.g. `source.lsn`".into(),
             );
-        } else if top_level_only && v.contains('.') {
+        }
+        if paths.list().len() > 8 {
             err(
                 &format!("{name}.version"),
-                format!("an upsert version is a top-level row field, not `{v}`"),
+                format!("{} paths: at most 8", paths.list().len()),
             );
+        }
+        let many = paths.list().len() > 1;
+        for (i, v) in paths.list().iter().enumerate() {
+            let at = if many {
+                format!("{name}.version.{i}")
+            } else {
+                format!("{name}.version")
+            };
+            if v.is_empty() || v.split('.').any(str::is_empty) {
+                err(&at, format!("`{v}` is not a path: write e.g. `source.lsn`"));
+            } else if top_level_only && v.contains('.') {
+                err(
+                    &at,
+                    format!("an upsert version is a top-level row field, not `{v}`"),
+                );
+            }
         }
     }
     let t = &side.event_time;
