@@ -87,6 +87,8 @@ fn state(keys: u64) -> anyhow::Result<WorkerState> {
         keys: entries,
         episodes: Vec::new(),
         offsets: Vec::new(),
+        source_floor: None,
+        target_floor: None,
     })
 }
 

@@ -126,6 +126,24 @@ pub struct Change {
     pub row: Option<Row>,
 }
 
+impl Change {
+    /// A truncate of a side at `time_ms`: a change without a key, which the dataflow
+    /// sends to every worker (each deletes the side's rows it holds).
+    pub fn truncate(version: Option<Version>, time_ms: u64) -> Change {
+        Change {
+            key: Key::from_encoded(&[]),
+            version,
+            time_ms: Some(time_ms),
+            row: None,
+        }
+    }
+
+    /// Whether this is a truncate (no real key is empty: a key has at least a column).
+    pub fn is_truncate(&self) -> bool {
+        self.key.as_bytes().is_empty()
+    }
+}
+
 /// Why a message could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -145,6 +163,54 @@ pub enum Decoded {
     Change(Change),
     /// A message that carries no change (a tombstone, a blank line).
     Skip,
+    /// A Debezium event that is not a row change: counted and skipped. A heartbeat's
+    /// time may advance its partition's event time.
+    NonRow {
+        /// What it is.
+        kind: NonRow,
+        /// The event time it vouches for (heartbeats), in ms.
+        time_ms: Option<u64>,
+    },
+    /// A truncate (`op` `t`): every row of the side is deleted at this time.
+    Truncate {
+        /// Its version: rows with a newer version survive it.
+        version: Option<Version>,
+        /// Its event time in ms, before rounding.
+        time_ms: u64,
+    },
+}
+
+/// Debezium events that carry no row change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonRow {
+    /// A logical decoding message (`op` `m`).
+    Message,
+    /// Transaction metadata (a BEGIN or END record).
+    Transaction,
+    /// A heartbeat (`ts_ms` and no `op`).
+    Heartbeat,
+    /// A schema change event.
+    SchemaChange,
+}
+
+impl NonRow {
+    /// Every kind, for counters.
+    pub const ALL: [NonRow; 4] = [
+        NonRow::Message,
+        NonRow::Transaction,
+        NonRow::Heartbeat,
+        NonRow::SchemaChange,
+    ];
+
+    /// The kind's name in the summary and the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            NonRow::Message => "message",
+            NonRow::Transaction => "transaction",
+            NonRow::Heartbeat => "heartbeat",
+            NonRow::SchemaChange => "schema_change",
+        }
+    }
 }
 
 /// Decodes one side's messages.

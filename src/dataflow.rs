@@ -1,7 +1,7 @@
 //! The drift dataflow (timely), from decoded changes to output records.
 //!
 //! ```text
-//! source changes ─exchange(key)─┐
+//! source changes ─exchange(key)─┐  (truncates: broadcast)
 //!                               ├─ sides (both sides' keyed state, drift per key) → grace → sink
 //! target changes ─exchange(key)─┘
 //! ```
@@ -248,6 +248,9 @@ pub struct Handles {
     pub source: InputHandleVec<Time, (Change, Time)>,
     /// Target changes, likewise.
     pub target: InputHandleVec<Time, (Change, Time)>,
+    /// Truncates ([`Change::truncate`]) of the source, then of the target: sent to every
+    /// worker, since every worker holds some of the side's rows.
+    pub truncates: [InputHandleVec<Time, (Change, Time)>; 2],
     /// Dead letters found while decoding, with their partition's event time.
     pub dead: InputHandleVec<Time, (Output, Time)>,
     /// Progress of the whole dataflow, outputs included.
@@ -280,6 +283,7 @@ pub fn build(
     let grace_ms = spec.grace.as_millis();
     let mut source = InputHandleVec::new();
     let mut target = InputHandleVec::new();
+    let mut truncates = [InputHandleVec::new(), InputHandleVec::new()];
     let mut dead = InputHandleVec::new();
     let probe = ProbeHandle::new();
     let sizes = sides::SizeProbe::default();
@@ -290,8 +294,8 @@ pub fn build(
     };
     worker.dataflow::<Time, _, _>(|scope| {
         let drift = sides::sides(
-            source.to_stream(scope),
-            target.to_stream(scope),
+            [source.to_stream(scope), target.to_stream(scope)],
+            [truncates[0].to_stream(scope), truncates[1].to_stream(scope)],
             rules.clone(),
             stats.clone(),
             sizes.clone(),
@@ -304,6 +308,7 @@ pub fn build(
     Handles {
         source,
         target,
+        truncates,
         dead,
         probe,
         sizes,

@@ -79,6 +79,20 @@ pub fn render(stats: &Stats) -> String {
             ("stale", &c.stale),
             ("rejected", &c.rejected),
             ("tombstone", &c.skipped),
+            ("truncate", &c.truncates),
+            ("message", &c.non_row[crate::cdc::NonRow::Message as usize]),
+            (
+                "transaction",
+                &c.non_row[crate::cdc::NonRow::Transaction as usize],
+            ),
+            (
+                "heartbeat",
+                &c.non_row[crate::cdc::NonRow::Heartbeat as usize],
+            ),
+            (
+                "schema_change",
+                &c.non_row[crate::cdc::NonRow::SchemaChange as usize],
+            ),
         ] {
             let _ = writeln!(
                 out,

@@ -381,6 +381,15 @@ impl Report {
                 c.rejected.load(Relaxed),
                 c.skipped.load(Relaxed)
             );
+            let mut others = vec![format!("truncate {}", c.truncates.load(Relaxed))];
+            for kind in crate::cdc::NonRow::ALL {
+                others.push(format!(
+                    "{} {}",
+                    kind.name(),
+                    c.non_row[kind as usize].load(Relaxed)
+                ));
+            }
+            let _ = writeln!(out, "        not row changes: {}", others.join(", "));
         }
         let open: Vec<String> = DriftKind::ALL
             .iter()

@@ -25,12 +25,15 @@ struct Msg {
     ts: u64,
     row: Option<Row>,
     tombstone: bool,
+    /// A truncate (`op` `t`): every row older than its version is deleted.
+    truncate: bool,
 }
 
 fn gen_side(rng: &mut SmallRng, n: usize, keys: i64, debezium: bool) -> Vec<Msg> {
     let mut out: Vec<Msg> = Vec::new();
     let mut ts = 1_000u64;
     let mut version = 0u64;
+    let mut held: Option<Msg> = None;
     for _ in 0..n {
         ts += rng.gen_range(0..8);
         let roll = rng.gen_range(0..100);
@@ -47,6 +50,19 @@ fn gen_side(rng: &mut SmallRng, n: usize, keys: i64, debezium: bool) -> Vec<Msg>
                 ts,
                 row: None,
                 tombstone: true,
+                truncate: false,
+            });
+            continue;
+        }
+        if debezium && roll < 15 {
+            version += 1;
+            out.push(Msg {
+                key: 0,
+                version: Some(version),
+                ts,
+                row: None,
+                tombstone: false,
+                truncate: true,
             });
             continue;
         }
@@ -67,14 +83,26 @@ fn gen_side(rng: &mut SmallRng, n: usize, keys: i64, debezium: bool) -> Vec<Msg>
         } else {
             Some(version)
         };
-        out.push(Msg {
+        let msg = Msg {
             key,
             version,
             ts: ts.saturating_sub(late),
             row,
             tombstone: false,
-        });
+            truncate: false,
+        };
+        // Now and then a change is delivered a few messages late (after newer ones,
+        // perhaps after a truncate that succeeded it): its version decides, not its place.
+        if debezium && held.is_none() && rng.gen_bool(0.05) {
+            held = Some(msg);
+        } else {
+            out.push(msg);
+        }
+        if held.is_some() && rng.gen_bool(0.3) {
+            out.extend(held.take());
+        }
     }
+    out.extend(held);
     out
 }
 
@@ -137,11 +165,14 @@ fn line(m: &Msg, debezium: bool, style: Style, ign: i64) -> String {
         if m.tombstone {
             return "null".into();
         }
+        let source = style.source(m.version.expect("debezium changes are versioned"), m.ts);
+        if m.truncate {
+            return json!({"op": "t", "source": source}).to_string();
+        }
         let (op, before, after) = match &m.row {
             Some(r) => ("u", Value::Null, row(r)),
             None => ("d", json!({"k": m.key}), Value::Null),
         };
-        let source = style.source(m.version.expect("debezium changes are versioned"), m.ts);
         json!({"before": before, "after": after, "op": op, "source": source}).to_string()
     } else {
         match &m.row {
@@ -208,9 +239,22 @@ fn stamped(msgs: &[Msg]) -> Vec<(u64, &Msg)> {
 /// The side's rows as of `t`: a fold of the version gate over the prefix, from scratch.
 fn as_of(msgs: &[(u64, &Msg)], t: u64) -> BTreeMap<i64, (u64, Row)> {
     let mut state: BTreeMap<i64, (u64, Option<(u64, Row)>)> = BTreeMap::new();
+    let mut floor = 0;
     for (_, m) in msgs.iter().filter(|(time, m)| *time <= t && !m.tombstone) {
+        if m.truncate {
+            let v = m.version.unwrap();
+            floor = floor.max(v);
+            for (version, row) in state.values_mut() {
+                if *version < v {
+                    *version = v;
+                    *row = None;
+                }
+            }
+            continue;
+        }
         let cur = state.get(&m.key).map(|(v, _)| *v);
         let version = match (m.version, cur) {
+            (Some(v), None) if v <= floor => continue,
             (Some(v), Some(c)) if v <= c => continue,
             (Some(v), _) => v,
             (None, Some(c)) => {

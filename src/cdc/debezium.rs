@@ -2,7 +2,7 @@
 
 use super::json::{as_millis, lookup, lookup_many, Scalar};
 use super::logical::{decode_row, SchemaTypes};
-use super::{key, Change, DecodeError, Decoded, Decoder, Message};
+use super::{key, Change, DecodeError, Decoded, Decoder, Message, NonRow, Version};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -29,6 +29,15 @@ struct Envelope<'a> {
     ts_ms: Option<&'a RawValue>,
     #[serde(borrow, default)]
     transaction: Option<&'a RawValue>,
+    // Fields of events that are not row changes.
+    #[serde(borrow, default)]
+    status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    ddl: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "tableChanges")]
+    table_changes: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "databaseName")]
+    database_name: Option<&'a RawValue>,
 }
 
 impl<'a> Envelope<'a> {
@@ -83,6 +92,71 @@ fn parse<'a>(text: &'a str) -> Result<Envelope<'a>, DecodeError> {
     serde_json::from_str(text).map_err(|e| DecodeError::new(format!("not a JSON object: {e}")))
 }
 
+/// The event's version and event time (ms). Row changes need both (`required`); a
+/// truncate may lack a version. With `@timestamp`, the time is the message's.
+fn positions(
+    d: &Decoder,
+    env: &Envelope<'_>,
+    required: bool,
+) -> Result<(Option<Version>, Option<u64>), DecodeError> {
+    let mut found: [Option<Scalar<'_>>; MAX_PATHS] = Default::default();
+    let found = &mut found[..d.paths.len().min(MAX_PATHS)];
+    env.positions(&d.paths, found)?;
+    let parts = &found[..d.version_parts];
+    let version = if d.version_parts > 0 && (required || parts.iter().all(Option::is_some)) {
+        Some(d.version(parts)?)
+    } else {
+        None
+    };
+    if !d.event_time {
+        return Ok((version, None));
+    }
+    let path = d.paths[d.version_parts].join(".");
+    let Some(v) = found[d.version_parts].as_ref() else {
+        return match required {
+            true => Err(DecodeError::new(format!("no event time at `{path}`"))),
+            false => Ok((version, None)),
+        };
+    };
+    let ms = as_millis(v).ok_or_else(|| {
+        DecodeError::new(format!(
+            "event time at `{path}` is {}, not milliseconds since the epoch (up to year 9999)",
+            v.describe()
+        ))
+    })?;
+    Ok((version, Some(ms)))
+}
+
+/// An event without `op`: transaction metadata (`status` BEGIN/END), a schema change
+/// (`ddl`, `tableChanges`, `databaseName`) or a heartbeat (only `ts_ms`); else an error.
+fn not_a_row_change(d: &Decoder, env: &Envelope<'_>) -> Result<Decoded, DecodeError> {
+    let kind = if env.status.is_some() {
+        NonRow::Transaction
+    } else if env.ddl.is_some() || env.table_changes.is_some() || env.database_name.is_some() {
+        NonRow::SchemaChange
+    } else if env.ts_ms.is_some() && env.before.is_none() && env.after.is_none() {
+        let time_ms = match positions(d, env, false) {
+            Ok((_, Some(ms))) => Some(ms),
+            _ => env
+                .ts_ms
+                .and_then(|t| super::json::parse_scalar(t.get()).ok())
+                .and_then(|t| as_millis(&t)),
+        };
+        return Ok(Decoded::NonRow {
+            kind: NonRow::Heartbeat,
+            time_ms,
+        });
+    } else {
+        return Err(DecodeError::new(
+            "not a Debezium change event: no `op` field",
+        ));
+    };
+    Ok(Decoded::NonRow {
+        kind,
+        time_ms: None,
+    })
+}
+
 /// Decodes one Debezium message.
 pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError> {
     let Some(value) = msg.value else {
@@ -104,10 +178,29 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
     } else {
         (outer, None)
     };
-    let op = env
-        .op
-        .as_deref()
-        .ok_or_else(|| DecodeError::new("not a Debezium change event: no `op` field"))?;
+    let op = match env.op.as_deref() {
+        Some(op) => op,
+        None => return not_a_row_change(d, &env),
+    };
+    match op {
+        "m" => {
+            return Ok(Decoded::NonRow {
+                kind: NonRow::Message,
+                time_ms: None,
+            })
+        }
+        "t" => {
+            let (version, time_ms) = positions(d, &env, false)?;
+            let time_ms = time_ms.ok_or_else(|| {
+                DecodeError::new(format!(
+                    "truncate without an event time at `{}`",
+                    d.paths[d.version_parts].join(".")
+                ))
+            })?;
+            return Ok(Decoded::Truncate { version, time_ms });
+        }
+        _ => {}
+    }
     let types: Option<std::sync::Arc<SchemaTypes>> =
         schema.map(|s| d.schemas.get(s)).transpose()?;
     let image =
@@ -118,7 +211,7 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
             "d" => None,
             other => {
                 return Err(DecodeError::new(format!(
-                    "unknown op `{other}`: expected c, r, u or d"
+                    "unknown op `{other}`: expected c, r, u, d, t or m"
                 )))
             }
         };
@@ -138,35 +231,7 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
             key::from_row(d, &image)?
         }
     };
-    let mut found: [Option<Scalar<'_>>; MAX_PATHS] = Default::default();
-    let found = &mut found[..d.paths.len().min(MAX_PATHS)];
-    env.positions(&d.paths, found)?;
-    let version = (d.version_parts > 0)
-        .then(|| d.version(&found[..d.version_parts]))
-        .transpose()?;
-    let time_ms = match d.event_time {
-        false => Some(
-            msg.timestamp_ms
-                .and_then(super::json::event_ms)
-                .ok_or_else(|| {
-                    DecodeError::new(
-                        "event time is `@timestamp` but the message has no valid timestamp",
-                    )
-                })?,
-        ),
-        true => {
-            let path = d.paths[d.version_parts].join(".");
-            let v = found[d.version_parts]
-                .as_ref()
-                .ok_or_else(|| DecodeError::new(format!("no event time at `{path}`")))?;
-            Some(as_millis(v).ok_or_else(|| {
-                DecodeError::new(format!(
-                    "event time at `{path}` is {}, not milliseconds since the epoch (up to year 9999)",
-                    v.describe()
-                ))
-            })?)
-        }
-    };
+    let (version, time_ms) = positions(d, &env, true)?;
     Ok(Decoded::Change(Change {
         key,
         version,

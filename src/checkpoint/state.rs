@@ -20,6 +20,10 @@ pub struct WorkerState {
     pub episodes: Vec<EpisodeEntry>,
     /// Where to resume each input partition this worker read.
     pub offsets: Vec<OffsetEntry>,
+    /// The version of the source's last truncate, encoded, if any.
+    pub source_floor: Option<Bytes>,
+    /// The version of the target's last truncate, encoded, if any.
+    pub target_floor: Option<Bytes>,
 }
 
 /// One side of one key: its last applied version, and its row if not deleted

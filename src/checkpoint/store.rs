@@ -132,6 +132,8 @@ mod tests {
             keys: Vec::new(),
             episodes: Vec::new(),
             offsets: Vec::new(),
+            source_floor: None,
+            target_floor: None,
         }
     }
 

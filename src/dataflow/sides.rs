@@ -28,9 +28,11 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::{Concat, Exchange};
 use timely::dataflow::Stream;
 
 /// A key's drift after a time: `Some` while its sides differ, `None` once they agree.
@@ -52,16 +54,23 @@ struct KeyState {
 }
 
 /// Applies both sides' changes by key and emits each key's drift when it changes.
+///
+/// `changes` are each side's row changes (source, then target), routed to their key's
+/// worker; `truncates` each side's truncates, which reach every worker.
 pub fn sides<'s>(
-    source: Stream<'s, Time, Vec<(Change, Time)>>,
-    target: Stream<'s, Time, Vec<(Change, Time)>>,
+    changes: [Stream<'s, Time, Vec<(Change, Time)>>; 2],
+    truncates: [Stream<'s, Time, Vec<(Change, Time)>>; 2],
     rules: Arc<CompareRules>,
     stats: Arc<Stats>,
     sizes: SizeProbe,
     shared: SidesState,
 ) -> Stream<'s, Time, Vec<(DriftUpdate, Time)>> {
-    let by_key = || Exchange::new(|(c, _): &(Change, Time)| c.key.hashed());
-    source.binary_frontier(target, by_key(), by_key(), "Sides", move |_, _| {
+    let [source, target] = changes;
+    let [source_truncates, target_truncates] = truncates;
+    let route = |(c, _): &(Change, Time)| c.key.hashed();
+    let source = source.exchange(route).concat(source_truncates.broadcast());
+    let target = target.exchange(route).concat(target_truncates.broadcast());
+    source.binary_frontier(target, Pipeline, Pipeline, "Sides", move |_, _| {
         let mut pending: BTreeMap<Time, Vec<(SideId, Change)>> = BTreeMap::new();
         let shared = shared.0;
         let mut held: Option<Capability<Time>> = None;
@@ -82,13 +91,28 @@ pub fn sides<'s>(
             let Some(cap) = held.as_mut() else { return };
             let done = |t: &Time| !source_frontier.less_equal(t) && !target_frontier.less_equal(t);
             let mut counts = [[0u64; 3]; 2];
-            let mut state = shared.borrow_mut();
+            let mut keyed = shared.borrow_mut();
             while let Some(entry) = pending.first_entry() {
                 if !done(entry.key()) {
                     break;
                 }
                 let (time, changes) = entry.remove_entry();
+                let Keyed {
+                    keys: state,
+                    floors,
+                } = &mut *keyed;
                 for (side, change) in changes {
+                    if change.is_truncate() {
+                        let version = change.version.as_ref();
+                        truncate(
+                            state,
+                            side,
+                            version,
+                            &mut floors[side as usize],
+                            &mut touched,
+                        );
+                        continue;
+                    }
                     let Change {
                         key,
                         version,
@@ -101,6 +125,7 @@ pub fn sides<'s>(
                     };
                     let outcome = apply(
                         &mut ks.sides[side as usize],
+                        floors[side as usize].as_ref(),
                         side,
                         version,
                         time_ms,
@@ -116,6 +141,7 @@ pub fn sides<'s>(
                 }
                 let at = cap.delayed(&time);
                 let mut session = output.session(&at);
+                let state = &mut keyed.keys;
                 for key in touched.drain(..) {
                     let ks = state.get_mut(&key).expect("touched keys are in the state");
                     ks.touched = false;
@@ -140,8 +166,8 @@ pub fn sides<'s>(
                 None => held = None,
             }
             let mut s = sizes.inner.borrow_mut();
-            s.keys = state.len();
-            drop(state);
+            s.keys = keyed.keys.len();
+            drop(keyed);
             s.pending = pending.values().map(Vec::len).sum();
         }
     })
@@ -154,9 +180,41 @@ enum Outcome {
     Stale = 2,
 }
 
-/// The version gate for one side of one key.
+/// Empties `side` at a truncate of `version` (`None`: unversioned, every row goes):
+/// every row older than it is deleted, and the deletes are remembered at its version.
+fn truncate(
+    state: &mut FastMap<Key, KeyState>,
+    side: SideId,
+    version: Option<&Version>,
+    floor: &mut Option<Version>,
+    touched: &mut Vec<Key>,
+) {
+    if let Some(v) = version {
+        if floor.as_ref().is_none_or(|f| f < v) {
+            *floor = Some(v.clone());
+        }
+    }
+    for (key, ks) in state.iter_mut() {
+        let Some(entry) = ks.sides[side as usize].as_mut() else {
+            continue;
+        };
+        match version {
+            Some(v) if entry.version >= *v => continue,
+            Some(v) => entry.version = v.clone(),
+            None => {}
+        }
+        if entry.current.take().is_some() && !ks.touched {
+            ks.touched = true;
+            touched.push(key.clone());
+        }
+    }
+}
+
+/// The version gate for one side of one key (`floor`: the side's last truncate).
+#[allow(clippy::too_many_arguments)]
 fn apply(
     entry: &mut Option<SideEntry>,
+    floor: Option<&Version>,
     side: SideId,
     version: Option<Version>,
     time_ms: Option<u64>,
@@ -165,6 +223,7 @@ fn apply(
     placeholders: bool,
 ) -> Outcome {
     let version = match (entry.as_ref(), version) {
+        (None, Some(v)) if floor.is_some_and(|f| v <= *f) => return Outcome::Stale,
         (None, v) => v.unwrap_or(Version::Num(0)),
         (Some(old), Some(v)) => match v.cmp(&old.version) {
             std::cmp::Ordering::Greater => v,
@@ -228,7 +287,16 @@ impl SizeProbe {
 
 /// A worker's keyed state, shared between the operator and the checkpointing driver.
 #[derive(Clone, Default)]
-pub struct SidesState(Rc<RefCell<FastMap<Key, KeyState>>>);
+pub struct SidesState(Rc<RefCell<Keyed>>);
+
+/// Every key's state, and each side's last truncate.
+#[derive(Default)]
+struct Keyed {
+    keys: FastMap<Key, KeyState>,
+    /// Per side, the version of its last truncate: a change at or below it predates the
+    /// truncate and is stale, even for a key this worker has never seen.
+    floors: [Option<Version>; 2],
+}
 
 impl SidesState {
     /// The state as checkpoint entries.
@@ -243,6 +311,7 @@ impl SidesState {
         };
         self.0
             .borrow()
+            .keys
             .iter()
             .map(|(k, s)| state::KeyEntry {
                 key: Bytes::from(k.as_bytes()),
@@ -251,6 +320,28 @@ impl SidesState {
                 drifting: u64::from(s.drifting),
             })
             .collect()
+    }
+
+    /// Each side's last truncate version, encoded (for checkpoints).
+    pub fn floors(&self) -> [Option<Vec<u8>>; 2] {
+        let keyed = self.0.borrow();
+        keyed
+            .floors
+            .each_ref()
+            .map(|f| f.as_ref().map(|v| v.encoded().into_owned()))
+    }
+
+    /// Raises each side's last truncate version to a restored one.
+    pub fn restore_floors(&self, floors: [Option<Vec<u8>>; 2]) {
+        let mut keyed = self.0.borrow_mut();
+        for (floor, restored) in keyed.floors.iter_mut().zip(floors) {
+            let Some(v) = restored.map(|b| Version::from_encoded(&b)) else {
+                continue;
+            };
+            if floor.as_ref().is_none_or(|f| *f < v) {
+                *floor = Some(v);
+            }
+        }
     }
 
     /// Adds restored entries; a malformed entry is an error.
@@ -273,7 +364,7 @@ impl SidesState {
                 })
                 .transpose()
         };
-        let mut map = self.0.borrow_mut();
+        let map = &mut self.0.borrow_mut().keys;
         for e in entries {
             let key = Key::from_encoded(&e.key.to_vec().ok_or_else(bad)?);
             let state = KeyState {
@@ -292,7 +383,7 @@ impl SidesState {
     /// A key's current divergence under `rules` (for restoring grace episodes).
     pub fn divergence(&self, key: &Key, rules: &CompareRules) -> Option<Divergence> {
         let map = self.0.borrow();
-        let ks = map.get(key)?;
+        let ks = map.keys.get(key)?;
         let row = |s: SideId| ks.sides[s as usize].as_ref()?.current.as_ref();
         Divergence::between(rules, row(SideId::Source), row(SideId::Target))
     }

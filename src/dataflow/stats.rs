@@ -33,6 +33,10 @@ pub struct SideCounters {
     pub rejected: AtomicU64,
     /// Messages that carry no change (tombstones).
     pub skipped: AtomicU64,
+    /// Debezium events that are not row changes, by [`crate::cdc::NonRow`] kind.
+    pub non_row: [AtomicU64; 4],
+    /// Truncates (`op` `t`) read.
+    pub truncates: AtomicU64,
 }
 
 /// Process-wide counters.

@@ -272,6 +272,12 @@ impl Restore {
             .cloned()
             .collect();
         state.sides.restore(&keys)?;
+        for s in &self.states {
+            let floor = |f: &Option<Bytes>| f.as_ref().and_then(Bytes::to_vec);
+            state
+                .sides
+                .restore_floors([floor(&s.source_floor), floor(&s.target_floor)]);
+        }
         let episodes: Vec<_> = self
             .states
             .iter()

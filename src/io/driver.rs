@@ -97,6 +97,10 @@ fn snapshot(b: Time, state: &dataflow::State, parts: &[PartState]) -> WorkerStat
             ))
         })
         .collect();
+    let [source_floor, target_floor] = state
+        .sides
+        .floors()
+        .map(|f| f.map(|b| crate::checkpoint::Bytes::from(&b[..])));
     WorkerState {
         time: b,
         index: 0,
@@ -104,6 +108,8 @@ fn snapshot(b: Time, state: &dataflow::State, parts: &[PartState]) -> WorkerStat
         keys: state.sides.snapshot(),
         episodes: state.grace.snapshot(),
         offsets,
+        source_floor,
+        target_floor,
     }
 }
 
@@ -136,6 +142,7 @@ pub fn run_worker(
         Some(handles.target),
         Some(handles.dead),
     );
+    let mut truncates = handles.truncates.map(Some);
     let probe = handles.probe;
     let mut decoders = [
         Decoder::new(spec, SideId::Source),
@@ -219,25 +226,45 @@ pub fn run_worker(
             }
             .expect("a side with open partitions has an open input");
             let mut progress = state.progress;
-            let (mut read, mut skipped) = (0u64, 0u64);
+            let (mut read, mut skipped, mut truncated) = (0u64, 0u64, 0u64);
+            let mut non_row = [0u64; 4];
+            let truncates = truncates[side as usize]
+                .as_mut()
+                .expect("a side with open partitions has open truncates");
             let rises = &mut state.rises;
             let poll = state.part.poll(BATCH, &mut |msg, pos| {
                 read += 1;
+                // A change, a truncate or a heartbeat moves the partition to its time.
+                let mut rise = |t: Time, progress: &mut Time| {
+                    if logging && t > *progress {
+                        rises.push(Rise {
+                            time: t,
+                            position: pos as i64,
+                            restore: *progress,
+                        });
+                    }
+                    *progress = (*progress).max(t);
+                };
                 match decoder.decode(msg) {
                     Ok(Decoded::Change(mut change)) => {
                         let t = change.time_ms.map_or(progress, |t| t - t % resolution);
-                        if logging && t > progress {
-                            rises.push(Rise {
-                                time: t,
-                                position: pos as i64,
-                                restore: progress,
-                            });
-                        }
-                        progress = progress.max(t);
+                        rise(t, &mut progress);
                         if !versioned[side as usize] {
                             change.version = Some(crate::cdc::Version::Num(pos));
                         }
                         handle.send((change, progress));
+                    }
+                    Ok(Decoded::Truncate { version, time_ms }) => {
+                        rise(time_ms - time_ms % resolution, &mut progress);
+                        truncated += 1;
+                        let version = version.filter(|_| versioned[side as usize]);
+                        truncates.send((crate::cdc::Change::truncate(version, time_ms), progress));
+                    }
+                    Ok(Decoded::NonRow { kind, time_ms }) => {
+                        non_row[kind as usize] += 1;
+                        if let Some(t) = time_ms {
+                            rise(t - t % resolution, &mut progress);
+                        }
                     }
                     Ok(Decoded::Skip) => skipped += 1,
                     Err(e) => {
@@ -273,6 +300,10 @@ pub fn run_worker(
             let c = stats.side(side);
             add(&c.read, read);
             add(&c.skipped, skipped);
+            add(&c.truncates, truncated);
+            for (counter, n) in c.non_row.iter().zip(non_row) {
+                add(counter, n);
+            }
             add(&c.rejected, rejected.len() as u64);
             read_total += read;
             if let Some(dead) = dead.as_mut() {
@@ -309,6 +340,9 @@ pub fn run_worker(
         let capped = |l: Option<Time>| l.map(|l| l.min(hold));
         advance(&mut source, capped(least(Some(SideId::Source))));
         advance(&mut target, capped(least(Some(SideId::Target))));
+        for (t, side) in truncates.iter_mut().zip(SideId::BOTH) {
+            advance(t, capped(least(Some(side))));
+        }
         advance(&mut dead, capped(least(None)));
         if let Some(c) = checkpointer.as_mut() {
             let all = least(None);
@@ -343,7 +377,7 @@ pub fn run_worker(
             worker.step_or_park(Some(park));
         }
     }
-    drop((source, target, dead));
+    drop((source, target, truncates, dead));
     while !probe.done() {
         if let Some(cause) = stats.worker_failure() {
             anyhow::bail!("{cause}");
