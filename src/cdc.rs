@@ -5,10 +5,12 @@
 //! little more than the finished row. Every failure is a [`DecodeError`] with a reason
 //! the dead-letter output carries; nothing here panics on input.
 
+mod column;
 mod debezium;
 mod json;
 mod key;
 mod logical;
+mod placeholder;
 mod upsert;
 mod version;
 
@@ -24,6 +26,11 @@ use std::sync::Arc;
 /// the side's decoders last saw it: published by the source's decoders for corrections
 /// written as Connect records (`corrections_format = "connect-json"`).
 pub type RowSchema = Arc<std::sync::Mutex<Option<Arc<serde_json::Value>>>>;
+
+/// Why a configured placeholder (`unavailable_placeholder`) cannot be used, if it cannot.
+pub fn check_placeholder(configured: &str) -> Result<(), String> {
+    placeholder::Placeholders::new(Some(configured)).map(|_| ())
+}
 
 /// Which side of the synchronization a message belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

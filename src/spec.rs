@@ -119,6 +119,13 @@ pub struct Side {
     /// literal value, as when a sink fed by Debezium wrote the placeholder into the copy.
     #[serde(default = "default_true")]
     pub unavailable_placeholders: bool,
+    /// The placeholder this side's connector was configured with
+    /// (`unavailable.value.placeholder`), default `__debezium_unavailable_value`. A value
+    /// starting `hex:` is hex-encoded bytes. It is recognised in every form Debezium
+    /// sends it: the string, bytes (base64 or hex), a one-string array, an array of the
+    /// byte codes, a map of the string to itself.
+    #[serde(default)]
+    pub unavailable_placeholder: Option<String>,
 }
 
 /// One path (`"source.lsn"`) or several compared in order (`["source.file", …]`).
@@ -168,10 +175,14 @@ pub struct Input {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Compare {
-    /// Columns never compared (e.g. a replica-only `_synced_at`). They are dropped from
-    /// target rows on decode; source rows keep them for corrections.
+    /// Columns never compared (e.g. a replica-only `_synced_at`), by name or glob
+    /// pattern (`"_airbyte_*"`, `"tmp_?"`, `"[ab]_x"`). They are dropped from target rows
+    /// on decode; source rows keep them for corrections.
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// When not empty, only these columns are compared (by name, before `ignore`).
+    #[serde(default)]
+    pub only: Vec<String>,
     /// Whether a column that is `null` on one side and absent on the other is equal.
     #[serde(default = "default_true")]
     pub null_equals_absent: bool,
@@ -181,6 +192,7 @@ impl Default for Compare {
     fn default() -> Self {
         Compare {
             ignore: Vec::new(),
+            only: Vec::new(),
             null_equals_absent: true,
         }
     }
@@ -191,9 +203,15 @@ impl Default for Compare {
 #[serde(deny_unknown_fields)]
 pub struct FieldSpec {
     /// The column's logical type. `auto` compares plain JSON values; `decimal` accepts
-    /// numbers, numeric strings and Debezium's base64 bytes; `timestamp` accepts integers
-    /// since the epoch and RFC 3339 strings and compares instants; `date` accepts days
-    /// since the epoch and `YYYY-MM-DD`.
+    /// numbers, numeric strings, Debezium's base64 bytes and `VariableScaleDecimal`
+    /// (`{scale, value}`); `timestamp` accepts integers since the epoch and RFC 3339
+    /// strings and compares instants; `date` accepts days since the epoch and
+    /// `YYYY-MM-DD`; `time` (a time of day) accepts integers since midnight (`unit`) and
+    /// `HH:MM:SS[.f][offset]` strings; `uuid` compares case-insensitively; `set` is a
+    /// comma-separated set whose order does not matter (`io.debezium.data.EnumSet`);
+    /// `bytes` decodes base64 or hex text (`encoding`); `json` is JSON text (or a JSON
+    /// value) compared by meaning: key order, whitespace and number spelling do not
+    /// matter.
     #[serde(default, rename = "type")]
     pub kind: FieldKind,
     /// Scale of a `decimal` column, used to decode base64 bytes when the message carries
@@ -203,9 +221,37 @@ pub struct FieldSpec {
     /// Numeric tolerance: values whose absolute difference is at most this are equal.
     #[serde(default)]
     pub tolerance: Option<f64>,
-    /// Unit of integer `timestamp` values when the message carries no schema.
+    /// Relative numeric tolerance: values whose difference is at most this fraction of
+    /// the larger magnitude are equal (e.g. `1e-9` for doubles a warehouse rounds).
+    #[serde(default)]
+    pub relative_tolerance: Option<f64>,
+    /// Unit of integer `timestamp` and `time` values when the message carries no schema.
     #[serde(default)]
     pub unit: TimeUnit,
+    /// For `timestamp` and `time`: values less than one of this unit apart are equal
+    /// (`"s"`, `"ms"`, `"us"`), so a replica that keeps milliseconds of a source's
+    /// microseconds, rounded or cut, is not drift.
+    #[serde(default)]
+    pub precision: Option<TimeUnit>,
+    /// For `bytes`: how the text is encoded when the message carries no schema
+    /// (Debezium's `binary.handling.mode`): `base64` (the default), `base64-url-safe` or
+    /// `hex`.
+    #[serde(default)]
+    pub encoding: BytesEncoding,
+    /// Strings: leading and trailing whitespace does not matter.
+    #[serde(default)]
+    pub trim: bool,
+    /// Strings: letter case does not matter.
+    #[serde(default)]
+    pub case_insensitive: bool,
+    /// Strings: an empty string equals `null` (and, with `null_equals_absent`, absence).
+    #[serde(default)]
+    pub empty_equals_null: bool,
+    /// The column's name on the target, when it differs: the source's column (this
+    /// table's name) is compared with the target's column of this name, and corrections
+    /// carry the target's name.
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// Logical column types.
@@ -221,19 +267,56 @@ pub enum FieldKind {
     Timestamp,
     /// A calendar date.
     Date,
+    /// A time of day.
+    Time,
+    /// A UUID (case-insensitive).
+    Uuid,
+    /// A comma-separated set (order does not matter).
+    Set,
+    /// Bytes.
+    Bytes,
+    /// JSON text compared by meaning.
+    Json,
 }
 
-/// Unit of an integer timestamp.
+/// Unit of an integer timestamp or time, or a precision.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeUnit {
-    /// Milliseconds since the epoch.
+    /// Seconds.
+    S,
+    /// Milliseconds.
     #[default]
     Ms,
-    /// Microseconds since the epoch.
+    /// Microseconds.
     Us,
-    /// Nanoseconds since the epoch.
+    /// Nanoseconds.
     Ns,
+}
+
+impl TimeUnit {
+    /// Nanoseconds in one unit.
+    pub fn nanos(self) -> i64 {
+        match self {
+            TimeUnit::S => 1_000_000_000,
+            TimeUnit::Ms => 1_000_000,
+            TimeUnit::Us => 1_000,
+            TimeUnit::Ns => 1,
+        }
+    }
+}
+
+/// How bytes are spelled as text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BytesEncoding {
+    /// Standard base64 (Kafka Connect's JSON for bytes).
+    #[default]
+    Base64,
+    /// URL-safe base64.
+    Base64UrlSafe,
+    /// Hexadecimal.
+    Hex,
 }
 
 /// Output locations. Topic names default to `driftwatch.<entity>.<output>`.

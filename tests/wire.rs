@@ -62,6 +62,9 @@ fn every_value() -> Vec<Value> {
         Value::Timestamp(1_700_000_000_000_000_123),
         Value::Date(19_000),
         Value::Json(r#"{"a":[1,2]}"#.into()),
+        Value::Time(45_296_789_000_000),
+        Value::Bytes(vec![0, 0xFE, 0xFF, 7]),
+        Value::Unavailable,
     ];
     for v in &all {
         match v {
@@ -73,7 +76,10 @@ fn every_value() -> Vec<Value> {
             | Value::Str(_)
             | Value::Timestamp(_)
             | Value::Date(_)
-            | Value::Json(_) => {}
+            | Value::Json(_)
+            | Value::Time(_)
+            | Value::Bytes(_)
+            | Value::Unavailable => {}
         }
     }
     all.into()
@@ -90,6 +96,9 @@ fn full_row() -> Row {
         ("ts", ValueRef::Timestamp(1)),
         ("day", ValueRef::Date(2)),
         ("doc", ValueRef::Json("[]")),
+        ("at", ValueRef::Time(1_000)),
+        ("blob", ValueRef::Bytes(&[1, 2, 0xFE, 0xFF])),
+        ("toasted", ValueRef::Unavailable),
     ])
 }
 

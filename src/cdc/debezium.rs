@@ -1,7 +1,8 @@
 //! Debezium change events (JSON), bare or in Kafka Connect's `schema`/`payload` wrapper.
 
+use super::column::decode_row;
 use super::json::{as_millis, lookup, lookup_many, Scalar};
-use super::logical::{decode_row, SchemaTypes};
+use super::logical::SchemaTypes;
 use super::{key, Change, DecodeError, Decoded, Decoder, Message, NonRow, Version};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -216,7 +217,7 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
             }
         };
     let row = image
-        .map(|raw| decode_row(raw, &d.columns, types.as_deref(), &mut d.builder))
+        .map(|raw| decode_row(raw, &d.columns, types.as_deref(), &mut d.builder, op == "u"))
         .transpose()
         .map_err(|e| DecodeError::new(format!("after: {}", e.0)))?;
     let key = match (msg.key, &row) {
@@ -226,7 +227,7 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
             let before = env.before.ok_or_else(|| {
                 DecodeError::new("delete without a message key or a `before` image: no key")
             })?;
-            let image = decode_row(before, &d.columns, types.as_deref(), &mut d.builder)
+            let image = decode_row(before, &d.columns, types.as_deref(), &mut d.builder, false)
                 .map_err(|e| DecodeError::new(format!("before: {}", e.0)))?;
             key::from_row(d, &image)?
         }

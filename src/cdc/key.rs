@@ -1,7 +1,7 @@
 //! Entity keys: from the message key (JSON object, wrapped, or a bare scalar) or the row.
 
+use super::column::push_column;
 use super::json::{parse_scalar, Scalar};
-use super::logical::push_column;
 use super::{DecodeError, Decoder};
 use crate::row::{Key, Row, ValueRef};
 use serde::Deserialize;

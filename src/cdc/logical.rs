@@ -1,18 +1,14 @@
-//! Column types: the spec's declarations and Debezium's logical types, and decoding a row
-//! object column by column into the row builder in one pass.
+//! Column types: the spec's declarations and Debezium's logical types (from a message's
+//! Connect schema), and which columns a side renames or drops on decode.
 
-use super::json::Scalar;
+use super::placeholder::Placeholders;
 use super::{DecodeError, SideId};
-use crate::row::{parse_date, parse_timestamp, Decimal, Row, RowBuilder, ValueRef};
-use crate::spec::{FieldKind, Spec, TimeUnit};
+use crate::row::FieldFilter;
+use crate::spec::{BytesEncoding, FieldKind, Spec, TimeUnit};
 use crate::{FastMap, FastSet};
-use base64::Engine as _;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 /// How one column's JSON value is turned into a value.
@@ -26,55 +22,77 @@ pub enum Kind {
     Timestamp { unit: TimeUnit },
     /// A date; integers are days since the epoch.
     Date,
+    /// A time of day; integers are in `unit` since midnight.
+    Time { unit: TimeUnit },
+    /// A UUID: compared in lower case.
+    Uuid,
+    /// A comma-separated set: compared sorted.
+    Set,
+    /// Bytes, spelled as `encoding` says.
+    Bytes { encoding: BytesEncoding },
+    /// JSON text: compared in canonical form.
+    Json,
 }
 
 /// The spec's column declarations for one side.
 #[derive(Debug, Clone, Default)]
 pub struct ColumnTypes {
     kinds: FastMap<String, Kind>,
-    drop: FastSet<String>,
+    /// Columns dropped on decode (the target's ignored columns).
+    pub(crate) drop: FastSet<String>,
+    /// The target's names of renamed columns → the spec's (source) names.
+    pub(crate) renames: FastMap<String, String>,
+    /// The side's placeholder forms, when its capture sends placeholders.
+    pub(crate) placeholders: Option<Placeholders>,
 }
 
 impl ColumnTypes {
-    /// The declarations of `spec`; on the target, ignored columns are dropped on decode.
+    /// The declarations of `spec`; on the target, ignored columns are dropped on decode
+    /// and renamed columns take the spec's names.
     pub fn new(spec: &Spec, side: SideId) -> Self {
         let kinds = spec
             .fields
             .iter()
-            .map(|(name, f)| {
-                let kind = match f.kind {
-                    FieldKind::Auto => Kind::Auto,
-                    FieldKind::Decimal => Kind::Decimal {
-                        scale: f.scale,
-                        bytes: false,
-                    },
-                    FieldKind::Timestamp => Kind::Timestamp { unit: f.unit },
-                    FieldKind::Date => Kind::Date,
-                };
-                (name.clone(), kind)
-            })
+            .map(|(name, f)| (name.clone(), kind_of(f)))
             .collect();
-        // Ignored columns are dropped from target rows, except those the side reads its
-        // version or event time from.
         let s = spec.side(side);
-        let keep = |c: &String| {
-            s.version.as_ref().is_some_and(|v| v.list().contains(c)) || *c == s.event_time
-        };
-        let drop = if side == SideId::Target {
-            spec.compare
+        let mut drop = FastSet::default();
+        let mut renames = FastMap::default();
+        if side == SideId::Target {
+            // Ignored columns are dropped from target rows, except those the side reads
+            // its version or event time from. Glob patterns are matched as columns come.
+            let keep = |c: &String| {
+                s.version.as_ref().is_some_and(|v| v.list().contains(c)) || *c == s.event_time
+            };
+            drop = spec
+                .compare
                 .ignore
                 .iter()
-                .filter(|c| !keep(c))
+                .filter(|c| !keep(c) && !FieldFilter::is_glob(c))
                 .cloned()
-                .collect()
-        } else {
-            FastSet::default()
-        };
-        ColumnTypes { kinds, drop }
+                .collect();
+            renames = spec
+                .fields
+                .iter()
+                .filter_map(|(name, f)| Some((f.target.clone()?, name.clone())))
+                .collect();
+        }
+        let placeholders = s
+            .unavailable_placeholders
+            .then(|| Placeholders::new(s.unavailable_placeholder.as_deref()).ok())
+            .flatten();
+        ColumnTypes {
+            kinds,
+            drop,
+            renames,
+            placeholders,
+        }
     }
 
-    fn kind(&self, name: &str, schema: Option<&SchemaTypes>) -> Kind {
-        if let Some(k) = schema.and_then(|s| s.get(name)) {
+    /// The kind of a column that arrives as `wire` (its name in the message, which the
+    /// schema uses) and is `name` in the spec.
+    pub(crate) fn kind(&self, wire: &str, name: &str, schema: Option<&SchemaTypes>) -> Kind {
+        if let Some(k) = schema.and_then(|s| s.get(wire)) {
             // The schema knows the encoding; the spec may add the scale it lacks.
             return match (*k, self.kinds.get(name)) {
                 (Kind::Decimal { scale: None, bytes }, Some(Kind::Decimal { scale, .. })) => {
@@ -115,6 +133,8 @@ struct SchemaNode {
     field: Option<String>,
     #[serde(default)]
     name: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
     #[serde(default)]
     parameters: HashMap<String, serde_json::Value>,
 }
@@ -141,7 +161,7 @@ impl SchemaCache {
         }
         let mut types = SchemaTypes::default();
         for col in image.map(|i| i.fields.as_slice()).unwrap_or_default() {
-            let (Some(field), Some(name)) = (&col.field, &col.name) else {
+            let (Some(field), name) = (&col.field, col.name.as_deref()) else {
                 continue;
             };
             let scale = col.parameters.get("scale").and_then(|s| {
@@ -149,7 +169,11 @@ impl SchemaCache {
                     .and_then(|s| s.parse().ok())
                     .or_else(|| s.as_u64().and_then(|n| u8::try_from(n).ok()))
             });
-            let kind = match name.as_str() {
+            let time = |unit| Kind::Time { unit };
+            let kind = match name.unwrap_or_default() {
+                "" if col.kind.as_deref() == Some("bytes") => Kind::Bytes {
+                    encoding: BytesEncoding::Base64,
+                },
                 "org.apache.kafka.connect.data.Decimal" => Kind::Decimal { scale, bytes: true },
                 "io.debezium.data.VariableScaleDecimal" => Kind::Decimal {
                     scale: None,
@@ -161,6 +185,15 @@ impl SchemaCache {
                 "io.debezium.time.MicroTimestamp" => Kind::Timestamp { unit: TimeUnit::Us },
                 "io.debezium.time.NanoTimestamp" => Kind::Timestamp { unit: TimeUnit::Ns },
                 "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => Kind::Date,
+                "io.debezium.time.Time" | "org.apache.kafka.connect.data.Time" => {
+                    time(TimeUnit::Ms)
+                }
+                "io.debezium.time.ZonedTime" => time(TimeUnit::Ms),
+                "io.debezium.time.MicroTime" => time(TimeUnit::Us),
+                "io.debezium.time.NanoTime" => time(TimeUnit::Ns),
+                "io.debezium.data.Uuid" => Kind::Uuid,
+                "io.debezium.data.EnumSet" => Kind::Set,
+                "io.debezium.data.Json" => Kind::Json,
                 _ => continue,
             };
             types.insert(field.clone(), kind);
@@ -188,155 +221,22 @@ fn publish_image(slot: &crate::cdc::RowSchema, schema: &str) {
     }
 }
 
-fn decimal_from_base64(text: &str, scale: Option<u8>) -> Option<Decimal> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .ok()?;
-    Decimal::from_be_bytes(&bytes, scale?)
-}
-
-/// Converts one JSON value of column `name` by its kind and appends it to the row.
-pub fn push_column(
-    b: &mut RowBuilder,
-    name: &str,
-    value: Scalar<'_>,
-    kind: Kind,
-) -> Result<(), DecodeError> {
-    let bad = |what: &str| {
-        DecodeError::new(format!(
-            "column `{name}`: {} is not {what}",
-            value.describe()
-        ))
-    };
-    let v = match (&value, kind) {
-        (Scalar::Null, _) => ValueRef::Null,
-        (Scalar::Bool(x), Kind::Auto) => ValueRef::Bool(*x),
-        (Scalar::I64(i), Kind::Auto) => ValueRef::Int(*i),
-        (Scalar::U64(u), Kind::Auto | Kind::Decimal { .. }) => ValueRef::Decimal(Decimal {
-            mantissa: i128::from(*u),
-            scale: 0,
-        }),
-        (Scalar::F64(f), Kind::Auto) => ValueRef::Float(*f),
-        (Scalar::Str(s), Kind::Auto) => ValueRef::Str(s),
-        (Scalar::Nested(n), Kind::Auto) => ValueRef::Json(n),
-        (Scalar::I64(i), Kind::Decimal { .. }) => ValueRef::Decimal(Decimal {
-            mantissa: i128::from(*i),
-            scale: 0,
-        }),
-        (Scalar::F64(f), Kind::Decimal { .. }) => {
-            Decimal::from_f64(*f).map_or(ValueRef::Float(*f), ValueRef::Decimal)
-        }
-        (Scalar::Str(s), Kind::Decimal { scale, bytes }) => {
-            let parsed = if bytes {
-                decimal_from_base64(s, scale).or_else(|| Decimal::parse(s))
-            } else {
-                Decimal::parse(s).or_else(|| decimal_from_base64(s, scale))
-            };
-            match parsed {
-                Some(d) => ValueRef::Decimal(d),
-                None if scale.is_none() => {
-                    return Err(bad(
-                        "a decimal (base64 bytes need a `scale` in the spec or schema)",
-                    ))
-                }
-                None => return Err(bad("a decimal")),
-            }
-        }
-        (Scalar::Nested(n), Kind::Decimal { .. }) => {
-            // io.debezium.data.VariableScaleDecimal: {"scale": s, "value": base64}
-            #[derive(Deserialize)]
-            struct Vsd<'a> {
-                scale: u8,
-                #[serde(borrow)]
-                value: Cow<'a, str>,
-            }
-            let v: Vsd<'_> = serde_json::from_str(n).map_err(|_| bad("a decimal"))?;
-            ValueRef::Decimal(
-                decimal_from_base64(&v.value, Some(v.scale)).ok_or_else(|| bad("a decimal"))?,
-            )
-        }
-        (Scalar::I64(i), Kind::Timestamp { unit }) => {
-            let factor = match unit {
-                TimeUnit::Ms => 1_000_000,
-                TimeUnit::Us => 1_000,
-                TimeUnit::Ns => 1,
-            };
-            ValueRef::Timestamp(
-                i.checked_mul(factor)
-                    .ok_or_else(|| bad("a timestamp in range"))?,
-            )
-        }
-        (Scalar::Str(s), Kind::Timestamp { .. }) => {
-            ValueRef::Timestamp(parse_timestamp(s).ok_or_else(|| bad("an RFC 3339 timestamp"))?)
-        }
-        (Scalar::I64(i), Kind::Date) => {
-            ValueRef::Date(i32::try_from(*i).map_err(|_| bad("a date in range"))?)
-        }
-        (Scalar::Str(s), Kind::Date) => {
-            ValueRef::Date(parse_date(s).ok_or_else(|| bad("a YYYY-MM-DD date"))?)
-        }
-        (_, Kind::Decimal { .. }) => return Err(bad("a decimal")),
-        (_, Kind::Timestamp { .. }) => return Err(bad("a timestamp")),
-        (_, Kind::Date) => return Err(bad("a date")),
-    };
-    b.push(name, v).map_err(DecodeError::new)
-}
-
-/// Decodes a row image (a JSON object) into a row.
-pub fn decode_row(
-    raw: &RawValue,
-    columns: &ColumnTypes,
-    schema: Option<&SchemaTypes>,
-    b: &mut RowBuilder,
-) -> Result<Row, DecodeError> {
-    b.clear();
-    let mut error = None;
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    let seed = RowSeed {
-        columns,
-        schema,
-        builder: b,
-        error: &mut error,
-    };
-    match seed.deserialize(&mut de) {
-        Ok(()) => Ok(b.finish_row()),
-        Err(e) => Err(error.unwrap_or_else(|| DecodeError::new(format!("row image: {e}")))),
-    }
-}
-
-struct RowSeed<'s> {
-    columns: &'s ColumnTypes,
-    schema: Option<&'s SchemaTypes>,
-    builder: &'s mut RowBuilder,
-    error: &'s mut Option<DecodeError>,
-}
-
-impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RowSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a row image (a JSON object)")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(super::json::Name(name)) = map.next_key()? {
-            if self.columns.drop.contains(name.as_ref()) {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            let value: Scalar<'de> = map.next_value()?;
-            let kind = self.columns.kind(&name, self.schema);
-            if let Err(e) = push_column(self.builder, &name, value, kind) {
-                let msg = e.0.clone();
-                *self.error = Some(e);
-                return Err(de::Error::custom(msg));
-            }
-        }
-        Ok(())
+/// The decoding kind a spec declaration asks for.
+fn kind_of(f: &crate::spec::FieldSpec) -> Kind {
+    match f.kind {
+        FieldKind::Auto => Kind::Auto,
+        FieldKind::Decimal => Kind::Decimal {
+            scale: f.scale,
+            bytes: false,
+        },
+        FieldKind::Timestamp => Kind::Timestamp { unit: f.unit },
+        FieldKind::Date => Kind::Date,
+        FieldKind::Time => Kind::Time { unit: f.unit },
+        FieldKind::Uuid => Kind::Uuid,
+        FieldKind::Set => Kind::Set,
+        FieldKind::Bytes => Kind::Bytes {
+            encoding: f.encoding,
+        },
+        FieldKind::Json => Kind::Json,
     }
 }

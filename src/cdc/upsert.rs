@@ -1,8 +1,8 @@
 //! Flat upserts: key → row as a JSON object, `null` = deleted. In files a line is
 //! `{"key":…,"value":…,"timestamp":…}` (key and timestamp optional).
 
+use super::column::decode_row;
 use super::json::{parse_scalar, Scalar};
-use super::logical::decode_row;
 use super::{key, Change, DecodeError, Decoded, Decoder, Message};
 use crate::row::{Row, ValueRef};
 use serde_json::value::RawValue;
@@ -72,7 +72,13 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
     };
     let row: Option<Row> = match value_raw.get() {
         "null" => None,
-        t if t.starts_with('{') => Some(decode_row(value_raw, &d.columns, None, &mut d.builder)?),
+        t if t.starts_with('{') => Some(decode_row(
+            value_raw,
+            &d.columns,
+            None,
+            &mut d.builder,
+            true,
+        )?),
         _ => return Err(DecodeError::new("value is neither a JSON object nor null")),
     };
     let key = match (msg.key, key_raw, &row) {

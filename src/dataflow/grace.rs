@@ -283,7 +283,7 @@ fn report(
             Output::Correction(Correction {
                 key: key.clone(),
                 kind: fix.0,
-                row: fix.1.clone(),
+                row: fix.1.as_ref().map(|r| rules.target_names(r)),
             }),
             now,
         ));

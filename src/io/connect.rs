@@ -16,7 +16,7 @@
 //! itself; every value field is optional.
 
 use crate::cdc::RowSchema;
-use crate::row::{format_timestamp, Decimal, Key, Row, ValueRef};
+use crate::row::{format_time, format_timestamp, Decimal, Key, Row, ValueRef};
 use crate::spec::{FieldKind, Spec};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
@@ -98,7 +98,9 @@ fn envelope<'a>(
 ) -> Option<String> {
     let mut schemas = Vec::new();
     let mut payload = Map::new();
-    for (column, value) in columns {
+    // An unknown column (a placeholder with no earlier value) is left out: a JDBC sink
+    // then leaves the target's column as it is.
+    for (column, value) in columns.filter(|(_, v)| *v != ValueRef::Unavailable) {
         let mut field = schema(column, value)?;
         payload.insert(column.to_string(), encode(&field, value)?);
         field["field"] = column.into();
@@ -153,6 +155,19 @@ fn encode(schema: &Value, value: ValueRef<'_>) -> Option<Value> {
             Some("io.debezium.time.Date" | "org.apache.kafka.connect.data.Date"),
             ValueRef::Date(days),
         ) => days.into(),
+        (
+            "int32",
+            Some("io.debezium.time.Time" | "org.apache.kafka.connect.data.Time"),
+            ValueRef::Time(ns),
+        ) => (ns / 1_000_000).into(),
+        ("int64", Some("io.debezium.time.MicroTime"), ValueRef::Time(ns)) => (ns / 1_000).into(),
+        ("int64", Some("io.debezium.time.NanoTime"), ValueRef::Time(ns)) => ns.into(),
+        ("string", Some("io.debezium.time.ZonedTime"), ValueRef::Time(ns)) => {
+            format!("{}Z", format_time(ns)).into()
+        }
+        ("bytes", None, ValueRef::Bytes(b)) => {
+            base64::engine::general_purpose::STANDARD.encode(b).into()
+        }
         ("string", _, ValueRef::Str(s)) => s.into(),
         ("string", _, ValueRef::Json(j)) => j.into(),
         ("string", _, ValueRef::Decimal(d)) => d.to_string().into(),
@@ -201,6 +216,9 @@ fn derived(value: ValueRef<'_>, declared: Option<(FieldKind, Option<u8>)>) -> Ma
         ValueRef::Timestamp(_) => timestamp(),
         ValueRef::Date(_) => date(),
         ValueRef::Json(_) => logical("string", "io.debezium.data.Json"),
+        ValueRef::Time(_) => logical("int64", "io.debezium.time.MicroTime"),
+        ValueRef::Bytes(_) => plain("bytes"),
+        ValueRef::Unavailable => plain("string"),
         ValueRef::Bool(_) => plain("boolean"),
         ValueRef::Int(_) => plain("int64"),
         ValueRef::Float(_) => plain("float64"),

@@ -16,32 +16,106 @@ pub struct FieldDiff {
     pub target: Option<Value>,
 }
 
+/// Which columns are compared: `[compare] only` (when not empty) less `ignore` (names
+/// and glob patterns).
+#[derive(Debug, Clone, Default)]
+pub struct FieldFilter {
+    ignore: FastSet<String>,
+    globs: Option<globset::GlobSet>,
+    only: Option<FastSet<String>>,
+}
+
+impl FieldFilter {
+    /// Whether `pattern` is a glob pattern rather than a column name.
+    pub fn is_glob(pattern: &str) -> bool {
+        pattern.contains(['*', '?', '[', '{'])
+    }
+
+    /// The filter `[compare]` declares; a pattern that is not a valid glob is an error.
+    pub fn new(ignore: &[String], only: &[String]) -> Result<FieldFilter, String> {
+        let mut globs = globset::GlobSetBuilder::new();
+        let mut any = false;
+        for p in ignore.iter().filter(|p| Self::is_glob(p)) {
+            globs.add(globset::Glob::new(p).map_err(|e| format!("`{p}`: {e}"))?);
+            any = true;
+        }
+        Ok(FieldFilter {
+            ignore: ignore
+                .iter()
+                .filter(|p| !Self::is_glob(p))
+                .cloned()
+                .collect(),
+            globs: any
+                .then(|| globs.build())
+                .transpose()
+                .map_err(|e| e.to_string())?,
+            only: (!only.is_empty()).then(|| only.iter().cloned().collect()),
+        })
+    }
+
+    /// Whether column `name` is left out of comparisons.
+    pub fn skips(&self, name: &str) -> bool {
+        self.ignore.contains(name)
+            || self.only.as_ref().is_some_and(|only| !only.contains(name))
+            || self.globs.as_ref().is_some_and(|g| g.is_match(name))
+    }
+}
+
+/// How one column compares, beyond its type.
+#[derive(Debug, Clone, Default)]
+pub struct FieldRule {
+    /// Absolute tolerance, as a float and (when exact) as a decimal.
+    tolerance: Option<(f64, Option<Decimal>)>,
+    /// Relative tolerance.
+    relative: Option<f64>,
+    /// Instants and times less than this many nanoseconds apart are equal.
+    precision_ns: Option<i64>,
+    trim: bool,
+    case_insensitive: bool,
+    empty_equals_null: bool,
+}
+
 /// The comparison rules of one spec, prepared for the hot path.
 #[derive(Debug, Clone, Default)]
 pub struct CompareRules {
     /// Per side (source, target): whether a placeholder means "unchanged".
     placeholders: [bool; 2],
-    ignore: FastSet<String>,
-    tolerance: FastMap<String, (f64, Option<Decimal>)>,
+    filter: FieldFilter,
+    fields: FastMap<String, FieldRule>,
+    /// Renamed columns: the spec's (source) name → the target's.
+    renames: FastMap<String, String>,
     null_equals_absent: bool,
 }
 
 impl CompareRules {
-    /// The rules a spec declares.
+    /// The rules a spec declares (a spec that passed validation).
     pub fn new(spec: &Spec) -> Self {
+        let fields = spec
+            .fields
+            .iter()
+            .map(|(name, f)| {
+                let rule = FieldRule {
+                    tolerance: f.tolerance.map(|t| (t, Decimal::from_f64(t))),
+                    relative: f.relative_tolerance,
+                    precision_ns: f.precision.map(|p| p.nanos()),
+                    trim: f.trim,
+                    case_insensitive: f.case_insensitive,
+                    empty_equals_null: f.empty_equals_null,
+                };
+                (name.clone(), rule)
+            })
+            .collect();
         CompareRules {
             placeholders: [
                 spec.source.unavailable_placeholders,
                 spec.target.unavailable_placeholders,
             ],
-            ignore: spec.compare.ignore.iter().cloned().collect(),
-            tolerance: spec
+            filter: FieldFilter::new(&spec.compare.ignore, &spec.compare.only).unwrap_or_default(),
+            fields,
+            renames: spec
                 .fields
                 .iter()
-                .filter_map(|(name, f)| {
-                    f.tolerance
-                        .map(|t| (name.clone(), (t, Decimal::from_f64(t))))
-                })
+                .filter_map(|(name, f)| Some((name.clone(), f.target.clone()?)))
                 .collect(),
             null_equals_absent: spec.compare.null_equals_absent,
         }
@@ -54,7 +128,20 @@ impl CompareRules {
 
     /// Whether column `name` is left out of comparisons.
     pub fn ignored(&self, name: &str) -> bool {
-        self.ignore.contains(name)
+        self.filter.skips(name)
+    }
+
+    /// A source row with the target's column names (renamed columns), for corrections.
+    pub fn target_names(&self, row: &Row) -> Row {
+        if self.renames.is_empty() || !row.fields().any(|(n, _)| self.renames.contains_key(n)) {
+            return row.clone();
+        }
+        let mut b = super::RowBuilder::default();
+        for (name, value) in row.fields() {
+            let name = self.renames.get(name).map_or(name, String::as_str);
+            let _ = b.push(name, value);
+        }
+        b.finish_row()
     }
 
     /// The differing columns of two rows, in name order; empty when they are equal.
@@ -118,7 +205,7 @@ impl CompareRules {
                     (tn, None, Some(tv))
                 }
             };
-            if self.ignore.contains(name) || self.same(name, sv, tv) {
+            if self.filter.skips(name) || self.same(name, sv, tv) {
                 continue;
             }
             if !differs(name, sv, tv) {
@@ -128,10 +215,16 @@ impl CompareRules {
     }
 
     fn same(&self, name: &str, a: Option<ValueRef<'_>>, b: Option<ValueRef<'_>>) -> bool {
+        let rule = self.fields.get(name);
+        let empty_null = rule.is_some_and(|r| r.empty_equals_null);
+        let nullish =
+            |v: ValueRef<'_>| v == ValueRef::Null || (empty_null && v == ValueRef::Str(""));
         match (a, b) {
-            (Some(a), Some(b)) => values_equal(a, b, self.tolerance.get(name)),
-            (Some(ValueRef::Null), None) | (None, Some(ValueRef::Null)) => self.null_equals_absent,
-            _ => false,
+            // An unknown value (a placeholder nothing filled in) is never compared.
+            (Some(ValueRef::Unavailable), _) | (_, Some(ValueRef::Unavailable)) => true,
+            (Some(a), Some(b)) => values_equal(a, b, rule) || (nullish(a) && nullish(b)),
+            (Some(v), None) | (None, Some(v)) => nullish(v) && self.null_equals_absent,
+            (None, None) => true,
         }
     }
 }
@@ -156,36 +249,59 @@ fn float(v: ValueRef<'_>) -> Option<f64> {
     }
 }
 
-/// Whether two values are equal: numbers by value (within `tolerance` if given),
-/// instants and dates by value, everything else exactly.
-pub fn values_equal(
-    a: ValueRef<'_>,
-    b: ValueRef<'_>,
-    tolerance: Option<&(f64, Option<Decimal>)>,
-) -> bool {
+/// Whether two strings are equal under a column's string rules.
+fn strings_equal(x: &str, y: &str, rule: Option<&FieldRule>) -> bool {
+    let Some(r) = rule.filter(|r| r.trim || r.case_insensitive) else {
+        return x == y;
+    };
+    let (x, y) = if r.trim { (x.trim(), y.trim()) } else { (x, y) };
+    if r.case_insensitive {
+        x == y || x.to_lowercase() == y.to_lowercase()
+    } else {
+        x == y
+    }
+}
+
+/// Whether two values are equal under a column's rule: numbers by value (within the
+/// absolute or relative tolerance), instants, times and dates by value (within the
+/// precision), strings under the string rules, everything else exactly.
+pub fn values_equal(a: ValueRef<'_>, b: ValueRef<'_>, rule: Option<&FieldRule>) -> bool {
     use ValueRef::*;
+    let near = |x: i64, y: i64| match rule.and_then(|r| r.precision_ns) {
+        Some(p) => x.abs_diff(y) < p.unsigned_abs(),
+        None => x == y,
+    };
     match (a, b) {
         (Null, Null) => true,
         (Bool(x), Bool(y)) => x == y,
-        (Str(x), Str(y)) | (Json(x), Json(y)) => x == y,
-        (Timestamp(x), Timestamp(y)) => x == y,
+        (Str(x), Str(y)) => strings_equal(x, y, rule),
+        (Json(x), Json(y)) => x == y,
+        (Timestamp(x), Timestamp(y)) | (Time(x), Time(y)) => near(x, y),
         (Date(x), Date(y)) => x == y,
+        (Bytes(x), Bytes(y)) => x == y,
         (Int(_) | Float(_) | Decimal(_), Int(_) | Float(_) | Decimal(_)) => {
+            let tolerance = rule.and_then(|r| r.tolerance.as_ref());
+            let relative = rule.and_then(|r| r.relative);
             if let (Some(x), Some(y)) = (exact(a), exact(b)) {
                 let verdict = match tolerance {
                     Some((_, Some(tol))) => x.within(y, *tol),
                     None => x.exact_cmp(y).map(|o| o.is_eq()),
                     Some((_, None)) => None,
                 };
-                if let Some(v) = verdict {
-                    return v;
+                match verdict {
+                    Some(true) => return true,
+                    Some(false) if relative.is_none() => return false,
+                    _ => {}
                 }
             }
             let (x, y) = (float(a).unwrap_or(f64::NAN), float(b).unwrap_or(f64::NAN));
-            match tolerance {
-                Some((tol, _)) => (x - y).abs() <= tol + 4.0 * f64::EPSILON * x.abs().max(y.abs()),
+            let slack = 4.0 * f64::EPSILON * x.abs().max(y.abs());
+            let within_abs = match tolerance {
+                Some((tol, _)) => (x - y).abs() <= tol + slack,
                 None => x == y,
-            }
+            };
+            within_abs
+                || relative.is_some_and(|r| (x - y).abs() <= r * x.abs().max(y.abs()) + slack)
         }
         _ => false,
     }
@@ -206,7 +322,10 @@ mod tests {
 
     #[test]
     fn numbers_compare_by_value_with_tolerance() {
-        let tol = (0.005, Decimal::from_f64(0.005));
+        let tol = FieldRule {
+            tolerance: Some((0.005, Decimal::from_f64(0.005))),
+            ..FieldRule::default()
+        };
         let d = |s| ValueRef::Decimal(Decimal::parse(s).unwrap());
         assert!(values_equal(d("12.50"), ValueRef::Float(12.5), None));
         assert!(values_equal(d("12.00"), ValueRef::Int(12), None));
@@ -225,9 +344,9 @@ mod tests {
     fn diff_lists_fields_and_honours_rules() {
         let mut rules = CompareRules {
             null_equals_absent: true,
+            filter: FieldFilter::new(&["_synced_*".into()], &[]).unwrap(),
             ..Default::default()
         };
-        rules.ignore.insert("_synced_at".into());
         let s = row(&[
             ("id", ValueRef::Int(1)),
             ("status", ValueRef::Str("shipped")),

@@ -14,6 +14,12 @@ const STR: u8 = 6;
 const TIMESTAMP: u8 = 7;
 const DATE: u8 = 8;
 const JSON: u8 = 9;
+const TIME: u8 = 10;
+const BYTES: u8 = 11;
+/// An unknown value: the tag, then [`UNKNOWN_MARK`] (bytes no UTF-8 text holds, so a
+/// byte search finds rows with unknown values without decoding them).
+const UNKNOWN: u8 = 12;
+const UNKNOWN_MARK: [u8; 2] = [0xFE, 0xFF];
 
 /// A row: its columns sorted by name. Cloning shares the bytes.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -27,21 +33,22 @@ pub struct Key(#[serde(with = "serde_bytes")] Box<[u8]>);
 /// by an update, under REPLICA IDENTITY DEFAULT): the column did not change.
 pub const UNAVAILABLE: &str = "__debezium_unavailable_value";
 
-/// `row` with every column that holds [`UNAVAILABLE`] given its value in `previous`
-/// (the side's row before this change); `None` when `row` holds no placeholder. Where
-/// `previous` has no value, the placeholder stays.
+/// `row` with every unknown column ([`ValueRef::Unavailable`]: a placeholder the
+/// decoder recognised) given its value in `previous` (the side's row before this
+/// change); `None` when `row` holds no unknown column. Where `previous` has no value, the
+/// column stays unknown.
 pub fn fill_unavailable(row: &Row, previous: Option<&Row>) -> Option<Row> {
     // Every applied change passes here: a byte search rules nearly all rows out before
     // any column is decoded.
-    if memchr::memmem::find(row.as_bytes(), UNAVAILABLE.as_bytes()).is_none()
-        || !row.fields().any(|(_, v)| v == ValueRef::Str(UNAVAILABLE))
+    if memchr::memmem::find(row.as_bytes(), &UNKNOWN_MARK).is_none()
+        || !row.fields().any(|(_, v)| v == ValueRef::Unavailable)
     {
         return None;
     }
     let mut b = RowBuilder::default();
     for (name, value) in row.fields() {
         let value = match (value, previous.and_then(|p| p.get(name))) {
-            (ValueRef::Str(UNAVAILABLE), Some(old)) => old,
+            (ValueRef::Unavailable, Some(old)) => old,
             _ => value,
         };
         b.push(name, value).ok()?;
@@ -176,6 +183,12 @@ impl<'a> Iterator for Fields<'a> {
             TIMESTAMP => ValueRef::Timestamp(i64::from_le_bytes(self.fixed()?)),
             DATE => ValueRef::Date(i32::from_le_bytes(self.fixed()?)),
             JSON => ValueRef::Json(self.text()?),
+            TIME => ValueRef::Time(i64::from_le_bytes(self.fixed()?)),
+            BYTES => {
+                let n = self.varint()?;
+                ValueRef::Bytes(self.take(n)?)
+            }
+            UNKNOWN if self.fixed::<2>()? == UNKNOWN_MARK => ValueRef::Unavailable,
             _ => {
                 self.bytes = &[];
                 return None;
@@ -244,6 +257,15 @@ impl RowBuilder {
                 b.extend_from_slice(&v.to_le_bytes());
             }
             ValueRef::Json(s) => push_text(b, JSON, s),
+            ValueRef::Time(v) => {
+                b.push(TIME);
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            ValueRef::Bytes(v) => push_bytes(b, BYTES, v),
+            ValueRef::Unavailable => {
+                b.push(UNKNOWN);
+                b.extend_from_slice(&UNKNOWN_MARK);
+            }
         }
         self.index
             .push((start, u32::from(len), self.scratch.len() as u32));
@@ -297,6 +319,10 @@ impl RowBuilder {
 }
 
 fn push_text(b: &mut Vec<u8>, tag: u8, s: &str) {
+    push_bytes(b, tag, s.as_bytes())
+}
+
+fn push_bytes(b: &mut Vec<u8>, tag: u8, s: &[u8]) {
     b.push(tag);
     let mut n = s.len();
     loop {
@@ -308,7 +334,7 @@ fn push_text(b: &mut Vec<u8>, tag: u8, s: &str) {
         }
         b.push(byte | 0x80);
     }
-    b.extend_from_slice(s.as_bytes());
+    b.extend_from_slice(s);
 }
 
 #[cfg(test)]
@@ -352,13 +378,19 @@ mod unavailable {
     }
 
     #[test]
-    fn a_placeholder_takes_the_previous_value_and_nothing_else_changes() {
+    fn an_unknown_value_takes_the_previous_value_and_nothing_else_changes() {
         let before = row(ValueRef::Str("a long note"), "new");
-        let update = row(ValueRef::Str(UNAVAILABLE), "paid");
+        let update = row(ValueRef::Unavailable, "paid");
+        assert_eq!(update.get("note"), Some(ValueRef::Unavailable));
         let filled = fill_unavailable(&update, Some(&before)).unwrap();
         assert_eq!(filled, row(ValueRef::Str("a long note"), "paid"));
-        // No placeholder: nothing to do. No previous value: the placeholder stays.
+        // Nothing unknown: nothing to do. No previous value: it stays unknown.
         assert_eq!(fill_unavailable(&before, Some(&update)), None);
         assert_eq!(fill_unavailable(&update, None).unwrap(), update);
+        // The placeholder's text is an ordinary string here (the decoder recognises it).
+        assert_eq!(
+            fill_unavailable(&row(ValueRef::Str(UNAVAILABLE), "x"), None),
+            None
+        );
     }
 }

@@ -1,11 +1,11 @@
 //! JSON rendering of rows, keys and values for drift records and corrections.
 
-use super::{format_date, format_timestamp, Key, Row, ValueRef};
+use super::{format_date, format_time, format_timestamp, Key, Row, ValueRef};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 /// Renders a value: decimals as exact JSON numbers, instants as RFC 3339 UTC strings,
-/// dates as `YYYY-MM-DD`, nested JSON as itself.
+/// dates as `YYYY-MM-DD`, times as `HH:MM:SS.f`, bytes as base64, nested JSON as itself.
 pub struct JsonValue<'a>(pub ValueRef<'a>);
 
 /// Renders a row as a JSON object.
@@ -33,6 +33,13 @@ impl Serialize for JsonValue<'_> {
             ValueRef::Timestamp(t) => s.serialize_str(&format_timestamp(t)),
             ValueRef::Date(d) => s.serialize_str(&format_date(d)),
             ValueRef::Json(j) => raw(s, j.to_string()),
+            ValueRef::Time(t) => s.serialize_str(&format_time(t)),
+            ValueRef::Bytes(b) => {
+                use base64::Engine as _;
+                s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+            }
+            // Unknown values are left out of rows (see `fields`); alone, they are null.
+            ValueRef::Unavailable => s.serialize_unit(),
         }
     }
 }
@@ -42,7 +49,7 @@ fn fields<'a, S: Serializer>(
     it: impl Iterator<Item = (&'a str, ValueRef<'a>)>,
 ) -> Result<S::Ok, S::Error> {
     let mut map = s.serialize_map(None)?;
-    for (name, value) in it {
+    for (name, value) in it.filter(|(_, v)| *v != ValueRef::Unavailable) {
         map.serialize_entry(name, &JsonValue(value))?;
     }
     map.end()

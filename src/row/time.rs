@@ -130,6 +130,24 @@ pub fn format_timestamp(nanos: i64) -> String {
     out
 }
 
+/// Nanoseconds in a day.
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// Parses a time of day (`HH:MM:SS[.fraction][Z|±HH:MM]`, as Debezium's `ZonedTime` and
+/// ISO strings spell it) into nanoseconds since midnight, in UTC when it has an offset.
+pub fn parse_time(text: &str) -> Option<i64> {
+    if text.len() < 8 || text.len() > 40 {
+        return None;
+    }
+    parse_timestamp(&format!("1970-01-01T{text}")).map(|ns| ns.rem_euclid(DAY_NS))
+}
+
+/// Prints nanoseconds since midnight as `HH:MM:SS` with as few fraction digits as exact.
+pub fn format_time(nanos: i64) -> String {
+    let text = format_timestamp(nanos.rem_euclid(DAY_NS));
+    text[11..text.len() - 1].to_string()
+}
+
 /// Prints days since the epoch as `YYYY-MM-DD`.
 pub fn format_date(days: i32) -> String {
     let (y, m, d) = civil_from_days(i64::from(days));
@@ -165,5 +183,12 @@ mod tests {
         assert_eq!(parse_date("1970-01-02"), Some(1));
         assert_eq!(format_date(20_000), "2024-10-04");
         assert_eq!(format_timestamp(-1_000_000_000), "1969-12-31T23:59:59Z");
+        let t = parse_time("12:30:00.25").unwrap();
+        assert_eq!(t, (12 * 3600 + 30 * 60) * 1_000_000_000 + 250_000_000);
+        assert_eq!(parse_time("14:30:00.25+02:00"), Some(t));
+        assert_eq!(parse_time("12:30:00.250000Z"), Some(t));
+        assert_eq!(format_time(t), "12:30:00.25");
+        assert_eq!(parse_time("01:00:00+02:00"), parse_time("23:00:00"));
+        assert_eq!(parse_time("25:00:00"), None);
     }
 }

@@ -25,6 +25,13 @@ pub enum ValueRef<'a> {
     Date(i32),
     /// A nested object or array, as canonical JSON text.
     Json(&'a str),
+    /// A time of day, nanoseconds since midnight (UTC for zoned times).
+    Time(i64),
+    /// Bytes (Debezium sends them as base64 or hex text).
+    Bytes(&'a [u8]),
+    /// A value the capture did not send (Debezium's placeholder for an unchanged TOAST
+    /// column) and that no earlier change supplied: unknown, never compared.
+    Unavailable,
 }
 
 /// An owned column value.
@@ -48,6 +55,13 @@ pub enum Value {
     Date(i32),
     /// A nested object or array, as canonical JSON text.
     Json(String),
+    /// A time of day, nanoseconds since midnight.
+    Time(i64),
+    /// Bytes.
+    #[serde(with = "serde_bytes")]
+    Bytes(Vec<u8>),
+    /// An unknown value (see [`ValueRef::Unavailable`]).
+    Unavailable,
 }
 
 impl ValueRef<'_> {
@@ -63,6 +77,9 @@ impl ValueRef<'_> {
             ValueRef::Timestamp(t) => Value::Timestamp(t),
             ValueRef::Date(d) => Value::Date(d),
             ValueRef::Json(s) => Value::Json(s.to_string()),
+            ValueRef::Time(t) => Value::Time(t),
+            ValueRef::Bytes(b) => Value::Bytes(b.to_vec()),
+            ValueRef::Unavailable => Value::Unavailable,
         }
     }
 
@@ -77,6 +94,9 @@ impl ValueRef<'_> {
             ValueRef::Timestamp(_) => 6,
             ValueRef::Date(_) => 7,
             ValueRef::Json(_) => 8,
+            ValueRef::Time(_) => 9,
+            ValueRef::Bytes(_) => 10,
+            ValueRef::Unavailable => 11,
         }
     }
 
@@ -91,6 +111,8 @@ impl ValueRef<'_> {
             (Str(a), Str(b)) | (Json(a), Json(b)) => a.cmp(b),
             (Timestamp(a), Timestamp(b)) => a.cmp(b),
             (Date(a), Date(b)) => a.cmp(b),
+            (Time(a), Time(b)) => a.cmp(b),
+            (Bytes(a), Bytes(b)) => a.cmp(b),
             _ => self.rank().cmp(&other.rank()),
         }
     }
@@ -109,6 +131,9 @@ impl Value {
             Value::Timestamp(t) => ValueRef::Timestamp(*t),
             Value::Date(d) => ValueRef::Date(*d),
             Value::Json(s) => ValueRef::Json(s),
+            Value::Time(t) => ValueRef::Time(*t),
+            Value::Bytes(b) => ValueRef::Bytes(b),
+            Value::Unavailable => ValueRef::Unavailable,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Checks of meaning that serde cannot express; every problem carries the field's path.
 
-use super::{FieldKind, Format, Side, Spec};
+mod fields;
+
+use super::{Format, Side, Spec};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -104,10 +106,12 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                 format!("key column `{k}` is listed twice"),
             );
         }
-        if spec.compare.ignore.contains(k) {
+        if crate::row::FieldFilter::new(&spec.compare.ignore, &spec.compare.only)
+            .is_ok_and(|f| f.skips(k))
+        {
             err(
-                "compare.ignore",
-                format!("key column `{k}` cannot be ignored"),
+                "compare",
+                format!("key column `{k}` cannot be ignored (by `ignore` or `only`)"),
             );
         }
     }
@@ -131,42 +135,7 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     for (name, side) in [("source", &spec.source), ("target", &spec.target)] {
         side_problems(name, side, &mut err);
     }
-    for (name, field) in &spec.fields {
-        let path = format!("fields.{name}");
-        if let Some(scale) = field.scale {
-            if field.kind != FieldKind::Decimal {
-                err(
-                    &format!("{path}.scale"),
-                    "`scale` applies to `type = \"decimal\"` only".into(),
-                );
-            } else if scale > 38 {
-                err(
-                    &format!("{path}.scale"),
-                    format!("scale {scale} is over the maximum of 38"),
-                );
-            }
-        }
-        if let Some(t) = field.tolerance {
-            if !(t.is_finite() && t >= 0.0) {
-                err(
-                    &format!("{path}.tolerance"),
-                    "must be a finite number at least 0".into(),
-                );
-            }
-            if matches!(field.kind, FieldKind::Timestamp | FieldKind::Date) {
-                err(
-                    &format!("{path}.tolerance"),
-                    "tolerance applies to numeric columns only".into(),
-                );
-            }
-        }
-        if spec.key.contains(name) && field.tolerance.is_some() {
-            err(
-                &format!("{path}.tolerance"),
-                "a key column cannot have a tolerance".into(),
-            );
-        }
-    }
+    fields::problems(spec, &mut err);
     if spec.outputs.partitions == 0 {
         err("outputs.partitions", "must be at least 1".into());
     }

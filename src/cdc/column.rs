@@ -1,0 +1,252 @@
+//! One column's JSON value → a row value, by its kind; and a row image (a JSON object)
+//! decoded column by column into the row builder in one pass.
+
+use super::json::{Name, Scalar};
+use super::logical::{ColumnTypes, Kind, SchemaTypes};
+use super::DecodeError;
+use crate::row::{
+    canonical_json, canonical_value, parse_date, parse_time, parse_timestamp, Decimal, Row,
+    RowBuilder, ValueRef,
+};
+use crate::spec::BytesEncoding;
+use base64::Engine as _;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+fn decimal_from_base64(text: &str, scale: Option<u8>) -> Option<Decimal> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    Decimal::from_be_bytes(&bytes, scale?)
+}
+
+/// Converts one JSON value of column `name` by its kind and appends it to the row.
+pub fn push_column(
+    b: &mut RowBuilder,
+    name: &str,
+    value: Scalar<'_>,
+    kind: Kind,
+) -> Result<(), DecodeError> {
+    let bad = |what: &str| {
+        DecodeError::new(format!(
+            "column `{name}`: {} is not {what}",
+            value.describe()
+        ))
+    };
+    let v = match (&value, kind) {
+        (Scalar::Null, _) => ValueRef::Null,
+        (Scalar::Bool(x), Kind::Auto) => ValueRef::Bool(*x),
+        (Scalar::I64(i), Kind::Auto) => ValueRef::Int(*i),
+        (Scalar::U64(u), Kind::Auto | Kind::Decimal { .. }) => ValueRef::Decimal(Decimal {
+            mantissa: i128::from(*u),
+            scale: 0,
+        }),
+        (Scalar::F64(f), Kind::Auto) => ValueRef::Float(*f),
+        (Scalar::Str(s), Kind::Auto) => ValueRef::Str(s),
+        (Scalar::Nested(n), Kind::Auto) => ValueRef::Json(n),
+        (Scalar::I64(i), Kind::Decimal { .. }) => ValueRef::Decimal(Decimal {
+            mantissa: i128::from(*i),
+            scale: 0,
+        }),
+        (Scalar::F64(f), Kind::Decimal { .. }) => {
+            Decimal::from_f64(*f).map_or(ValueRef::Float(*f), ValueRef::Decimal)
+        }
+        (Scalar::Str(s), Kind::Decimal { scale, bytes }) => {
+            let parsed = if bytes {
+                decimal_from_base64(s, scale).or_else(|| Decimal::parse(s))
+            } else {
+                Decimal::parse(s).or_else(|| decimal_from_base64(s, scale))
+            };
+            match parsed {
+                Some(d) => ValueRef::Decimal(d),
+                None if scale.is_none() => {
+                    return Err(bad(
+                        "a decimal (base64 bytes need a `scale` in the spec or schema)",
+                    ))
+                }
+                None => return Err(bad("a decimal")),
+            }
+        }
+        (Scalar::Nested(n), Kind::Decimal { .. }) => {
+            // io.debezium.data.VariableScaleDecimal: {"scale": s, "value": base64}
+            #[derive(Deserialize)]
+            struct Vsd<'a> {
+                scale: u8,
+                #[serde(borrow)]
+                value: Cow<'a, str>,
+            }
+            let v: Vsd<'_> = serde_json::from_str(n).map_err(|_| bad("a decimal"))?;
+            ValueRef::Decimal(
+                decimal_from_base64(&v.value, Some(v.scale)).ok_or_else(|| bad("a decimal"))?,
+            )
+        }
+        (Scalar::I64(i), Kind::Timestamp { unit }) => ValueRef::Timestamp(
+            i.checked_mul(unit.nanos())
+                .ok_or_else(|| bad("a timestamp in range"))?,
+        ),
+        (Scalar::Str(s), Kind::Timestamp { .. }) => {
+            ValueRef::Timestamp(parse_timestamp(s).ok_or_else(|| bad("an RFC 3339 timestamp"))?)
+        }
+        (Scalar::I64(i), Kind::Date) => {
+            ValueRef::Date(i32::try_from(*i).map_err(|_| bad("a date in range"))?)
+        }
+        (Scalar::Str(s), Kind::Date) => {
+            ValueRef::Date(parse_date(s).ok_or_else(|| bad("a YYYY-MM-DD date"))?)
+        }
+        (Scalar::I64(i), Kind::Time { unit }) => ValueRef::Time(
+            i.checked_mul(unit.nanos())
+                .ok_or_else(|| bad("a time of day in range"))?,
+        ),
+        (Scalar::Str(s), Kind::Time { .. }) => {
+            ValueRef::Time(parse_time(s).ok_or_else(|| bad("a time of day (HH:MM:SS)"))?)
+        }
+        (Scalar::Str(s), Kind::Uuid) => {
+            if s.bytes().any(|c| c.is_ascii_uppercase()) {
+                return push(b, name, ValueRef::Str(&s.to_ascii_lowercase()));
+            }
+            ValueRef::Str(s)
+        }
+        (Scalar::Str(s), Kind::Set) => {
+            let mut members: Vec<&str> = s.split(',').filter(|m| !m.is_empty()).collect();
+            members.sort_unstable();
+            members.dedup();
+            return push(b, name, ValueRef::Str(&members.join(",")));
+        }
+        (Scalar::Nested(n), Kind::Set) => {
+            let members: Vec<String> = serde_json::from_str(n).map_err(|_| bad("a set"))?;
+            let mut members: Vec<&str> = members.iter().map(String::as_str).collect();
+            members.sort_unstable();
+            members.dedup();
+            return push(b, name, ValueRef::Str(&members.join(",")));
+        }
+        (Scalar::Str(s), Kind::Bytes { encoding }) => {
+            let bytes = decode_bytes(s, encoding).ok_or_else(|| match encoding {
+                BytesEncoding::Hex => bad("hex bytes"),
+                _ => bad("base64 bytes"),
+            })?;
+            return push(b, name, ValueRef::Bytes(&bytes));
+        }
+        (Scalar::Str(s), Kind::Json) => {
+            let text = canonical_json(s).ok_or_else(|| bad("JSON text"))?;
+            return push(b, name, ValueRef::Str(&text));
+        }
+        (Scalar::Nested(n), Kind::Json) => {
+            let text = canonical_json(n).ok_or_else(|| bad("JSON"))?;
+            return push(b, name, ValueRef::Str(&text));
+        }
+        (Scalar::Bool(_) | Scalar::I64(_) | Scalar::U64(_) | Scalar::F64(_), Kind::Json) => {
+            let v = match value {
+                Scalar::Bool(x) => serde_json::Value::from(x),
+                Scalar::I64(i) => i.into(),
+                Scalar::U64(u) => u.into(),
+                Scalar::F64(f) => f.into(),
+                _ => serde_json::Value::Null,
+            };
+            return push(b, name, ValueRef::Str(&canonical_value(&v)));
+        }
+        (_, Kind::Decimal { .. }) => return Err(bad("a decimal")),
+        (_, Kind::Timestamp { .. }) => return Err(bad("a timestamp")),
+        (_, Kind::Date) => return Err(bad("a date")),
+        (_, Kind::Time { .. }) => return Err(bad("a time of day")),
+        (_, Kind::Uuid) => return Err(bad("a UUID")),
+        (_, Kind::Set) => return Err(bad("a set")),
+        (_, Kind::Bytes { .. }) => return Err(bad("bytes")),
+    };
+    push(b, name, v)
+}
+
+fn push(b: &mut RowBuilder, name: &str, v: ValueRef<'_>) -> Result<(), DecodeError> {
+    b.push(name, v).map_err(DecodeError::new)
+}
+
+/// Bytes from their text: base64 (either alphabet, padded or not) or hex.
+fn decode_bytes(text: &str, encoding: BytesEncoding) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+    match encoding {
+        BytesEncoding::Hex => {
+            // PostgreSQL spells bytea in hex as `\x…`.
+            hex::decode(text.strip_prefix("\\x").unwrap_or(text)).ok()
+        }
+        BytesEncoding::Base64 => STANDARD.decode(text).ok(),
+        BytesEncoding::Base64UrlSafe => URL_SAFE
+            .decode(text)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(text))
+            .ok(),
+    }
+}
+
+/// Decodes a row image (a JSON object) into a row. With `placeholders` (an update's
+/// image on a side whose capture sends them), a placeholder becomes an unknown value.
+pub fn decode_row(
+    raw: &RawValue,
+    columns: &ColumnTypes,
+    schema: Option<&SchemaTypes>,
+    b: &mut RowBuilder,
+    placeholders: bool,
+) -> Result<Row, DecodeError> {
+    b.clear();
+    let mut error = None;
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let seed = RowSeed {
+        columns,
+        schema,
+        builder: b,
+        error: &mut error,
+        placeholders: placeholders
+            .then_some(columns.placeholders.as_ref())
+            .flatten(),
+    };
+    match seed.deserialize(&mut de) {
+        Ok(()) => Ok(b.finish_row()),
+        Err(e) => Err(error.unwrap_or_else(|| DecodeError::new(format!("row image: {e}")))),
+    }
+}
+
+struct RowSeed<'s> {
+    columns: &'s ColumnTypes,
+    schema: Option<&'s SchemaTypes>,
+    builder: &'s mut RowBuilder,
+    error: &'s mut Option<DecodeError>,
+    placeholders: Option<&'s super::placeholder::Placeholders>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a row image (a JSON object)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Name(wire)) = map.next_key()? {
+            if self.columns.drop.contains(wire.as_ref()) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let name: &str = match self.columns.renames.get(wire.as_ref()) {
+                Some(name) => name,
+                None => &wire,
+            };
+            let value: Scalar<'de> = map.next_value()?;
+            if self.placeholders.is_some_and(|p| p.matches(&value)) {
+                let _ = self.builder.push(name, ValueRef::Unavailable);
+                continue;
+            }
+            let kind = self.columns.kind(&wire, name, self.schema);
+            if let Err(e) = push_column(self.builder, name, value, kind) {
+                let msg = e.0.clone();
+                *self.error = Some(e);
+                return Err(de::Error::custom(msg));
+            }
+        }
+        Ok(())
+    }
+}
