@@ -147,6 +147,19 @@ pub fn push_column(
             };
             return push(b, name, ValueRef::Str(&canonical_value(&v)));
         }
+        (Scalar::Str(s), Kind::Bits) => {
+            let bytes = decode_bytes(s, BytesEncoding::Base64).ok_or_else(|| bad("bits"))?;
+            if bytes.len() > 8 {
+                return push(b, name, ValueRef::Bytes(&bytes));
+            }
+            let mut le = [0u8; 8];
+            le[..bytes.len()].copy_from_slice(&bytes);
+            match i64::try_from(u64::from_le_bytes(le)) {
+                Ok(i) => ValueRef::Int(i),
+                Err(_) => return push(b, name, ValueRef::Bytes(&bytes)),
+            }
+        }
+        (_, Kind::Bits) => return Err(bad("bits")),
         (_, Kind::Decimal { .. }) => return Err(bad("a decimal")),
         (_, Kind::Timestamp { .. }) => return Err(bad("a timestamp")),
         (_, Kind::Date) => return Err(bad("a date")),

@@ -14,10 +14,11 @@ pub(crate) const MAX_PATHS: usize = 9;
 /// The parts of an envelope driftwatch reads; everything else is skipped unparsed.
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(borrow, default)]
-    schema: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    payload: Option<&'a RawValue>,
+    // Present (even as `null`: a tombstone as old JsonConverters wrote it) or absent.
+    #[serde(borrow, default, deserialize_with = "present")]
+    schema: Option<Option<&'a RawValue>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    payload: Option<Option<&'a RawValue>>,
     #[serde(borrow, default)]
     before: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -87,6 +88,13 @@ impl<'a> Envelope<'a> {
                 .map_err(|e| DecodeError::new(format!("`{}`: {e}", path.join(".")))),
         }
     }
+}
+
+/// A field that is present, possibly `null` (`Some(None)`), as opposed to absent.
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<&'de RawValue>>, D::Error> {
+    Option::<&'de RawValue>::deserialize(d).map(Some)
 }
 
 fn parse<'a>(text: &'a str) -> Result<Envelope<'a>, DecodeError> {
@@ -172,9 +180,9 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
     let outer = parse(trimmed)?;
     let (env, schema) = if outer.op.is_none() && (outer.schema.is_some() || outer.payload.is_some())
     {
-        match outer.payload {
+        match outer.payload.flatten() {
             None => return Ok(Decoded::Skip),
-            Some(p) => (parse(p.get())?, outer.schema),
+            Some(p) => (parse(p.get())?, outer.schema.flatten()),
         }
     } else {
         (outer, None)
@@ -221,7 +229,10 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
         .transpose()
         .map_err(|e| DecodeError::new(format!("after: {}", e.0)))?;
     let key = match (msg.key, &row) {
-        (Some(k), _) if !k.is_empty() => key::from_message(d, k, false)?,
+        // A key that is JSON `null` (a table without a primary key) is no key.
+        (Some(k), _) if !k.is_empty() && k.trim_ascii() != b"null" => {
+            key::from_message(d, k, false)?
+        }
         (_, Some(row)) => key::from_row(d, row)?,
         (_, None) => {
             let before = env.before.ok_or_else(|| {

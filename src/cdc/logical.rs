@@ -32,6 +32,8 @@ pub enum Kind {
     Bytes { encoding: BytesEncoding },
     /// JSON text: compared in canonical form.
     Json,
+    /// `io.debezium.data.Bits`: little-endian bytes, read as an integer.
+    Bits,
 }
 
 /// The spec's column declarations for one side.
@@ -194,6 +196,7 @@ impl SchemaCache {
                 "io.debezium.data.Uuid" => Kind::Uuid,
                 "io.debezium.data.EnumSet" => Kind::Set,
                 "io.debezium.data.Json" => Kind::Json,
+                "io.debezium.data.Bits" => Kind::Bits,
                 _ => continue,
             };
             types.insert(field.clone(), kind);
