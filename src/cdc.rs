@@ -12,7 +12,7 @@ mod key;
 mod logical;
 mod placeholder;
 mod upsert;
-mod version;
+pub(crate) mod version;
 
 pub use logical::ColumnTypes;
 pub use version::Version;

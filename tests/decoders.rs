@@ -276,8 +276,7 @@ fn upserts_from_files_and_kafka() {
 
 #[test]
 fn a_mysql_replica_of_a_postgresql_table_compares_equal_under_its_shipped_spec() {
-    let spec =
-        driftwatch::spec::load_str(include_str!("../dataflows/orders-mysql.toml")).unwrap();
+    let spec = driftwatch::spec::load_str(include_str!("../dataflows/orders-mysql.toml")).unwrap();
     let mysql = r#"{"schema":{"type":"struct","fields":[{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"},{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2","connect.decimal.precision":"10"},"field":"amount"},{"type":"int64","optional":false,"name":"io.debezium.time.Timestamp","version":1,"field":"updated_at"},{"type":"string","optional":true,"field":"status"},{"type":"int64","optional":true,"name":"io.debezium.time.Timestamp","version":1,"field":"_synced_at"}],"optional":true,"name":"mysql.shop.orders.Value","field":"after"}],"name":"mysql.shop.orders.Envelope"},"payload":{"before":null,"after":{"id":42,"amount":"MDk=","updated_at":1772323200123,"status":"SHIPPED","_synced_at":1772323201000},"source":{"version":"3.6.1.Final","connector":"mysql","name":"mysql","ts_ms":1772323201000,"snapshot":"false","db":"shop","table":"orders","server_id":223344,"gtid":null,"file":"mysql-bin.000003","pos":154,"row":1,"thread":7,"query":null},"op":"c","ts_ms":1772323201005}}"#;
     let decode = |side, value: &str| {
         let msg = Message {
@@ -290,7 +289,10 @@ fn a_mysql_replica_of_a_postgresql_table_compares_equal_under_its_shipped_spec()
             other => panic!("{other:?}"),
         }
     };
-    let (s, t) = (decode(SideId::Source, WRAPPED), decode(SideId::Target, mysql));
+    let (s, t) = (
+        decode(SideId::Source, WRAPPED),
+        decode(SideId::Target, mysql),
+    );
     assert_eq!(
         t.version.as_ref().map(Version::to_json),
         Some(serde_json::json!(["mysql-bin.000003", 154, 1]))

@@ -234,6 +234,21 @@ impl<'de> Deserialize<'de> for Version {
     }
 }
 
+/// Versions for other modules' tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A version from `:`-separated parts (digit strings are numbers).
+    pub(crate) fn parts(text: &str) -> Version {
+        let parts: Vec<Scalar<'_>> = text
+            .split(':')
+            .map(|p| Scalar::Str(std::borrow::Cow::Borrowed(p)))
+            .collect();
+        Version::from_parts(&parts).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -388,3 +388,77 @@ impl SidesState {
         Divergence::between(rules, row(SideId::Source), row(SideId::Target))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::row::{RowBuilder, ValueRef};
+
+    fn key(id: i64) -> Key {
+        let mut b = RowBuilder::default();
+        b.push("id", ValueRef::Int(id)).unwrap();
+        b.finish_key()
+    }
+
+    fn mysql(pos: i64, row: i64) -> Version {
+        use crate::cdc::version::tests_support::parts;
+        parts(&format!("mysql-bin.000003:{pos}:{row}"))
+    }
+
+    #[test]
+    fn the_gate_and_checkpoints_keep_composite_versions_and_truncates() {
+        let mut b = RowBuilder::default();
+        b.push("id", ValueRef::Int(1)).unwrap();
+        let row = b.finish_row();
+        let mut entry = None;
+        let go = |e: &mut Option<SideEntry>, floor: Option<&Version>, v: Version, r| {
+            apply(e, floor, SideId::Target, Some(v), Some(5), 5, r, false)
+        };
+        assert_eq!(
+            go(&mut entry, None, mysql(154, 1), Some(row.clone())),
+            Outcome::Applied
+        );
+        assert_eq!(
+            go(&mut entry, None, mysql(154, 1), Some(row.clone())),
+            Outcome::Duplicate
+        );
+        assert_eq!(go(&mut entry, None, mysql(154, 0), None), Outcome::Stale);
+        assert_eq!(go(&mut entry, None, mysql(1540, 0), None), Outcome::Applied);
+        // A delete is remembered: an older insert does not bring the row back.
+        assert_eq!(
+            go(&mut entry, None, mysql(200, 0), Some(row.clone())),
+            Outcome::Stale
+        );
+        // A key never seen is stale below the side's last truncate.
+        let floor = mysql(900, 0);
+        assert_eq!(
+            go(&mut None, Some(&floor), mysql(800, 0), Some(row.clone())),
+            Outcome::Stale
+        );
+        assert_eq!(
+            go(&mut None, Some(&floor), mysql(901, 0), Some(row)),
+            Outcome::Applied
+        );
+
+        let state = SidesState::default();
+        state.0.borrow_mut().keys.insert(
+            key(1),
+            KeyState {
+                sides: [None, entry],
+                drifting: false,
+                touched: false,
+            },
+        );
+        state.0.borrow_mut().floors[1] = Some(floor.clone());
+        let restored = SidesState::default();
+        restored.restore(&state.snapshot()).unwrap();
+        restored.restore_floors(state.floors());
+        let keyed = restored.0.borrow();
+        let side = keyed.keys[&key(1)].sides[1].as_ref().unwrap();
+        assert_eq!(
+            (side.version.clone(), side.current.is_none()),
+            (mysql(1540, 0), true)
+        );
+        assert_eq!(keyed.floors[1], Some(floor));
+    }
+}
