@@ -1,4 +1,4 @@
-//! The command line: `run`, `validate`, `demo`, `report`, `loadtest`.
+//! The command line: `run`, `validate`, `init`, `demo`, `report`, `loadtest`.
 
 use crate::run::Cluster;
 use clap::{Args, Parser, Subcommand};
@@ -23,6 +23,9 @@ pub enum Command {
         /// The job spec (TOML).
         spec: PathBuf,
     },
+    /// Write one spec per table found under a source and a target topic prefix
+    /// (Debezium's `<prefix>.<schema>.<table>`), from one message of each topic.
+    Init(InitArgs),
     /// Run the embedded default: generated orders with injected faults, no broker needed.
     Demo(DemoArgs),
     /// Render the current open drift from a job's drift topic.
@@ -118,6 +121,34 @@ pub struct LoadtestArgs {
     /// Write the SVG chart here.
     #[arg(long)]
     pub chart: Option<PathBuf>,
+}
+
+/// Options of `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Read the topics from these Kafka bootstrap servers.
+    #[arg(
+        long,
+        required_unless_present = "from_files",
+        conflicts_with = "from_files"
+    )]
+    pub brokers: Option<String>,
+    /// Read sample dumps instead: a directory of `<topic>.jsonl` files (one message value
+    /// per line, or `{"key": …, "value": …}`).
+    #[arg(long = "from-files")]
+    pub from_files: Option<PathBuf>,
+    /// The source's topic prefix (its connector's `topic.prefix`).
+    #[arg(long = "source-prefix")]
+    pub source_prefix: String,
+    /// The target's topic prefix.
+    #[arg(long = "target-prefix")]
+    pub target_prefix: String,
+    /// The directory to write the specs to.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Overwrite specs that exist.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// How `report` prints.

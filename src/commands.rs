@@ -1,4 +1,4 @@
-//! The `run` and `validate` commands.
+//! The `run`, `validate` and `init` commands.
 
 use crate::cli::RunArgs;
 use crate::spec::{self, Spec};
@@ -19,6 +19,44 @@ pub fn validate(path: &Path) -> anyhow::Result<()> {
             anyhow::bail!("{} has {} problem(s)", path.display(), e.problems.len())
         }
     }
+}
+
+/// `driftwatch init`: one spec per pair of topics, and what was left out.
+pub fn init(args: &crate::cli::InitArgs) -> anyhow::Result<()> {
+    let samples = match (&args.brokers, &args.from_files) {
+        (_, Some(dir)) => crate::init::Samples::Files(dir.clone()),
+        (Some(b), None) => crate::init::Samples::Kafka { brokers: b.clone() },
+        (None, None) => anyhow::bail!("give --brokers HOST:PORT or --from-files DIR"),
+    };
+    if args.source_prefix == args.target_prefix {
+        anyhow::bail!(
+            "--source-prefix and --target-prefix are both `{}`: give the target's own prefix",
+            args.source_prefix
+        );
+    }
+    let outcome = crate::init::run(&crate::init::Options {
+        samples,
+        source_prefix: args.source_prefix.clone(),
+        target_prefix: args.target_prefix.clone(),
+        out: args.out.clone(),
+        force: args.force,
+    })?;
+    for path in &outcome.written {
+        println!("wrote {}", path.display());
+    }
+    for topic in &outcome.unpaired {
+        println!("unpaired: {topic}");
+    }
+    for pair in &outcome.unsampled {
+        println!("no row change to learn from: {pair}");
+    }
+    println!(
+        "{} spec(s) written, {} topic(s) unpaired, {} pair(s) without a sample",
+        outcome.written.len(),
+        outcome.unpaired.len(),
+        outcome.unsampled.len()
+    );
+    Ok(())
 }
 
 /// Whether a client property holds a secret, so it is never printed.

@@ -16,6 +16,7 @@
 //! - [`shutdown`]: SIGINT/SIGTERM stop a live job without ending event time.
 //! - [`alloc`]: the global allocator (mimalloc), and why.
 //! - [`demo`]: the embedded default job with generated, fault-injected data.
+//! - [`init`]: `driftwatch init`: one spec per table, from the topics themselves.
 //! - [`cli`]: the command line.
 
 /// The hash map of the hot paths: foldhash (fast, seeded per process) instead of SipHash.
@@ -31,6 +32,7 @@ pub mod commands;
 pub mod dataflow;
 pub mod demo;
 pub mod failure;
+pub mod init;
 pub mod io;
 pub mod loadtest;
 pub mod metrics;

@@ -8,6 +8,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => driftwatch::commands::run(*args),
         Command::Validate { spec } => driftwatch::commands::validate(&spec),
+        Command::Init(args) => driftwatch::commands::init(&args),
         Command::Demo(args) => driftwatch::demo::run(args),
         Command::Report(args) => driftwatch::report::run(args),
         Command::Loadtest(args) => driftwatch::loadtest::run(*args),
