@@ -18,10 +18,13 @@ pub struct Cli {
 pub enum Command {
     /// Run a job spec (file mode: `--source-file`/`--target-file`, or the spec's files).
     Run(Box<RunArgs>),
-    /// Check a spec, report every problem at once, and print the resolved configuration.
+    /// Check specs (files, or directories of `*.toml`), report every problem at once,
+    /// including what cannot work together in one job, and print the resolved
+    /// configuration of a single spec.
     Validate {
-        /// The job spec (TOML).
-        spec: PathBuf,
+        /// The job specs (TOML files or directories).
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
     },
     /// Write one spec per table found under a source and a target topic prefix
     /// (Debezium's `<prefix>.<schema>.<table>`), from one message of each topic.

@@ -2,21 +2,33 @@
 
 use crate::cli::RunArgs;
 use crate::spec::{self, Spec};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// `driftwatch validate SPEC`: every problem at once, or the resolved configuration.
-pub fn validate(path: &Path) -> anyhow::Result<()> {
-    match spec::load(path) {
-        Ok(spec) => {
-            println!("{} is valid. Resolved configuration:\n", path.display());
-            print!("{}", toml::to_string_pretty(&resolved(&spec))?);
+/// `driftwatch validate SPEC…`: every problem of every spec at once, or the resolved
+/// configuration (of a single spec; with several, their entities).
+pub fn validate(paths: &[PathBuf]) -> anyhow::Result<()> {
+    match spec::load_all(paths) {
+        Ok(specs) => {
+            if let [(path, spec)] = specs.as_slice() {
+                println!("{} is valid. Resolved configuration:\n", path.display());
+                print!("{}", toml::to_string_pretty(&resolved(spec))?);
+            } else {
+                for (path, spec) in &specs {
+                    println!("{}: entity `{}` is valid", path.display(), spec.entity);
+                }
+                println!("{} specs can run together in one job", specs.len());
+            }
             Ok(())
         }
-        Err(e) => {
-            for p in &e.problems {
-                eprintln!("{}: {p}", path.display());
+        Err(errors) => {
+            let mut count = 0;
+            for e in &errors {
+                for p in &e.problems {
+                    eprintln!("{}: {p}", e.file.display());
+                    count += 1;
+                }
             }
-            anyhow::bail!("{} has {} problem(s)", path.display(), e.problems.len())
+            anyhow::bail!("{count} problem(s) in {} spec file(s)", errors.len())
         }
     }
 }

@@ -7,7 +7,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => driftwatch::commands::run(*args),
-        Command::Validate { spec } => driftwatch::commands::validate(&spec),
+        Command::Validate { specs } => driftwatch::commands::validate(&specs),
         Command::Init(args) => driftwatch::commands::init(&args),
         Command::Demo(args) => driftwatch::demo::run(args),
         Command::Report(args) => driftwatch::report::run(args),

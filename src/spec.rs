@@ -9,7 +9,7 @@ mod load;
 mod validate;
 
 pub use duration::Duration;
-pub use load::{load, load_str};
+pub use load::{load, load_all, load_str, spec_files};
 pub use validate::{Problem, SpecError};
 
 use serde::{Deserialize, Serialize};

@@ -122,6 +122,34 @@ fn validate_reports_every_problem_with_its_path() {
 }
 
 #[test]
+fn validate_takes_a_directory_and_refuses_what_cannot_run_together() {
+    let ok = bin().args(["validate", "dataflows"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success() && stdout.contains("3 specs can run together in one job"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let orders = include_str!("../dataflows/orders.toml");
+    std::fs::write(dir.path().join("a.toml"), orders).unwrap();
+    // Same entity and outputs, and it reads the other's drift topic.
+    let b = orders.replace("\"pg.public.orders\"", "\"driftwatch.orders.drift\"");
+    std::fs::write(dir.path().join("b.toml"), b).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a spec").unwrap();
+    let o = bin().arg("validate").arg(dir.path()).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for needle in [
+        "b.toml: entity: `orders` is also the entity of",
+        "b.toml: outputs.corrections_topic: topic `driftwatch.orders.corrections` is also",
+        "a.toml: outputs.drift_topic: topic `driftwatch.orders.drift` is an input of",
+    ] {
+        assert!(err.contains(needle), "missing `{needle}` in:\n{err}");
+    }
+}
+
+#[test]
 fn state_stays_flat_as_history_grows() {
     // 200 keys, 60k changes per side: state must track keys, not history.
     let spec = driftwatch::spec::load_str(driftwatch::demo::ORDERS_SPEC).unwrap();
