@@ -3,7 +3,8 @@
 //!
 //! - [`file`]: JSONL files as partitions, and the file output directory;
 //! - [`kafka`]: Kafka partitions as inputs, topics as outputs, topic administration;
-//! - [`render`]: the JSON shapes of drift records, corrections and dead letters;
+//! - [`record`]: the drift record, typed, for whoever writes or reads it;
+//! - [`render`]: the JSON shapes of the outputs: drift records, corrections, dead letters;
 //! - [`connect`]: corrections as Kafka Connect JSON envelopes, for JDBC sinks;
 //! - [`checkpointer`]: consistent checkpoints at one event time on every worker;
 //! - [`driver`]: the per-worker read loop (pick the input furthest behind, pause the
@@ -14,6 +15,7 @@ pub(crate) mod connect;
 pub mod driver;
 pub mod file;
 pub mod kafka;
+pub mod record;
 pub mod render;
 
 use crate::cdc::{Message, Origin, SideId};

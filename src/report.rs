@@ -7,7 +7,9 @@
 //! reading and prints again whenever the open drift changes.
 
 use crate::cli::{ReportArgs, ReportFormat};
+use crate::dataflow::{DriftKind, Status};
 use crate::io::kafka::{admin, config::KafkaConfig};
+use crate::io::record::DriftMessage;
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
@@ -20,8 +22,8 @@ use std::time::Duration;
 /// The latest drift record per key (key text → record).
 #[derive(Debug, Default)]
 pub struct Changelog {
-    latest: BTreeMap<String, Value>,
-    /// Records that were not JSON objects (counted, not fatal).
+    latest: BTreeMap<String, DriftMessage>,
+    /// Records that were not drift records (counted, not fatal).
     pub unreadable: u64,
 }
 
@@ -32,14 +34,14 @@ impl Changelog {
             self.unreadable += 1;
             return false;
         };
-        match value.map(serde_json::from_slice::<Value>) {
+        match value.map(serde_json::from_slice::<DriftMessage>) {
             None => self.latest.remove(&key).is_some(),
-            Some(Ok(v)) if v.is_object() => {
-                let changed = self.latest.get(&key) != Some(&v);
-                self.latest.insert(key, v);
+            Some(Ok(record)) => {
+                let changed = self.latest.get(&key) != Some(&record);
+                self.latest.insert(key, record);
                 changed
             }
-            Some(_) => {
+            Some(Err(_)) => {
                 self.unreadable += 1;
                 false
             }
@@ -47,29 +49,28 @@ impl Changelog {
     }
 
     /// The open records, oldest first.
-    pub fn open(&self) -> Vec<&Value> {
-        let mut open: Vec<&Value> = self
+    pub fn open(&self) -> Vec<&DriftMessage> {
+        let mut open: Vec<&DriftMessage> = self
             .latest
             .values()
-            .filter(|v| v["status"] == "open")
+            .filter(|r| r.status == Status::Open)
             .collect();
-        open.sort_by_key(|v| (v["since_ms"].as_u64().unwrap_or(0), v["key"].to_string()));
+        open.sort_by_key(|r| (r.since_ms, r.key.to_string()));
         open
     }
 
     /// The report as JSON.
     pub fn to_json(&self, top: usize) -> Value {
         let open = self.open();
-        let mut by_kind = BTreeMap::from([("missing", 0u64), ("orphan", 0), ("mismatch", 0)]);
-        for v in &open {
-            if let Some(n) = v["kind"].as_str().and_then(|k| by_kind.get_mut(k)) {
-                *n += 1;
-            }
+        let mut by_kind: BTreeMap<&str, u64> =
+            DriftKind::ALL.iter().map(|k| (k.name(), 0)).collect();
+        for r in &open {
+            *by_kind.entry(r.kind.name()).or_default() += 1;
         }
         json!({
             "open": open.len(),
             "by_kind": by_kind,
-            "oldest_since_ms": open.first().map(|v| v["since_ms"].clone()),
+            "oldest_since_ms": open.first().map(|r| r.since_ms),
             "resolved": self.latest.len() - open.len(),
             "top": open.iter().take(top).collect::<Vec<_>>(),
         })
@@ -96,33 +97,23 @@ impl Changelog {
                 crate::row::format_timestamp(since.saturating_mul(1_000_000))
             );
         }
-        let rows = report["top"].as_array().cloned().unwrap_or_default();
+        let rows: Vec<&DriftMessage> = self.open().into_iter().take(top).collect();
         if !rows.is_empty() {
             let _ = writeln!(out, "\n{:<9} {:<24} {:<30} fields", "kind", "since", "key");
-            for v in rows {
-                let since = v["since_ms"]
-                    .as_i64()
-                    .unwrap_or(0)
-                    .saturating_mul(1_000_000);
-                let fields: Vec<String> = v["fields"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|f| {
-                        format!(
-                            "{}: {} → {}",
-                            f["field"].as_str().unwrap_or("?"),
-                            f["target"],
-                            f["source"]
-                        )
-                    })
+            let shown = |v: &Option<Value>| v.as_ref().map_or("(absent)".into(), Value::to_string);
+            for r in rows {
+                let fields: Vec<String> = r
+                    .fields
+                    .iter()
+                    .map(|f| format!("{}: {} → {}", f.field, shown(&f.target), shown(&f.source)))
                     .collect();
+                let since = i64::try_from(r.since_ms).unwrap_or(i64::MAX);
                 let _ = writeln!(
                     out,
                     "{:<9} {:<24} {:<30} {}",
-                    v["kind"].as_str().unwrap_or("?"),
-                    crate::row::format_timestamp(since),
-                    v["key"].to_string(),
+                    r.kind.name(),
+                    crate::row::format_timestamp(since.saturating_mul(1_000_000)),
+                    r.key.to_string(),
                     fields.join("; ")
                 );
             }

@@ -136,9 +136,9 @@ impl Sink for KafkaSink {
             self.line.clear();
             match o {
                 Output::Drift(r) => {
-                    render::write_line(&mut self.line, &self.entity, o)?;
-                    self.line.pop();
-                    let key = render::drift_key(&self.entity, r);
+                    let message = crate::io::record::DriftMessage::new(&self.entity, r);
+                    serde_json::to_writer(&mut self.line, &message)?;
+                    let key = message.kafka_key();
                     self.send(
                         BaseRecord::to(&self.topics.drift)
                             .key(key.as_bytes())

@@ -94,18 +94,8 @@ fn follow(config: &KafkaConfig, topic: &str) -> anyhow::Result<BaseConsumer> {
 
 /// A drift record's order id, status, kind and `since_ms`.
 fn drift_record(payload: &[u8]) -> Option<(i64, Status, DriftKind, u64)> {
-    let v: Value = serde_json::from_slice(payload).ok()?;
-    let status = match v["status"].as_str()? {
-        "open" => Status::Open,
-        "resolved" => Status::Resolved,
-        _ => return None,
-    };
-    Some((
-        v["key"]["id"].as_i64()?,
-        status,
-        DriftKind::from_name(v["kind"].as_str()?)?,
-        v["since_ms"].as_u64()?,
-    ))
+    let r: crate::io::record::DriftMessage = serde_json::from_slice(payload).ok()?;
+    Some((r.key["id"].as_i64()?, r.status, r.kind, r.since_ms))
 }
 
 /// Closing the loop through the broker: consumes the job's corrections and writes each
