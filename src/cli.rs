@@ -31,7 +31,7 @@ pub enum Command {
     Init(InitArgs),
     /// Run the embedded default: generated orders with injected faults, no broker needed.
     Demo(DemoArgs),
-    /// Render the current open drift from a job's drift topic.
+    /// Render the current open drift from the drift topics of one or more specs.
     Report(ReportArgs),
     /// Load-test the detector: generated CDC with injected faults at a target rate, fed
     /// in real time, scored against the ground truth (in process, or through a broker
@@ -166,15 +166,16 @@ pub enum ReportFormat {
 /// Options of `report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The job spec (TOML) whose drift topic to read.
-    pub spec: PathBuf,
-    /// Kafka bootstrap servers, instead of the spec's `kafka.brokers`.
+    /// The job specs (TOML files or directories) whose drift topics to read.
+    #[arg(required = true)]
+    pub specs: Vec<PathBuf>,
+    /// Kafka bootstrap servers, instead of the first spec's `kafka.brokers`.
     #[arg(long)]
     pub brokers: Option<String>,
-    /// Read this drift topic instead of the spec's.
+    /// Read this drift topic instead of the specs' (repeatable).
     #[arg(long = "drift-topic")]
-    pub drift_topic: Option<String>,
-    /// How many entities to list, oldest drift first.
+    pub drift_topic: Vec<String>,
+    /// How many records (and fields) to list, oldest drift first.
     #[arg(long, default_value_t = 20)]
     pub top: usize,
     /// Output format.

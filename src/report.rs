@@ -1,10 +1,11 @@
-//! `driftwatch report`: the drift topic's latest record per key, as the current open drift.
+//! `driftwatch report`: the drift topics' latest record per key, as the current open drift.
 //!
-//! The drift topic is a changelog: the latest record per key is the truth (DESIGN.md).
-//! The report reads it from the beginning up to the high watermarks seen at start, keeps
-//! the latest record per key, and renders the open ones: counts by kind, the oldest,
-//! and the top entities (oldest first) with their field differences. `--follow` keeps
-//! reading and prints again whenever the open drift changes.
+//! A drift topic is a changelog: the latest record per key is the truth (DESIGN.md).
+//! The report reads every entity's drift topic from the beginning up to the high
+//! watermarks seen at start, keeps the latest record per key, and renders the open ones:
+//! counts by kind and by entity, the oldest, the fields that differ most, and the top
+//! records (oldest first) with their field differences. `--follow` keeps reading and
+//! prints again whenever the open drift changes.
 
 use crate::cli::{ReportArgs, ReportFormat};
 use crate::dataflow::{DriftKind, Status};
@@ -67,9 +68,29 @@ impl Changelog {
         for r in &open {
             *by_kind.entry(r.kind.name()).or_default() += 1;
         }
+        let mut by_entity: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+        let mut by_field: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for r in &open {
+            let kinds = by_entity
+                .entry(&r.entity)
+                .or_insert_with(|| DriftKind::ALL.iter().map(|k| (k.name(), 0)).collect());
+            *kinds.entry(r.kind.name()).or_default() += 1;
+            for f in &r.fields {
+                *by_field.entry((&r.entity, &f.field)).or_default() += 1;
+            }
+        }
+        let mut top_fields: Vec<((&str, &str), u64)> = by_field.into_iter().collect();
+        top_fields.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let top_fields: Vec<Value> = top_fields
+            .into_iter()
+            .take(top)
+            .map(|((entity, field), n)| json!({"entity": entity, "field": field, "open": n}))
+            .collect();
         json!({
             "open": open.len(),
             "by_kind": by_kind,
+            "by_entity": by_entity,
+            "top_fields": top_fields,
             "oldest_since_ms": open.first().map(|r| r.since_ms),
             "resolved": self.latest.len() - open.len(),
             "top": open.iter().take(top).collect::<Vec<_>>(),
@@ -97,9 +118,39 @@ impl Changelog {
                 crate::row::format_timestamp(since.saturating_mul(1_000_000))
             );
         }
+        let entities = report["by_entity"].as_object().cloned().unwrap_or_default();
+        if entities.len() > 1 {
+            for (entity, kinds) in &entities {
+                let _ = writeln!(
+                    out,
+                    "  {entity}: missing {}, orphan {}, mismatch {}",
+                    kinds["missing"], kinds["orphan"], kinds["mismatch"]
+                );
+            }
+        }
+        let fields: Vec<String> = report["top_fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                let entity = f["entity"].as_str().unwrap_or("?");
+                let field = f["field"].as_str().unwrap_or("?");
+                match entities.len() {
+                    0 | 1 => format!("{field} ({})", f["open"]),
+                    _ => format!("{entity}.{field} ({})", f["open"]),
+                }
+            })
+            .collect();
+        if !fields.is_empty() {
+            let _ = writeln!(out, "fields that differ most: {}", fields.join(", "));
+        }
         let rows: Vec<&DriftMessage> = self.open().into_iter().take(top).collect();
         if !rows.is_empty() {
-            let _ = writeln!(out, "\n{:<9} {:<24} {:<30} fields", "kind", "since", "key");
+            let _ = writeln!(
+                out,
+                "\n{:<14} {:<9} {:<24} {:<30} fields",
+                "entity", "kind", "since", "key"
+            );
             let shown = |v: &Option<Value>| v.as_ref().map_or("(absent)".into(), Value::to_string);
             for r in rows {
                 let fields: Vec<String> = r
@@ -110,7 +161,8 @@ impl Changelog {
                 let since = i64::try_from(r.since_ms).unwrap_or(i64::MAX);
                 let _ = writeln!(
                     out,
-                    "{:<9} {:<24} {:<30} {}",
+                    "{:<14} {:<9} {:<24} {:<30} {}",
+                    r.entity,
                     r.kind.name(),
                     crate::row::format_timestamp(since.saturating_mul(1_000_000)),
                     r.key.to_string(),
@@ -125,62 +177,102 @@ impl Changelog {
     }
 }
 
-/// `driftwatch report SPEC`.
+/// What `driftwatch report` is asked to do, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Client settings (the first spec's, or `--brokers`).
+    pub config: KafkaConfig,
+    /// The drift topics to read (every entity's).
+    pub topics: Vec<String>,
+    /// How many records to list, oldest first.
+    pub top: usize,
+    /// JSON instead of a table.
+    pub json: bool,
+    /// Keep reading, and print again whenever the open drift changes.
+    pub follow: bool,
+}
+
+/// Resolves `driftwatch report`'s command line: the specs (files or directories) name
+/// the drift topics, unless `--drift-topic` names them.
+pub fn options(args: &ReportArgs) -> anyhow::Result<Options> {
+    let specs = crate::spec::load_all(&args.specs).map_err(|errors| {
+        let first = &errors[0];
+        anyhow::anyhow!("{first}")
+    })?;
+    let (_, first) = &specs[0];
+    let config = KafkaConfig::new(first, args.brokers.as_deref())?;
+    let topics = if args.drift_topic.is_empty() {
+        specs.iter().map(|(_, s)| s.drift_topic()).collect()
+    } else {
+        args.drift_topic.clone()
+    };
+    Ok(Options {
+        config,
+        topics,
+        top: args.top,
+        json: args.format == ReportFormat::Json,
+        follow: args.follow,
+    })
+}
+
+/// `driftwatch report SPEC…`.
 pub fn run(args: ReportArgs) -> anyhow::Result<()> {
-    let spec = crate::spec::load(&args.spec)?;
-    let config = KafkaConfig::new(&spec, args.brokers.as_deref())?;
-    let topic = args
-        .drift_topic
-        .clone()
-        .unwrap_or_else(|| spec.drift_topic());
-    let partitions = admin::partitions(&config, std::slice::from_ref(&topic))?[0];
-    let consumer: BaseConsumer = config
+    report(&options(&args)?)
+}
+
+/// Reads every drift topic up to its ends, prints the report, and with `follow` keeps
+/// reading and printing.
+pub fn report(o: &Options) -> anyhow::Result<()> {
+    let counts = admin::partitions(&o.config, &o.topics)?;
+    let consumer: BaseConsumer = o
+        .config
         .client(&[
-            ("group.id", &format!("{}.report", config.group_id)),
+            ("group.id", &format!("{}.report", o.config.group_id)),
             ("enable.auto.commit", "false"),
         ])
         .create()
         .context("cannot create a Kafka consumer")?;
     let mut tpl = TopicPartitionList::new();
-    let mut ends = Vec::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
-        let (_, high) = consumer
-            .fetch_watermarks(&topic, p, admin::TIMEOUT)
-            .with_context(|| format!("cannot read the end of {topic}/{p}"))?;
-        ends.push(high);
+    // Per (topic, partition): the next offset to read and the end seen at start.
+    let mut progress: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
+    for (topic, n) in o.topics.iter().zip(counts) {
+        for p in 0..n {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, admin::TIMEOUT)
+                .with_context(|| format!("cannot read the end of {topic}/{p}"))?;
+            progress.insert((topic.clone(), p), (0, high));
+        }
     }
     consumer.assign(&tpl)?;
     let mut log = Changelog::default();
-    let mut next = vec![0i64; partitions as usize];
-    let caught_up = |next: &[i64]| next.iter().zip(&ends).all(|(n, e)| n >= e);
     let print = |log: &Changelog| -> anyhow::Result<()> {
-        match args.format {
-            ReportFormat::Table => print!("{}", log.to_table(args.top)),
-            ReportFormat::Json => {
-                println!("{}", serde_json::to_string_pretty(&log.to_json(args.top))?)
-            }
+        match o.json {
+            false => print!("{}", log.to_table(o.top)),
+            true => println!("{}", serde_json::to_string_pretty(&log.to_json(o.top))?),
         }
         Ok(())
     };
-    while !caught_up(&next) {
+    while progress.values().any(|(next, end)| next < end) {
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
-                next[m.partition() as usize] = m.offset() + 1;
+                if let Some(p) = progress.get_mut(&(m.topic().to_string(), m.partition())) {
+                    p.0 = m.offset() + 1;
+                }
                 log.apply(m.key(), m.payload());
             }
-            Some(Err(e)) => eprintln!("driftwatch: reading {topic}: {e} (retrying)"),
+            Some(Err(e)) => eprintln!("driftwatch: reading the drift topics: {e} (retrying)"),
             None => {
                 // An empty partition or one whose log starts after 0: ask where it ends.
-                for p in 0..partitions {
-                    let (low, _) = consumer.fetch_watermarks(&topic, p, admin::TIMEOUT)?;
-                    next[p as usize] = next[p as usize].max(low);
+                for ((topic, p), (next, _)) in progress.iter_mut() {
+                    let (low, _) = consumer.fetch_watermarks(topic, *p, admin::TIMEOUT)?;
+                    *next = (*next).max(low);
                 }
             }
         }
     }
     print(&log)?;
-    if !args.follow {
+    if !o.follow {
         return Ok(());
     }
     // Follow: print again when the open drift changed, at most once a second.
@@ -189,7 +281,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     loop {
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => changed |= log.apply(m.key(), m.payload()),
-            Some(Err(e)) => eprintln!("driftwatch: reading {topic}: {e} (retrying)"),
+            Some(Err(e)) => eprintln!("driftwatch: reading the drift topics: {e} (retrying)"),
             None => {}
         }
         if changed && printed.elapsed() >= Duration::from_secs(1) {
@@ -246,5 +338,43 @@ mod tests {
         // A tombstone forgets the key.
         assert!(log.apply(Some(key(2).as_bytes()), None));
         assert_eq!(log.to_json(10)["open"], 1);
+    }
+
+    #[test]
+    fn several_entities_are_counted_apart_with_the_fields_that_differ_most() {
+        let mut log = Changelog::default();
+        for (entity, id, fields) in [
+            ("orders", 1, vec!["status", "amount"]),
+            ("orders", 2, vec!["status"]),
+            ("customers", 1, vec!["email"]),
+        ] {
+            let fields: Vec<Value> = fields
+                .iter()
+                .map(|f| json!({"field": f, "source": 1, "target": 2}))
+                .collect();
+            let rec = json!({"entity": entity, "key": {"id": id}, "kind": "mismatch",
+                             "status": "open", "fields": fields, "since_ms": 10 * id,
+                             "reported_ms": 100});
+            let key = json!({"entity": entity, "key": {"id": id}}).to_string();
+            log.apply(Some(key.as_bytes()), Some(rec.to_string().as_bytes()));
+        }
+        let report = log.to_json(2);
+        assert_eq!(report["open"], 3);
+        assert_eq!(report["by_entity"]["orders"]["mismatch"], 2);
+        assert_eq!(report["by_entity"]["customers"]["mismatch"], 1);
+        assert_eq!(
+            report["top_fields"],
+            json!([{"entity": "orders", "field": "status", "open": 2},
+                   {"entity": "customers", "field": "email", "open": 1}])
+        );
+        let table = log.to_table(5);
+        assert!(
+            table.contains("  customers: missing 0, orphan 0, mismatch 1"),
+            "{table}"
+        );
+        assert!(
+            table.contains("fields that differ most: orders.status (2)"),
+            "{table}"
+        );
     }
 }
