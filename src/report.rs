@@ -8,7 +8,9 @@
 //! prints again whenever the open drift changes.
 
 use crate::cli::{ReportArgs, ReportFormat};
-use crate::dataflow::{DriftKind, Status};
+mod view;
+
+use crate::dataflow::DriftKind;
 use crate::io::kafka::{admin, config::KafkaConfig};
 use crate::io::record::DriftMessage;
 use anyhow::Context as _;
@@ -19,86 +21,83 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
+use view::{Entry, View};
 
-/// The latest drift record per key (key text → record).
-#[derive(Debug, Default)]
+/// The drift changelogs read so far, as the report's incrementally maintained view.
 pub struct Changelog {
-    latest: BTreeMap<String, DriftMessage>,
+    view: View,
     /// Records that were not drift records (counted, not fatal).
     pub unreadable: u64,
 }
 
+impl Default for Changelog {
+    fn default() -> Self {
+        Changelog {
+            view: View::new(),
+            unreadable: 0,
+        }
+    }
+}
+
 impl Changelog {
-    /// Applies one message of the drift topic; returns whether the open set changed.
-    pub fn apply(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) -> bool {
+    /// Applies one message of a drift topic (its effect shows after [`Changelog::settle`]).
+    pub fn apply(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) {
         let Some(key) = key.map(|k| String::from_utf8_lossy(k).into_owned()) else {
             self.unreadable += 1;
-            return false;
+            return;
         };
         match value.map(serde_json::from_slice::<DriftMessage>) {
-            None => self.latest.remove(&key).is_some(),
-            Some(Ok(record)) => {
-                let changed = self.latest.get(&key) != Some(&record);
-                self.latest.insert(key, record);
-                changed
-            }
-            Some(Err(_)) => {
-                self.unreadable += 1;
-                false
-            }
+            None => self.view.upsert(key, None),
+            Some(Ok(record)) => self.view.upsert(key, Some(Entry::of(&record))),
+            Some(Err(_)) => self.unreadable += 1,
         }
     }
 
-    /// The open records, oldest first.
-    pub fn open(&self) -> Vec<&DriftMessage> {
-        let mut open: Vec<&DriftMessage> = self
-            .latest
-            .values()
-            .filter(|r| r.status == Status::Open)
-            .collect();
-        open.sort_by_key(|r| (r.since_ms, r.key.to_string()));
-        open
+    /// Brings the view up to date; whether the report changed.
+    pub fn settle(&mut self) -> bool {
+        self.view.settle()
     }
 
     /// The report as JSON.
-    pub fn to_json(&self, top: usize) -> Value {
-        let open = self.open();
-        let mut by_kind: BTreeMap<&str, u64> =
+    pub fn to_json(&mut self, top: usize) -> Value {
+        self.settle();
+        let s = self.view.state.borrow();
+        let mut by_kind: BTreeMap<&str, i64> =
             DriftKind::ALL.iter().map(|k| (k.name(), 0)).collect();
-        for r in &open {
-            *by_kind.entry(r.kind.name()).or_default() += 1;
-        }
-        let mut by_entity: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
-        let mut by_field: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-        for r in &open {
+        let mut by_entity: BTreeMap<&str, BTreeMap<&str, i64>> = BTreeMap::new();
+        for ((entity, kind), n) in &s.open {
+            *by_kind.entry(kind.name()).or_default() += n;
             let kinds = by_entity
-                .entry(&r.entity)
+                .entry(entity)
                 .or_insert_with(|| DriftKind::ALL.iter().map(|k| (k.name(), 0)).collect());
-            *kinds.entry(r.kind.name()).or_default() += 1;
-            for f in &r.fields {
-                *by_field.entry((&r.entity, &f.field)).or_default() += 1;
-            }
+            *kinds.entry(kind.name()).or_default() += n;
         }
-        let mut top_fields: Vec<((&str, &str), u64)> = by_field.into_iter().collect();
-        top_fields.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let top_fields: Vec<Value> = top_fields
+        let mut fields: Vec<(&(String, String), &i64)> = s.fields.iter().collect();
+        fields.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let top_fields: Vec<Value> = fields
             .into_iter()
             .take(top)
             .map(|((entity, field), n)| json!({"entity": entity, "field": field, "open": n}))
             .collect();
+        let records: Vec<Value> = s
+            .oldest
+            .keys()
+            .take(top)
+            .filter_map(|(_, _, text)| serde_json::from_str(text).ok())
+            .collect();
         json!({
-            "open": open.len(),
+            "open": s.open.values().sum::<i64>(),
             "by_kind": by_kind,
             "by_entity": by_entity,
             "top_fields": top_fields,
-            "oldest_since_ms": open.first().map(|r| r.since_ms),
-            "resolved": self.latest.len() - open.len(),
-            "top": open.iter().take(top).collect::<Vec<_>>(),
+            "oldest_since_ms": s.oldest.keys().next().map(|(since, _, _)| since),
+            "resolved": s.resolved,
+            "top": records,
         })
     }
 
     /// The report as a human table.
-    pub fn to_table(&self, top: usize) -> String {
+    pub fn to_table(&mut self, top: usize) -> String {
         let report = self.to_json(top);
         let mut out = String::new();
         let kinds = &report["by_kind"];
@@ -144,7 +143,12 @@ impl Changelog {
         if !fields.is_empty() {
             let _ = writeln!(out, "fields that differ most: {}", fields.join(", "));
         }
-        let rows: Vec<&DriftMessage> = self.open().into_iter().take(top).collect();
+        let rows: Vec<DriftMessage> = report["top"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| serde_json::from_value(v.clone()).ok())
+            .collect();
         if !rows.is_empty() {
             let _ = writeln!(
                 out,
@@ -246,7 +250,7 @@ pub fn report(o: &Options) -> anyhow::Result<()> {
     }
     consumer.assign(&tpl)?;
     let mut log = Changelog::default();
-    let print = |log: &Changelog| -> anyhow::Result<()> {
+    let print = |log: &mut Changelog| -> anyhow::Result<()> {
         match o.json {
             false => print!("{}", log.to_table(o.top)),
             true => println!("{}", serde_json::to_string_pretty(&log.to_json(o.top))?),
@@ -271,7 +275,7 @@ pub fn report(o: &Options) -> anyhow::Result<()> {
             }
         }
     }
-    print(&log)?;
+    print(&mut log)?;
     if !o.follow {
         return Ok(());
     }
@@ -280,13 +284,14 @@ pub fn report(o: &Options) -> anyhow::Result<()> {
     let mut printed = std::time::Instant::now();
     loop {
         match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => changed |= log.apply(m.key(), m.payload()),
+            Some(Ok(m)) => log.apply(m.key(), m.payload()),
             Some(Err(e)) => eprintln!("driftwatch: reading the drift topics: {e} (retrying)"),
             None => {}
         }
+        changed |= log.settle();
         if changed && printed.elapsed() >= Duration::from_secs(1) {
             println!();
-            print(&log)?;
+            print(&mut log)?;
             (changed, printed) = (false, std::time::Instant::now());
         }
     }
@@ -318,7 +323,9 @@ mod tests {
                 Some(rec(id, kind, status, since).as_bytes()),
             );
         }
-        assert!(!log.apply(Some(b"k"), Some(b"not json")));
+        log.apply(Some(b"k"), Some(b"not json"));
+        assert!(log.settle());
+        assert!(!log.settle(), "nothing new");
         let report = log.to_json(10);
         assert_eq!(report["open"], 2);
         assert_eq!(
@@ -336,7 +343,8 @@ mod tests {
         assert!(table.contains(r#"status: "pending" → "paid""#), "{table}");
         assert!(table.contains("1 unreadable"), "{table}");
         // A tombstone forgets the key.
-        assert!(log.apply(Some(key(2).as_bytes()), None));
+        log.apply(Some(key(2).as_bytes()), None);
+        assert!(log.settle());
         assert_eq!(log.to_json(10)["open"], 1);
     }
 
@@ -376,5 +384,100 @@ mod tests {
             table.contains("fields that differ most: orders.status (2)"),
             "{table}"
         );
+    }
+
+    /// The report from scratch: the latest record per key, then the counts.
+    fn from_scratch(log: &[(String, Option<Value>)], top: usize) -> Value {
+        let mut latest: BTreeMap<&str, &Value> = BTreeMap::new();
+        for (k, v) in log {
+            match v {
+                Some(v) => latest.insert(k, v),
+                None => latest.remove(k.as_str()),
+            };
+        }
+        let open: Vec<(&&str, &&Value)> = latest
+            .iter()
+            .filter(|(_, v)| v["status"] == "open")
+            .collect();
+        let mut by_kind: BTreeMap<String, i64> = DriftKind::ALL
+            .iter()
+            .map(|k| (k.name().to_string(), 0))
+            .collect();
+        let mut by_entity: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        let mut fields: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for (_, v) in &open {
+            let (entity, kind) = (v["entity"].as_str().unwrap(), v["kind"].as_str().unwrap());
+            *by_kind.get_mut(kind).unwrap() += 1;
+            *by_entity
+                .entry(entity.into())
+                .or_insert_with(|| {
+                    DriftKind::ALL
+                        .iter()
+                        .map(|k| (k.name().to_string(), 0))
+                        .collect()
+                })
+                .get_mut(kind)
+                .unwrap() += 1;
+            for f in v["fields"].as_array().unwrap() {
+                *fields
+                    .entry((entity.into(), f["field"].as_str().unwrap().into()))
+                    .or_default() += 1;
+            }
+        }
+        let mut fields: Vec<_> = fields.into_iter().collect();
+        fields.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut oldest: Vec<(u64, &str, &Value)> = open
+            .iter()
+            .map(|(k, v)| (v["since_ms"].as_u64().unwrap(), **k, **v))
+            .collect();
+        oldest.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        json!({
+            "open": open.len(),
+            "by_kind": by_kind,
+            "by_entity": by_entity,
+            "top_fields": fields.iter().take(top).map(|((e, f), n)| json!({"entity": e, "field": f, "open": n})).collect::<Vec<_>>(),
+            "oldest_since_ms": oldest.first().map(|o| o.0),
+            "resolved": latest.len() - open.len(),
+            "top": oldest.iter().take(top).map(|o| o.2.clone()).collect::<Vec<_>>(),
+        })
+    }
+
+    #[test]
+    fn the_view_equals_a_from_scratch_report_at_every_step() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..20u64 {
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+            let mut log = Changelog::default();
+            let mut history: Vec<(String, Option<Value>)> = Vec::new();
+            for step in 0..200 {
+                let entity = ["orders", "customers"][rng.gen_range(0..2)];
+                let id = rng.gen_range(0..8);
+                let key = json!({"entity": entity, "key": {"id": id}}).to_string();
+                let kind = ["missing", "orphan", "mismatch"][rng.gen_range(0..3)];
+                let status = ["open", "resolved"][rng.gen_range(0..2)];
+                let since = rng.gen_range(0..50u64);
+                let value = (!rng.gen_bool(0.1)).then(|| {
+                    let fields: Vec<Value> = ["a", "b", "c"]
+                        .iter()
+                        .filter(|_| rng.gen_bool(0.5))
+                        .map(|f| json!({"field": f, "source": 1, "target": 2}))
+                        .collect();
+                    json!({"entity": entity, "key": {"id": id},
+                           "kind": kind, "status": status,
+                           "fields": fields, "source": null, "target": null,
+                           "since_ms": since, "reported_ms": 99})
+                });
+                let bytes = value.as_ref().map(|v| v.to_string().into_bytes());
+                log.apply(Some(key.as_bytes()), bytes.as_deref());
+                history.push((key, value));
+                if rng.gen_bool(0.2) || step == 199 {
+                    assert_eq!(
+                        log.to_json(3),
+                        from_scratch(&history, 3),
+                        "seed {seed}, step {step}"
+                    );
+                }
+            }
+        }
     }
 }
