@@ -1,4 +1,7 @@
-//! The `run`, `validate` and `init` commands.
+//! The commands: each resolves its command line into domain values once, then runs.
+//! Nothing below this layer sees clap.
+
+mod loadtest;
 
 use crate::cli::RunArgs;
 use crate::spec::{self, Spec};
@@ -31,6 +34,51 @@ pub fn validate(paths: &[PathBuf]) -> anyhow::Result<()> {
             anyhow::bail!("{count} problem(s) in {} spec file(s)", errors.len())
         }
     }
+}
+
+/// `driftwatch demo`.
+pub fn demo(args: &crate::cli::DemoArgs) -> anyhow::Result<()> {
+    crate::demo::run(&crate::demo::Options {
+        events: args.events,
+        keys: args.keys,
+        seed: args.seed,
+        rate: args.rate,
+        show: args.show,
+        cluster: args.cluster.cluster(),
+    })
+}
+
+/// `driftwatch loadtest`.
+pub fn loadtest(args: &crate::cli::LoadtestArgs) -> anyhow::Result<()> {
+    crate::loadtest::run(&loadtest::options(args)?)
+}
+
+/// `driftwatch report`.
+pub fn report(args: &crate::cli::ReportArgs) -> anyhow::Result<()> {
+    crate::report::report(&report_options(args)?)
+}
+
+/// Resolves `driftwatch report`'s command line: the specs (files or directories) name
+/// the drift topics, unless `--drift-topic` names them.
+fn report_options(args: &crate::cli::ReportArgs) -> anyhow::Result<crate::report::Options> {
+    let specs = crate::spec::load_all(&args.specs).map_err(|errors| {
+        let first = &errors[0];
+        anyhow::anyhow!("{first}")
+    })?;
+    let (_, first) = &specs[0];
+    let config = crate::io::kafka::config::KafkaConfig::new(first, args.brokers.as_deref())?;
+    let topics = if args.drift_topic.is_empty() {
+        specs.iter().map(|(_, s)| s.drift_topic()).collect()
+    } else {
+        args.drift_topic.clone()
+    };
+    Ok(crate::report::Options {
+        config,
+        topics,
+        top: args.top,
+        json: args.format == crate::cli::ReportFormat::Json,
+        follow: args.follow,
+    })
 }
 
 /// `driftwatch init`: one spec per pair of topics, and what was left out.

@@ -7,7 +7,6 @@
 pub mod generator;
 
 use crate::cdc::{Message, Origin, SideId};
-use crate::cli::DemoArgs;
 use crate::dataflow::{DriftKind, Output, Sink, Status, Time};
 use crate::io::{Partition, Poll};
 use crate::row::{JsonKey, Key, RowBuilder, ValueRef};
@@ -156,8 +155,25 @@ fn key_of(id: i64) -> Key {
     b.finish_key()
 }
 
+/// What the demo is asked to do, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Source change events to generate.
+    pub events: u64,
+    /// Distinct order ids.
+    pub keys: u64,
+    /// Random seed.
+    pub seed: u64,
+    /// Messages per second to feed (both sides together); 0 = as fast as possible.
+    pub rate: u64,
+    /// How many drift records to print as they are detected.
+    pub show: usize,
+    /// The timely cluster.
+    pub cluster: crate::run::Cluster,
+}
+
 /// Runs the demo.
-pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub fn run(args: &Options) -> anyhow::Result<()> {
     let spec =
         crate::spec::load_str(ORDERS_SPEC).map_err(|p| anyhow::anyhow!("embedded spec: {p:?}"))?;
     let cfg = GenConfig {
@@ -186,7 +202,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let show = args.show;
     let report = crate::run::execute(
         &spec,
-        &args.cluster.cluster(),
+        &args.cluster,
         parts,
         Some(Arc::new(move || sink_latest.sink(show))),
         u64::MAX,

@@ -353,33 +353,46 @@ fn report_keys(g: &crate::demo::generator::Generated) -> usize {
     ids.len().max(1)
 }
 
+/// How the load reaches the detector.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Fed in process.
+    InProcess,
+    /// Produced to a broker, detected by a `driftwatch run` job.
+    Kafka(kafka::KafkaMode),
+}
+
+/// What `driftwatch loadtest` is asked to do, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The load.
+    pub profile: Profile,
+    /// Worker threads of the detector.
+    pub workers: usize,
+    /// In process, or through a broker.
+    pub mode: Mode,
+    /// Where to write the JSON report.
+    pub report: Option<std::path::PathBuf>,
+    /// Where to write the SVG chart.
+    pub chart: Option<std::path::PathBuf>,
+}
+
 /// `driftwatch loadtest`.
-pub fn run(args: crate::cli::LoadtestArgs) -> anyhow::Result<()> {
-    let profile = Profile::resolve(&args)?;
-    anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
-    let outcome = match &args.brokers {
-        None => run_in_process(&profile, args.workers)?,
-        Some(brokers) => kafka::run(
-            &profile,
-            &kafka::KafkaMode {
-                brokers: brokers.clone(),
-                exe: std::env::current_exe()
-                    .map_err(|e| anyhow::anyhow!("cannot find this executable: {e}"))?,
-                workers: args.workers,
-                clock_skew: args.clock_skew,
-            },
-        )?,
+pub fn run(o: &Options) -> anyhow::Result<()> {
+    let outcome = match &o.mode {
+        Mode::InProcess => run_in_process(&o.profile, o.workers)?,
+        Mode::Kafka(k) => kafka::run(&o.profile, k)?,
     };
     println!("{}", summary(&outcome.report));
     if let Some(l) = loop_summary(&outcome.report) {
         println!("{l}");
     }
-    if let Some(path) = &args.report {
+    if let Some(path) = &o.report {
         std::fs::write(path, serde_json::to_string_pretty(&outcome.report)?)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         println!("report: {}", path.display());
     }
-    if let Some(path) = &args.chart {
+    if let Some(path) = &o.chart {
         std::fs::write(path, chart::svg(&outcome))
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         println!("chart: {}", path.display());

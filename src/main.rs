@@ -9,9 +9,9 @@ fn main() {
         Command::Run(args) => driftwatch::commands::run(*args),
         Command::Validate { specs } => driftwatch::commands::validate(&specs),
         Command::Init(args) => driftwatch::commands::init(&args),
-        Command::Demo(args) => driftwatch::demo::run(args),
-        Command::Report(args) => driftwatch::report::run(args),
-        Command::Loadtest(args) => driftwatch::loadtest::run(*args),
+        Command::Demo(args) => driftwatch::commands::demo(&args),
+        Command::Report(args) => driftwatch::commands::report(&args),
+        Command::Loadtest(args) => driftwatch::commands::loadtest(&args),
     };
     if let Err(e) = result {
         eprintln!("driftwatch: {e:#}");

@@ -7,7 +7,6 @@
 //! records (oldest first) with their field differences. `--follow` keeps reading and
 //! prints again whenever the open drift changes.
 
-use crate::cli::{ReportArgs, ReportFormat};
 mod view;
 
 use crate::dataflow::DriftKind;
@@ -194,34 +193,6 @@ pub struct Options {
     pub json: bool,
     /// Keep reading, and print again whenever the open drift changes.
     pub follow: bool,
-}
-
-/// Resolves `driftwatch report`'s command line: the specs (files or directories) name
-/// the drift topics, unless `--drift-topic` names them.
-pub fn options(args: &ReportArgs) -> anyhow::Result<Options> {
-    let specs = crate::spec::load_all(&args.specs).map_err(|errors| {
-        let first = &errors[0];
-        anyhow::anyhow!("{first}")
-    })?;
-    let (_, first) = &specs[0];
-    let config = KafkaConfig::new(first, args.brokers.as_deref())?;
-    let topics = if args.drift_topic.is_empty() {
-        specs.iter().map(|(_, s)| s.drift_topic()).collect()
-    } else {
-        args.drift_topic.clone()
-    };
-    Ok(Options {
-        config,
-        topics,
-        top: args.top,
-        json: args.format == ReportFormat::Json,
-        follow: args.follow,
-    })
-}
-
-/// `driftwatch report SPEC…`.
-pub fn run(args: ReportArgs) -> anyhow::Result<()> {
-    report(&options(&args)?)
 }
 
 /// Reads every drift topic up to its ends, prints the report, and with `follow` keeps

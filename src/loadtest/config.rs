@@ -1,6 +1,5 @@
 //! The load-test profile: a TOML file (`--profile`) and command-line overrides.
 
-use crate::cli::LoadtestArgs;
 use crate::spec::Duration;
 use serde::{Deserialize, Serialize};
 
@@ -101,46 +100,22 @@ impl Default for Profile {
 }
 
 impl Profile {
-    /// The profile file (if any) with the command line's overrides applied.
-    pub fn resolve(args: &LoadtestArgs) -> anyhow::Result<Self> {
-        let mut p = match &args.profile {
-            None => Profile::default(),
+    /// The profile in the TOML file at `path`, or the defaults.
+    pub fn from_file(path: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        match path {
+            None => Ok(Profile::default()),
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
                 toml::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?
+                    .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
             }
-        };
-        macro_rules! over {
-            ($($field:ident),*) => {$(
-                if let Some(v) = args.$field.clone() {
-                    p.$field = v;
-                }
-            )*};
         }
-        over!(rate, duration_s, keys, seed, grace, lag_median_ms, p_delete);
-        if args.lag_p99_ms.is_some() {
-            p.lag_p99_ms = args.lag_p99_ms;
-        }
-        over!(
-            p_drop,
-            p_corrupt,
-            p_extra,
-            p_duplicate,
-            p_redeliver,
-            p_reorder
-        );
-        over!(reorder_ms);
-        if args.close_loop {
-            p.close_loop = true;
-        }
-        if args.stall_at_s.is_some() {
-            p.stall_at_s = args.stall_at_s;
-        }
-        if args.stall_for_s.is_some() {
-            p.stall_for_s = args.stall_for_s;
-        }
+    }
+
+    /// Refuses values that cannot work, saying what to fix.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let p = self;
         anyhow::ensure!(
             p.stall_at_s.is_some() == p.stall_for_s.is_some(),
             "give both --stall-at and --stall-for (or neither)"
@@ -182,7 +157,7 @@ impl Profile {
                 p.lag_median_ms
             );
         }
-        Ok(p)
+        Ok(())
     }
 
     /// The lag's log-scale spread: sigma of a lognormal with the given median and p99.
