@@ -279,13 +279,24 @@ pub fn build(
     stats: Arc<Stats>,
     sink: Option<Box<dyn Sink>>,
 ) -> Handles {
+    build_probed(worker, spec, stats, sink, ProbeHandle::new())
+}
+
+/// [`build`], reporting progress to `probe`. Several entities' dataflows in one worker
+/// share one probe: its frontier is then the least of theirs.
+pub fn build_probed(
+    worker: &mut timely::worker::Worker,
+    spec: &Spec,
+    stats: Arc<Stats>,
+    sink: Option<Box<dyn Sink>>,
+    probe: ProbeHandle<Time>,
+) -> Handles {
     let rules = Arc::new(CompareRules::new(spec));
     let grace_ms = spec.grace.as_millis();
     let mut source = InputHandleVec::new();
     let mut target = InputHandleVec::new();
     let mut truncates = [InputHandleVec::new(), InputHandleVec::new()];
     let mut dead = InputHandleVec::new();
-    let probe = ProbeHandle::new();
     let sizes = sides::SizeProbe::default();
     let shared_sink: SharedSink = std::rc::Rc::new(std::cell::RefCell::new(sink));
     let state = State {

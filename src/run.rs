@@ -2,7 +2,7 @@
 
 use crate::cdc::SideId;
 use crate::dataflow::{DriftKind, Sink, Stats};
-use crate::io::driver::{run_worker, SizeSamples};
+use crate::io::driver::{run_worker, Job, SizeSamples};
 use crate::io::file::{FileOutputs, FilePartition};
 use crate::io::Partition;
 use crate::spec::Spec;
@@ -17,6 +17,14 @@ pub type PartitionFactory =
 
 /// Makes the sink, on worker 0.
 pub type SinkFactory = Arc<dyn Fn() -> Box<dyn Sink> + Send + Sync>;
+
+/// Makes the partitions of worker `index` of `peers` for a job of several entities, each
+/// tagged with its entity's index.
+pub type EntityPartitionFactory =
+    Arc<dyn Fn(usize, usize) -> anyhow::Result<Vec<(usize, Box<dyn Partition>)>> + Send + Sync>;
+
+/// Makes entity `e`'s sink, on worker 0.
+pub type EntitySinkFactory = Arc<dyn Fn(usize) -> Box<dyn Sink> + Send + Sync>;
 
 /// Timely cluster options (`-w`, `-n`, `-p`, `-h`).
 #[derive(Debug, Clone, Default)]
@@ -98,24 +106,56 @@ pub fn execute_with(
     stats: Arc<Stats>,
     checkpoints: Option<Arc<crate::io::checkpointer::Checkpoints>>,
 ) -> anyhow::Result<Report> {
+    let parts: EntityPartitionFactory = Arc::new(move |index, peers| {
+        Ok(parts(index, peers)?.into_iter().map(|p| (0, p)).collect())
+    });
+    let sinks = sink.map(|f| Arc::new(move |_| f()) as EntitySinkFactory);
+    let jobs = vec![Job {
+        spec: Arc::new(spec.clone()),
+        schema: stats.source_schema.clone(),
+    }];
+    execute_entities(
+        jobs,
+        cluster,
+        parts,
+        sinks,
+        sample_every,
+        stats,
+        checkpoints,
+    )
+}
+
+/// Runs several entities in one cluster: every entity's dataflow on every worker, its
+/// partitions (tagged with its index in `jobs`) spread over the workers, its outputs to
+/// the sink `sinks` makes for it.
+pub fn execute_entities(
+    jobs: Vec<Job>,
+    cluster: &Cluster,
+    parts: EntityPartitionFactory,
+    sinks: Option<EntitySinkFactory>,
+    sample_every: u64,
+    stats: Arc<Stats>,
+    checkpoints: Option<Arc<crate::io::checkpointer::Checkpoints>>,
+) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let spec = Arc::new(spec.clone());
+    let jobs = Arc::new(jobs);
     let worker_stats = stats.clone();
     let processes = cluster.processes.max(1);
     let guards = timely::execute(cluster.config()?, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let result = parts(index, peers).and_then(|parts| {
-            let sink = if index == 0 {
-                sink.as_ref().map(|f| f())
-            } else {
-                None
-            };
+            let sinks = (0..jobs.len())
+                .map(|e| match (index, &sinks) {
+                    (0, Some(f)) => Some(f(e)),
+                    _ => None,
+                })
+                .collect();
             run_worker(
                 worker,
-                &spec,
+                &jobs,
                 parts,
                 worker_stats.clone(),
-                sink,
+                sinks,
                 sample_every,
                 checkpoints.clone(),
             )
@@ -201,6 +241,17 @@ pub fn file_partitions(source: Vec<PathBuf>, target: Vec<PathBuf>) -> PartitionF
     })
 }
 
+/// One entity's input files in a file-mode job.
+#[derive(Debug, Clone)]
+pub struct EntityFiles {
+    /// The entity's spec.
+    pub spec: Spec,
+    /// Its source's files.
+    pub source: Vec<PathBuf>,
+    /// Its target's files.
+    pub target: Vec<PathBuf>,
+}
+
 /// Runs `spec` in file mode, writing the three JSONL outputs to `out`.
 pub fn run_files(
     spec: &Spec,
@@ -209,17 +260,65 @@ pub fn run_files(
     target: Vec<PathBuf>,
     out: &Path,
 ) -> anyhow::Result<Report> {
-    for path in source.iter().chain(&target) {
-        std::fs::metadata(path).with_context(|| format!("cannot read input {}", path.display()))?;
+    let entity = EntityFiles {
+        spec: spec.clone(),
+        source,
+        target,
+    };
+    run_files_many(&[entity], cluster, out)
+}
+
+/// Runs several entities in file mode, in one cluster, writing every entity's outputs to
+/// the three JSONL files in `out` (each line names its entity).
+pub fn run_files_many(
+    entities: &[EntityFiles],
+    cluster: &Cluster,
+    out: &Path,
+) -> anyhow::Result<Report> {
+    let mut all: Vec<(usize, SideId, PathBuf)> = Vec::new();
+    for (e, files) in entities.iter().enumerate() {
+        for (side, paths) in [
+            (SideId::Source, &files.source),
+            (SideId::Target, &files.target),
+        ] {
+            for path in paths {
+                std::fs::metadata(path)
+                    .with_context(|| format!("cannot read input {}", path.display()))?;
+                all.push((e, side, path.clone()));
+            }
+        }
     }
-    let outputs = FileOutputs::create(out, &spec.entity)?;
+    let outputs = FileOutputs::create(out)?;
     let sink_outputs = outputs.clone();
-    let report = execute(
-        spec,
+    let names: Vec<String> = entities.iter().map(|e| e.spec.entity.clone()).collect();
+    let parts: EntityPartitionFactory = Arc::new(move |index, peers| {
+        assigned(all.iter(), index, peers)
+            .map(|(e, side, path)| {
+                FilePartition::open(*side, path).map(|p| (*e, Box::new(p) as Box<dyn Partition>))
+            })
+            .collect()
+    });
+    let stats = Arc::new(Stats::default());
+    let jobs = entities
+        .iter()
+        .enumerate()
+        .map(|(e, f)| Job {
+            spec: Arc::new(f.spec.clone()),
+            schema: if e == 0 {
+                stats.source_schema.clone()
+            } else {
+                Default::default()
+            },
+        })
+        .collect();
+    let report = execute_entities(
+        jobs,
         cluster,
-        file_partitions(source, target),
-        Some(Arc::new(move || sink_outputs.sink())),
+        parts,
+        Some(Arc::new(move |e| sink_outputs.sink(&names[e]))),
         u64::MAX,
+        stats,
+        None,
     )?;
     outputs.flush()?;
     Ok(report)

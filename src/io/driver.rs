@@ -6,19 +6,23 @@
 //! takes the partition's progress as its time, so the same input always yields the same
 //! times, whatever the number of workers.
 
+mod entity;
+
 use super::checkpointer::{offset_entry, Checkpointer, Checkpoints, Rise, RiseLog};
 use super::{Partition, Poll};
-use crate::cdc::{Decoded, Decoder, SideId};
+use crate::cdc::{Decoded, SideId};
 use crate::checkpoint::state::WorkerState;
 use crate::dataflow::sides::Sizes;
 use crate::dataflow::stats::add;
 use crate::dataflow::{self, DeadLetter, Output, Sink, Stats, Time};
 use crate::spec::Spec;
+use entity::Entity;
 use std::sync::Arc;
 use std::time::Duration;
-use timely::dataflow::InputHandleVec;
 
 struct PartState {
+    /// The entity it feeds (an index into the job's entities).
+    entity: usize,
     part: Box<dyn Partition>,
     progress: Time,
     done: bool,
@@ -31,16 +35,6 @@ struct PartState {
 
 /// Sizes of the state sampled during a run: `(messages read so far, sizes)`.
 pub type SizeSamples = Vec<(u64, Sizes)>;
-
-/// Moves an input to `least` (its open partitions' least progress), or closes it when
-/// none is open.
-fn advance<D: Clone + 'static>(input: &mut Option<InputHandleVec<Time, D>>, least: Option<Time>) {
-    match (least, input.as_mut()) {
-        (None, _) => *input = None,
-        (Some(t), Some(h)) if *h.time() < t => h.advance_to(t),
-        _ => {}
-    }
-}
 
 /// A rejected message: position, time, reason, key, value (cut), whether cut.
 type Rejected = (u64, Time, String, Option<Vec<u8>>, Option<Vec<u8>>, bool);
@@ -124,38 +118,39 @@ fn flush(sink: &dataflow::SharedSink) -> anyhow::Result<()> {
 /// The longest a worker sleeps when none of its partitions has anything to read.
 const IDLE_PARK: Duration = Duration::from_millis(20);
 
-/// Builds the dataflow on this worker, reads its partitions to the end, and waits until
-/// every output is delivered. Returns samples of the state's size.
+/// One entity's part of a job, as a worker runs it.
+pub struct Job {
+    /// The entity's spec.
+    pub spec: Arc<Spec>,
+    /// Where its source's Connect schema is published (for connect-json corrections).
+    pub schema: crate::cdc::RowSchema,
+}
+
+/// Builds each entity's dataflow on this worker, reads its partitions (each tagged with
+/// its entity's index in `jobs`) to the end, and waits until every output is delivered.
+/// `sinks` holds each entity's sink on worker 0. Returns samples of the state's size.
 #[allow(clippy::too_many_arguments)] // the job's parts, as `run::execute` hands them over
 pub fn run_worker(
     worker: &mut timely::worker::Worker,
-    spec: &Spec,
-    parts: Vec<Box<dyn Partition>>,
+    jobs: &[Job],
+    parts: Vec<(usize, Box<dyn Partition>)>,
     stats: Arc<Stats>,
-    sink: Option<Box<dyn Sink>>,
+    sinks: Vec<Option<Box<dyn Sink>>>,
     sample_every: u64,
     checkpoints: Option<Arc<Checkpoints>>,
 ) -> anyhow::Result<SizeSamples> {
-    let handles = dataflow::build(worker, spec, stats.clone(), sink);
-    let (mut source, mut target, mut dead) = (
-        Some(handles.source),
-        Some(handles.target),
-        Some(handles.dead),
-    );
-    let mut truncates = handles.truncates.map(Some);
-    let probe = handles.probe;
-    let mut decoders = [
-        Decoder::new(spec, SideId::Source),
-        Decoder::new(spec, SideId::Target),
-    ];
-    decoders[SideId::Source as usize].publish_schema(stats.source_schema.clone());
-    let versioned = [spec.source.version.is_some(), spec.target.version.is_some()];
-    let resolution = spec.time_resolution.as_millis().max(1);
-    let ahead = spec.max_read_ahead.as_millis();
-    let max_bytes = spec.max_message_bytes;
+    let probe = timely::dataflow::ProbeHandle::new();
+    let mut entities: Vec<Entity> = jobs
+        .iter()
+        .zip(sinks)
+        .map(|(job, sink)| {
+            Entity::build(worker, &job.spec, &stats, sink, &probe, job.schema.clone())
+        })
+        .collect();
     let mut parts: Vec<PartState> = parts
         .into_iter()
-        .map(|part| PartState {
+        .map(|(entity, part)| PartState {
+            entity,
             part,
             progress: 0,
             done: false,
@@ -163,22 +158,42 @@ pub fn run_worker(
             rises: RiseLog::default(),
         })
         .collect();
-    let mut checkpointer = match (&spec.checkpoint, &checkpoints) {
+    // Checkpoints cover a job of one entity (see `run::run_kafka`).
+    let checkpoint = jobs
+        .first()
+        .and_then(|j| j.spec.checkpoint.clone())
+        .filter(|_| jobs.len() == 1);
+    let mut checkpointer = match (&checkpoint, &checkpoints) {
         (Some(c), Some(k)) => {
             let start = k.restore.as_ref().map_or(0, |r| r.time);
             Some(Checkpointer::new(worker, c, start))
         }
         _ => None,
     };
-    if let Some(r) = checkpoints.as_ref().and_then(|k| k.restore.as_ref()) {
+    if let (Some(r), Some(_)) = (
+        checkpoints.as_ref().and_then(|k| k.restore.as_ref()),
+        &checkpoint,
+    ) {
         let (index, peers) = (worker.index(), worker.peers());
-        r.apply(index, peers, &handles.state)?;
+        r.apply(index, peers, &entities[0].state)?;
         for p in parts.iter_mut() {
             if let Some(progress) = p.part.topic_partition().and_then(|tp| r.progress(&tp)) {
                 p.progress = progress;
             }
         }
     }
+    let sizes = |entities: &[Entity]| {
+        entities.iter().fold(Sizes::default(), |acc, e| {
+            let s = e.sizes.sizes();
+            Sizes {
+                keys: acc.keys + s.keys,
+                pending: acc.pending + s.pending,
+            }
+        })
+    };
+    let flush_all = |entities: &[Entity]| -> anyhow::Result<()> {
+        entities.iter().try_for_each(|e| flush(&e.sink))
+    };
     let logging = checkpointer.is_some();
     let mut samples = SizeSamples::new();
     let mut read_total = 0u64;
@@ -207,7 +222,7 @@ pub fn run_worker(
         // twentieth of its rate).
         for p in parts.iter_mut().filter(|p| !p.done) {
             let over = frontier.map_or(0, |f| p.progress.saturating_sub(f));
-            p.ahead = over > ahead;
+            p.ahead = over > entities[p.entity].ahead;
         }
         // The others, furthest behind first: read the first that has anything. Idle ones
         // may vouch for a later time (heartbeat).
@@ -219,16 +234,17 @@ pub fn run_worker(
         for i in order {
             let state = &mut parts[i];
             let side = state.part.side();
-            let decoder = &mut decoders[side as usize];
-            let handle = match side {
-                SideId::Source => source.as_mut(),
-                SideId::Target => target.as_mut(),
-            }
-            .expect("a side with open partitions has an open input");
+            let entity = &mut entities[state.entity];
+            let (resolution, max_bytes) = (entity.resolution, entity.max_bytes);
+            let versioned = entity.versioned;
+            let decoder = &mut entity.decoders[side as usize];
+            let handle = entity.changes[side as usize]
+                .as_mut()
+                .expect("a side with open partitions has an open input");
             let mut progress = state.progress;
             let (mut read, mut skipped, mut truncated) = (0u64, 0u64, 0u64);
             let mut non_row = [0u64; 4];
-            let truncates = truncates[side as usize]
+            let truncates = entity.truncates[side as usize]
                 .as_mut()
                 .expect("a side with open partitions has open truncates");
             let rises = &mut state.rises;
@@ -306,7 +322,7 @@ pub fn run_worker(
             }
             add(&c.rejected, rejected.len() as u64);
             read_total += read;
-            if let Some(dead) = dead.as_mut() {
+            if let Some(dead) = entity.dead.as_mut() {
                 for (pos, time, reason, key, value, truncated) in rejected.drain(..) {
                     let letter = DeadLetter {
                         side,
@@ -328,6 +344,18 @@ pub fn run_worker(
             }
         }
         // Each input's time is the least progress of its open partitions.
+        let hold = checkpointer.as_ref().map_or(Time::MAX, Checkpointer::hold);
+        for (index, entity) in entities.iter_mut().enumerate() {
+            let least = |side: Option<SideId>| {
+                parts
+                    .iter()
+                    .filter(|p| p.entity == index && !p.done)
+                    .filter(|p| side.is_none_or(|s| p.part.side() == s))
+                    .map(|p| p.progress)
+                    .min()
+            };
+            entity.advance(least, hold);
+        }
         let least = |side: Option<SideId>| {
             parts
                 .iter()
@@ -335,25 +363,16 @@ pub fn run_worker(
                 .map(|p| p.progress)
                 .min()
         };
-        // While a checkpoint boundary is unsettled, no input passes it.
-        let hold = checkpointer.as_ref().map_or(Time::MAX, Checkpointer::hold);
-        let capped = |l: Option<Time>| l.map(|l| l.min(hold));
-        advance(&mut source, capped(least(Some(SideId::Source))));
-        advance(&mut target, capped(least(Some(SideId::Target))));
-        for (t, side) in truncates.iter_mut().zip(SideId::BOTH) {
-            advance(t, capped(least(Some(side))));
-        }
-        advance(&mut dead, capped(least(None)));
         if let Some(c) = checkpointer.as_mut() {
             let all = least(None);
-            let snap = |b| snapshot(b, &handles.state, &parts);
-            if c.step(&probe, all, snap, || flush(&handles.sink))? {
+            let snap = |b| snapshot(b, &entities[0].state, &parts);
+            if c.step(&probe, all, snap, || flush_all(&entities))? {
                 let keep_from = c.hold();
                 parts.iter_mut().for_each(|p| p.rises.trim(keep_from));
             }
         }
         if read_total >= next_sample {
-            samples.push((read_total, handles.sizes.sizes()));
+            samples.push((read_total, sizes(&entities)));
             next_sample = read_total + sample_every;
         }
         if parts.iter().all(|p| p.done) {
@@ -364,7 +383,7 @@ pub fn run_worker(
             for id in worker.installed_dataflows() {
                 worker.drop_dataflow(id);
             }
-            samples.push((read_total, handles.sizes.sizes()));
+            samples.push((read_total, sizes(&entities)));
             return Ok(samples);
         }
         if worked {
@@ -377,15 +396,15 @@ pub fn run_worker(
             worker.step_or_park(Some(park));
         }
     }
-    drop((source, target, truncates, dead));
+    entities.iter_mut().for_each(Entity::close);
     while !probe.done() {
         if let Some(cause) = stats.worker_failure() {
             anyhow::bail!("{cause}");
         }
         // Worker 0 keeps settling boundaries: other workers may still be held at one.
         if let Some(c) = checkpointer.as_mut() {
-            let snap = |b| snapshot(b, &handles.state, &parts);
-            c.step(&probe, None, snap, || flush(&handles.sink))?;
+            let snap = |b| snapshot(b, &entities[0].state, &parts);
+            c.step(&probe, None, snap, || flush_all(&entities))?;
         }
         worker.step_or_park(Some(Duration::from_millis(1)));
     }
@@ -397,6 +416,6 @@ pub fn run_worker(
     if let Some(e) = stats.sink_error() {
         anyhow::bail!("writing outputs failed: {e}");
     }
-    samples.push((read_total, handles.sizes.sizes()));
+    samples.push((read_total, sizes(&entities)));
     Ok(samples)
 }

@@ -74,14 +74,16 @@ impl Partition for FilePartition {
     }
 }
 
-/// The file outputs: `drift.jsonl`, `corrections.jsonl`, `dlq.jsonl` in a directory.
+/// The file outputs: `drift.jsonl`, `corrections.jsonl`, `dlq.jsonl` in a directory,
+/// shared by every entity of a job (each line names its entity).
 #[derive(Clone)]
 pub struct FileOutputs {
     inner: Arc<Mutex<Writers>>,
+    /// The entity this handle writes for.
+    entity: Arc<str>,
 }
 
 struct Writers {
-    entity: String,
     dir: PathBuf,
     drift: BufWriter<File>,
     corrections: BufWriter<File>,
@@ -91,7 +93,7 @@ struct Writers {
 
 impl FileOutputs {
     /// Creates (truncates) the three files in `dir`, creating it if needed.
-    pub fn create(dir: &Path, entity: &str) -> anyhow::Result<Self> {
+    pub fn create(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create output directory {}", dir.display()))?;
         let open = |name: &str| -> anyhow::Result<BufWriter<File>> {
@@ -102,7 +104,6 @@ impl FileOutputs {
             ))
         };
         let writers = Writers {
-            entity: entity.to_string(),
             dir: dir.to_path_buf(),
             drift: open("drift.jsonl")?,
             corrections: open("corrections.jsonl")?,
@@ -111,12 +112,16 @@ impl FileOutputs {
         };
         Ok(FileOutputs {
             inner: Arc::new(Mutex::new(writers)),
+            entity: Arc::from(""),
         })
     }
 
-    /// A sink writing to these files (for worker 0).
-    pub fn sink(&self) -> Box<dyn Sink> {
-        Box::new(self.clone())
+    /// A sink writing `entity`'s outputs to these files (for worker 0).
+    pub fn sink(&self, entity: &str) -> Box<dyn Sink> {
+        Box::new(FileOutputs {
+            inner: self.inner.clone(),
+            entity: Arc::from(entity),
+        })
     }
 
     /// Flushes everything written.
@@ -152,7 +157,7 @@ impl Sink for FileOutputs {
         let w = &mut *guard;
         for o in outputs {
             w.line.clear();
-            render::write_line(&mut w.line, &w.entity, o)?;
+            render::write_line(&mut w.line, &self.entity, o)?;
             let file = match o {
                 Output::Drift(_) => &mut w.drift,
                 Output::Correction(_) => &mut w.corrections,

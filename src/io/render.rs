@@ -13,22 +13,23 @@ pub fn correction_value(c: &Correction) -> Option<String> {
         .map(|r| serde_json::to_string(&JsonRow(r)).unwrap_or_default())
 }
 
-struct CorrectionJson<'a>(&'a Correction);
+struct CorrectionJson<'a>(&'a str, &'a Correction);
 
 impl Serialize for CorrectionJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("key", &JsonKey(&self.0.key))?;
-        m.serialize_entry("value", &self.0.row.as_ref().map(JsonRow))?;
+        m.serialize_entry("entity", self.0)?;
+        m.serialize_entry("key", &JsonKey(&self.1.key))?;
+        m.serialize_entry("value", &self.1.row.as_ref().map(JsonRow))?;
         m.serialize_entry(
             "headers",
-            &serde_json::json!({"driftwatch.kind": self.0.kind.name()}),
+            &serde_json::json!({"driftwatch.kind": self.1.kind.name()}),
         )?;
         m.end()
     }
 }
 
-struct DeadJson<'a>(&'a DeadLetter);
+struct DeadJson<'a>(&'a str, &'a DeadLetter);
 
 fn bytes_entry<M: SerializeMap>(
     m: &mut M,
@@ -47,8 +48,9 @@ fn bytes_entry<M: SerializeMap>(
 
 impl Serialize for DeadJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let d = self.0;
+        let d = self.1;
         let mut m = s.serialize_map(None)?;
+        m.serialize_entry("entity", self.0)?;
         m.serialize_entry("side", d.side.name())?;
         m.serialize_entry("origin", &d.origin.to_json())?;
         m.serialize_entry("reason", &d.reason)?;
@@ -67,8 +69,8 @@ pub fn write_line(buf: &mut Vec<u8>, entity: &str, output: &Output) -> serde_jso
         Output::Drift(record) => {
             serde_json::to_writer(&mut *buf, &super::record::DriftMessage::new(entity, record))?
         }
-        Output::Correction(c) => serde_json::to_writer(&mut *buf, &CorrectionJson(c))?,
-        Output::DeadLetter(d) => serde_json::to_writer(&mut *buf, &DeadJson(d))?,
+        Output::Correction(c) => serde_json::to_writer(&mut *buf, &CorrectionJson(entity, c))?,
+        Output::DeadLetter(d) => serde_json::to_writer(&mut *buf, &DeadJson(entity, d))?,
     }
     buf.push(b'\n');
     Ok(())

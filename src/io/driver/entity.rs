@@ -1,0 +1,105 @@
+//! One entity's inputs on a worker: its dataflow's input handles, its decoders, and
+//! how its changes are stamped. A job watching many entities has one per entity, all
+//! fed by the same read loop.
+
+use crate::cdc::{Decoder, SideId};
+use crate::dataflow::{self, Handles, Output, Sink, Stats, Time};
+use crate::spec::Spec;
+use std::sync::Arc;
+use timely::dataflow::{InputHandleVec, ProbeHandle};
+
+/// Moves an input to `least` (its open partitions' least progress), or closes it when
+/// none is open.
+fn advance<D: Clone + 'static>(input: &mut Option<InputHandleVec<Time, D>>, least: Option<Time>) {
+    match (least, input.as_mut()) {
+        (None, _) => *input = None,
+        (Some(t), Some(h)) if *h.time() < t => h.advance_to(t),
+        _ => {}
+    }
+}
+
+type Changes = InputHandleVec<Time, (crate::cdc::Change, Time)>;
+
+/// One entity's dataflow inputs and decoders on this worker.
+pub(super) struct Entity {
+    /// Each side's changes (source, target); `None` once closed.
+    pub(super) changes: [Option<Changes>; 2],
+    /// Each side's truncates.
+    pub(super) truncates: [Option<Changes>; 2],
+    /// Dead letters.
+    pub(super) dead: Option<InputHandleVec<Time, (Output, Time)>>,
+    /// Each side's decoder.
+    pub(super) decoders: [Decoder; 2],
+    /// Whether each side names a version (else input order decides).
+    pub(super) versioned: [bool; 2],
+    /// Event times are rounded down to a multiple of this (ms).
+    pub(super) resolution: Time,
+    /// How far a partition may read ahead of the dataflow (ms).
+    pub(super) ahead: Time,
+    /// The largest message kept whole in a dead letter.
+    pub(super) max_bytes: usize,
+    /// The dataflow's state and sink.
+    pub(super) state: dataflow::State,
+    pub(super) sink: dataflow::SharedSink,
+    pub(super) sizes: dataflow::sides::SizeProbe,
+}
+
+impl Entity {
+    /// Builds `spec`'s dataflow on `worker`, reporting to `probe`.
+    pub(super) fn build(
+        worker: &mut timely::worker::Worker,
+        spec: &Spec,
+        stats: &Arc<Stats>,
+        sink: Option<Box<dyn Sink>>,
+        probe: &ProbeHandle<Time>,
+        schema: crate::cdc::RowSchema,
+    ) -> Entity {
+        let Handles {
+            source,
+            target,
+            truncates,
+            dead,
+            sizes,
+            state,
+            sink,
+            ..
+        } = dataflow::build_probed(worker, spec, stats.clone(), sink, probe.clone());
+        let mut decoders = [
+            Decoder::new(spec, SideId::Source),
+            Decoder::new(spec, SideId::Target),
+        ];
+        decoders[SideId::Source as usize].publish_schema(schema);
+        Entity {
+            changes: [Some(source), Some(target)],
+            truncates: truncates.map(Some),
+            dead: Some(dead),
+            decoders,
+            versioned: [spec.source.version.is_some(), spec.target.version.is_some()],
+            resolution: spec.time_resolution.as_millis().max(1),
+            ahead: spec.max_read_ahead.as_millis(),
+            max_bytes: spec.max_message_bytes,
+            state,
+            sink,
+            sizes,
+        }
+    }
+
+    /// Moves each input to its partitions' least progress (`least(side)`, `None`: no
+    /// open partition left), capped at `hold`.
+    pub(super) fn advance(&mut self, least: impl Fn(Option<SideId>) -> Option<Time>, hold: Time) {
+        let capped = |l: Option<Time>| l.map(|l| l.min(hold));
+        for side in SideId::BOTH {
+            let l = capped(least(Some(side)));
+            advance(&mut self.changes[side as usize], l);
+            advance(&mut self.truncates[side as usize], l);
+        }
+        advance(&mut self.dead, capped(least(None)));
+    }
+
+    /// Closes every input: time ends for this entity.
+    pub(super) fn close(&mut self) {
+        self.changes = [None, None];
+        self.truncates = [None, None];
+        self.dead = None;
+    }
+}
