@@ -222,8 +222,11 @@ pub struct RunArgs {
     /// Print help (`-h` is timely's hostfile option).
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
-    /// The job spec (TOML).
-    pub spec: PathBuf,
+    /// The job specs: TOML files, or directories of them (one entity each). With
+    /// several, every entity runs in this one job, and the input overrides below are
+    /// refused (they apply when one entity is given).
+    #[arg(required = true)]
+    pub specs: Vec<PathBuf>,
     /// Read the source from this JSONL file instead of the spec's inputs (repeatable).
     #[arg(long = "source-file")]
     pub source_file: Vec<PathBuf>,

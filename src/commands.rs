@@ -2,6 +2,7 @@
 //! Nothing below this layer sees clap.
 
 mod loadtest;
+mod many;
 
 use crate::cli::RunArgs;
 use crate::spec::{self, Spec};
@@ -142,11 +143,16 @@ fn resolved(spec: &Spec) -> Spec {
     s
 }
 
-/// `driftwatch run SPEC`: file mode when files are given (here or in the spec), else Kafka.
+/// `driftwatch run SPEC…`: file mode when files are given (here or in the spec), else
+/// Kafka.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // A panic anywhere (a lost peer process, a bug) ends the job with one line.
     crate::failure::install_panic_hook();
-    let mut spec = spec::load(&args.spec)?;
+    let paths = spec::spec_files(&args.specs)?;
+    if paths.len() > 1 {
+        return many::run(&args);
+    }
+    let mut spec = spec::load(&paths[0])?;
     let files = |cli: &[PathBuf], side: &spec::Side| -> Vec<PathBuf> {
         if cli.is_empty() {
             side.input.files.iter().map(PathBuf::from).collect()

@@ -1,0 +1,111 @@
+//! Many entities in one job (file mode): each entity's drift, corrections and dead
+//! letters in a job of three equal those of the entity run alone, with 1 and 2 workers.
+
+use driftwatch::demo::generator::{generate, GenConfig};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+}
+
+/// Writes entity `name`'s spec and generated inputs (with a malformed line) into `dir`.
+fn entity(dir: &Path, name: &str, seed: u64) -> std::path::PathBuf {
+    let g = generate(&GenConfig {
+        events: 3_000,
+        keys: 300,
+        seed,
+        ..GenConfig::default()
+    });
+    let (src, tgt) = (
+        dir.join(format!("{name}.src.jsonl")),
+        dir.join(format!("{name}.tgt.jsonl")),
+    );
+    std::fs::write(&src, g.source.join("\n")).unwrap();
+    std::fs::write(&tgt, g.target.join("\n") + "\nnot JSON\n").unwrap();
+    let spec = include_str!("../dataflows/orders.toml")
+        .replace("entity = \"orders\"", &format!("entity = \"{name}\""))
+        .replace("driftwatch.orders.", &format!("driftwatch.{name}."))
+        .replace(
+            "input = { topics = [\"pg.public.orders\"] }",
+            &format!("input = {{ files = [{:?}] }}", src.display().to_string()),
+        )
+        .replace(
+            "input = { topics = [\"replica.public.orders\"] }",
+            &format!("input = {{ files = [{:?}] }}", tgt.display().to_string()),
+        );
+    let path = dir.join("specs").join(format!("{name}.toml"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+/// Every output line, by entity and file, sorted.
+fn outputs(out: &Path) -> BTreeMap<(String, &'static str), Vec<String>> {
+    let mut m: BTreeMap<(String, &'static str), Vec<String>> = BTreeMap::new();
+    for file in ["drift.jsonl", "corrections.jsonl", "dlq.jsonl"] {
+        for line in std::fs::read_to_string(out.join(file)).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let entity = v["entity"]
+                .as_str()
+                .expect("every line names its entity")
+                .to_string();
+            m.entry((entity, file)).or_default().push(line.to_string());
+        }
+    }
+    m.values_mut().for_each(|v| v.sort());
+    m
+}
+
+fn run(specs: &[&Path], out: &Path, workers: &str) {
+    let o = bin()
+        .arg("run")
+        .args(specs)
+        .arg("--out")
+        .arg(out)
+        .args(["-w", workers])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn each_entity_in_a_job_of_three_equals_the_entity_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let specs: Vec<_> = [("orders", 1), ("invoices", 2), ("shipments", 3)]
+        .iter()
+        .map(|(name, seed)| entity(dir.path(), name, *seed))
+        .collect();
+    let mut alone = BTreeMap::new();
+    for spec in &specs {
+        let out = dir.path().join(format!(
+            "alone-{}",
+            spec.file_stem().unwrap().to_string_lossy()
+        ));
+        run(&[spec], &out, "1");
+        alone.extend(outputs(&out));
+    }
+    assert_eq!(
+        alone.len(),
+        9,
+        "every entity has drift, corrections and dead letters: {:?}",
+        alone.keys().collect::<Vec<_>>()
+    );
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("together-{workers}"));
+        // The directory of specs, as a user would give it.
+        run(&[&dir.path().join("specs")], &out, workers);
+        assert_eq!(outputs(&out), alone, "{workers} workers");
+    }
+    // Options for one entity are refused with several.
+    let o = bin()
+        .arg("run")
+        .arg(dir.path().join("specs"))
+        .args(["--source-file", "x.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("--source-file applies when one entity is given"));
+}
