@@ -143,6 +143,25 @@ fn resolved(spec: &Spec) -> Spec {
     s
 }
 
+/// The Kafka-mode options of `run`'s command line.
+fn kafka_options(args: &RunArgs) -> crate::run::KafkaOptions {
+    let starts = if args.from_beginning {
+        Default::default()
+    } else {
+        args.start_offset
+            .iter()
+            .map(|(t, p, o)| ((t.clone(), *p), *o))
+            .collect()
+    };
+    crate::run::KafkaOptions {
+        starts,
+        stop_at_end: args.stop_at_end,
+        metrics_addr: args.metrics_addr.clone(),
+        from_beginning: args.from_beginning,
+        require_checkpoint: args.require_checkpoint,
+    }
+}
+
 /// `driftwatch run SPEC…`: file mode when files are given (here or in the spec), else
 /// Kafka.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -150,7 +169,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     crate::failure::install_panic_hook();
     let paths = spec::spec_files(&args.specs)?;
     if paths.len() > 1 {
-        return many::run(&args);
+        return many::run(&args, kafka_options(&args));
     }
     let mut spec = spec::load(&paths[0])?;
     let files = |cli: &[PathBuf], side: &spec::Side| -> Vec<PathBuf> {
@@ -218,22 +237,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let starts = if args.from_beginning {
-        Default::default()
-    } else {
-        args.start_offset
-            .iter()
-            .map(|(t, p, o)| ((t.clone(), *p), *o))
-            .collect()
-    };
-    let options = crate::run::KafkaOptions {
-        starts,
-        stop_at_end: args.stop_at_end,
-        metrics_addr: args.metrics_addr.clone(),
-        from_beginning: args.from_beginning,
-        require_checkpoint: args.require_checkpoint,
-    };
-    let report = crate::run::run_kafka(&spec, &cluster, options)?;
+    let report = crate::run::run_kafka(&spec, &cluster, kafka_options(&args))?;
     eprintln!("{}", report.summary());
     Ok(())
 }

@@ -1,5 +1,9 @@
 //! A whole job: timely workers, their partitions, the dataflow, outputs, and the summary.
 
+mod kafka;
+
+pub use kafka::run_many as run_kafka_many;
+
 use crate::cdc::SideId;
 use crate::dataflow::{DriftKind, Sink, Stats};
 use crate::io::driver::{run_worker, Job, SizeSamples};
@@ -343,99 +347,11 @@ pub struct KafkaOptions {
 /// Runs `spec` on Kafka: its input topics in, its output topics (created when missing)
 /// out. Runs until SIGINT/SIGTERM, or with `stop_at_end` until the inputs' ends.
 pub fn run_kafka(spec: &Spec, cluster: &Cluster, options: KafkaOptions) -> anyhow::Result<Report> {
-    use crate::io::kafka::{admin, config::KafkaConfig, sink, source::KafkaInputs};
-    let config = KafkaConfig::new(spec, None)?;
-    let mut inputs = KafkaInputs::discover(
-        config.clone(),
-        &spec.source.input.topics,
-        &spec.target.input.topics,
-        spec.kafka.clock_skew.as_millis(),
-    )?;
-    inputs.starts = options.starts.clone();
-    let checkpoints = match &spec.checkpoint {
-        None => None,
-        Some(c) => {
-            let store = crate::checkpoint::store::Store::new(&c.dir);
-            let loaded = if options.from_beginning {
-                None
-            } else {
-                match store.load_newest() {
-                    Ok(found) => found,
-                    Err(e) if options.require_checkpoint => {
-                        return Err(e.context("--require-checkpoint: not replaying"))
-                    }
-                    Err(e) => {
-                        eprintln!("driftwatch: {e:#}; replaying from the earliest offsets instead");
-                        None
-                    }
-                }
-            };
-            let restore = loaded
-                .map(crate::io::checkpointer::Restore::new)
-                .transpose()?;
-            if let Some(r) = &restore {
-                eprintln!(
-                    "resuming from the checkpoint at event time {} in {}",
-                    crate::row::format_timestamp(r.time as i64 * 1_000_000),
-                    store.dir().display()
-                );
-                inputs
-                    .starts
-                    .extend(r.offsets().iter().map(|(k, v)| (k.clone(), *v)));
-            }
-            Some(Arc::new(crate::io::checkpointer::Checkpoints { restore }))
-        }
-    };
-    inputs.stop_at_end = options.stop_at_end;
-    let topics = sink::OutputTopics {
-        drift: spec.drift_topic(),
-        corrections: spec.corrections_topic(),
-        dlq: spec.dlq_topic(),
-    };
-    if cluster.process == 0 {
-        let partitions = spec.outputs.partitions as i32;
-        let out = |name, compact| admin::OutputTopic {
-            name,
-            partitions,
-            compact,
-        };
-        admin::ensure_topics(
-            &config,
-            &[
-                out(&topics.drift, true),
-                out(&topics.corrections, true),
-                out(&topics.dlq, false),
-            ],
-        )?;
-    }
-    crate::shutdown::install()?;
-    let stats = Arc::new(Stats::default());
-    let sink_spec = spec.clone();
-    let source_schema = stats.source_schema.clone();
-    let sink: SinkFactory = Arc::new(move || {
-        match sink::KafkaSink::new(&config, &sink_spec, topics.clone(), source_schema.clone()) {
-            Ok(s) => Box::new(s) as Box<dyn Sink>,
-            Err(e) => Box::new(FailedSink(format!("{e:#}"))),
-        }
-    });
-    let inputs = Arc::new(inputs);
-    if let Some(addr) = &options.metrics_addr {
-        let bound = crate::metrics::serve(addr, stats.clone())?;
-        eprintln!("metrics on http://{bound}/metrics");
-    }
-    execute_with(
-        spec,
-        cluster,
-        Arc::new(move |index, peers| inputs.open(index, peers)),
-        Some(sink),
-        u64::MAX,
-        stats,
-        checkpoints,
-    )
+    kafka::run_many(std::slice::from_ref(spec), cluster, options)
 }
 
 /// A sink that could not be made: its first emit reports why.
-struct FailedSink(String);
+pub(crate) struct FailedSink(pub(crate) String);
 
 impl Sink for FailedSink {
     fn emit(

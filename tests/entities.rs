@@ -1,5 +1,11 @@
-//! Many entities in one job (file mode): each entity's drift, corrections and dead
-//! letters in a job of three equal those of the entity run alone, with 1 and 2 workers.
+//! Many entities in one job: in file mode, each entity's drift, corrections and dead
+//! letters in a job of three equal those of the entity run alone, with 1 and 2 workers;
+//! on Apache Kafka, each entity's drift topic holds its own ground truth.
+
+mod support {
+    #[allow(dead_code)] // this file uses a subset of the broker helpers
+    pub mod broker;
+}
 
 use driftwatch::demo::generator::{generate, GenConfig};
 use std::collections::BTreeMap;
@@ -108,4 +114,67 @@ fn each_entity_in_a_job_of_three_equals_the_entity_alone() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr)
         .contains("--source-file applies when one entity is given"));
+}
+
+/// An entity's spec reading `name.src` and `name.tgt`, writing `name.out.*`.
+fn kafka_spec(dir: &Path, name: &str) -> std::path::PathBuf {
+    let spec = include_str!("../dataflows/orders.toml")
+        .replace("entity = \"orders\"", &format!("entity = \"{name}\""))
+        .replace("driftwatch.orders.", &format!("{name}.out."))
+        .replace("pg.public.orders", &format!("{name}.src"))
+        .replace("replica.public.orders", &format!("{name}.tgt"));
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+#[test]
+fn entities_on_kafka_each_report_their_own_ground_truth() {
+    let broker = support::broker::Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["orders", "invoices", "shipments"];
+    let mut truths = BTreeMap::new();
+    for (i, name) in names.iter().enumerate() {
+        let g = generate(&GenConfig {
+            events: 2_000,
+            keys: 200,
+            seed: 10 + i as u64,
+            ..GenConfig::default()
+        });
+        for (side, lines) in [("src", &g.source), ("tgt", &g.target)] {
+            let topic = format!("{name}.{side}");
+            broker.create_topic(&topic, 2);
+            broker.produce(&topic, &support::broker::keyed(lines));
+        }
+        for t in ["drift", "corrections", "dlq"] {
+            broker.create_topic(&format!("{name}.out.{t}"), 1);
+        }
+        truths.insert(name.to_string(), g.expected);
+        kafka_spec(dir.path(), name);
+    }
+    let o = bin()
+        .arg("run")
+        .arg(dir.path())
+        .args(["--stop-at-end", "-w", "2", "--brokers", &broker.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for name in names {
+        let mut open = BTreeMap::new();
+        for r in broker.consume_all(&format!("{name}.out.drift")) {
+            let k: serde_json::Value = serde_json::from_str(r.key.as_deref().unwrap()).unwrap();
+            assert_eq!(k["entity"], name);
+            let v: serde_json::Value = serde_json::from_str(r.value.as_deref().unwrap()).unwrap();
+            let id = k["key"]["id"].as_i64().unwrap();
+            match v["status"].as_str().unwrap() {
+                "open" => open.insert(id, v["kind"].as_str().unwrap().to_string()),
+                _ => open.remove(&id),
+            };
+        }
+        let want: BTreeMap<i64, String> = truths[name]
+            .iter()
+            .map(|(id, kind)| (*id, kind.name().to_string()))
+            .collect();
+        assert_eq!(open, want, "{name}");
+    }
 }

@@ -1,4 +1,4 @@
-//! `driftwatch run` with several specs: every entity in one job.
+//! `driftwatch run` with several specs: every entity in one job, on files or on Kafka.
 
 use crate::cli::RunArgs;
 use crate::run::EntityFiles;
@@ -25,7 +25,7 @@ fn refuse_single_entity_options(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 /// Runs every entity the specs name in one job.
-pub(super) fn run(args: &RunArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: &RunArgs, kafka: crate::run::KafkaOptions) -> anyhow::Result<()> {
     refuse_single_entity_options(args)?;
     let specs = spec::load_all(&args.specs).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -38,7 +38,18 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<()> {
         .filter(|(_, s)| !s.source.input.files.is_empty() || !s.target.input.files.is_empty())
         .count();
     if with_files == 0 {
-        anyhow::bail!("several entities in one job read files for now: Kafka mode runs one entity per job (give one spec)");
+        if args.checkpoint_dir.is_some() {
+            anyhow::bail!("--checkpoint-dir applies when one entity is given (checkpoints cover a job of one entity for now)");
+        }
+        let mut specs: Vec<spec::Spec> = specs.into_iter().map(|(_, s)| s).collect();
+        if let Some(b) = &args.brokers {
+            specs
+                .iter_mut()
+                .for_each(|s| s.kafka.brokers = Some(b.clone()));
+        }
+        let report = crate::run::run_kafka_many(&specs, &args.cluster.cluster(), kafka)?;
+        eprintln!("{}", report.summary());
+        return Ok(());
     }
     if with_files < specs.len() {
         anyhow::bail!("some specs read files and some read Kafka: a job reads one or the other");

@@ -1,0 +1,177 @@
+//! A job on Kafka: every entity's input topics in, its output topics (created when
+//! missing) out, in one cluster.
+
+use super::{execute_entities, Cluster, EntityPartitionFactory, FailedSink, KafkaOptions, Report};
+use crate::dataflow::{Sink, Stats};
+use crate::io::driver::Job;
+use crate::io::kafka::{admin, config::KafkaConfig, sink, source::KafkaInputs};
+use crate::io::Partition;
+use crate::spec::Spec;
+use std::sync::Arc;
+
+/// Restores the newest checkpoint of `spec` (a job of one entity), adding its offsets to
+/// `inputs`' starts.
+fn checkpoints(
+    spec: &Spec,
+    options: &KafkaOptions,
+    inputs: &mut KafkaInputs,
+) -> anyhow::Result<Option<Arc<crate::io::checkpointer::Checkpoints>>> {
+    let Some(c) = &spec.checkpoint else {
+        return Ok(None);
+    };
+    let store = crate::checkpoint::store::Store::new(&c.dir);
+    let loaded = if options.from_beginning {
+        None
+    } else {
+        match store.load_newest() {
+            Ok(found) => found,
+            Err(e) if options.require_checkpoint => {
+                return Err(e.context("--require-checkpoint: not replaying"))
+            }
+            Err(e) => {
+                eprintln!("driftwatch: {e:#}; replaying from the earliest offsets instead");
+                None
+            }
+        }
+    };
+    let restore = loaded
+        .map(crate::io::checkpointer::Restore::new)
+        .transpose()?;
+    if let Some(r) = &restore {
+        eprintln!(
+            "resuming from the checkpoint at event time {} in {}",
+            crate::row::format_timestamp(r.time as i64 * 1_000_000),
+            store.dir().display()
+        );
+        inputs
+            .starts
+            .extend(r.offsets().iter().map(|(k, v)| (k.clone(), *v)));
+    }
+    Ok(Some(Arc::new(crate::io::checkpointer::Checkpoints {
+        restore,
+    })))
+}
+
+/// Creates an entity's output topics when missing.
+fn ensure_outputs(
+    config: &KafkaConfig,
+    spec: &Spec,
+    topics: &sink::OutputTopics,
+) -> anyhow::Result<()> {
+    let partitions = spec.outputs.partitions as i32;
+    let out = |name, compact| admin::OutputTopic {
+        name,
+        partitions,
+        compact,
+    };
+    admin::ensure_topics(
+        config,
+        &[
+            out(&topics.drift, true),
+            out(&topics.corrections, true),
+            out(&topics.dlq, false),
+        ],
+    )
+}
+
+/// Runs `specs` (one entity each) on Kafka in one cluster. Runs until SIGINT/SIGTERM, or
+/// with `stop_at_end` until the inputs' ends. Checkpoints cover a job of one entity.
+pub fn run_many(
+    specs: &[Spec],
+    cluster: &Cluster,
+    options: KafkaOptions,
+) -> anyhow::Result<Report> {
+    anyhow::ensure!(!specs.is_empty(), "no entity to run");
+    if specs.len() > 1 {
+        if let Some(s) = specs.iter().find(|s| s.checkpoint.is_some()) {
+            anyhow::bail!(
+                "{}: checkpoints cover a job of one entity for now; run entities with checkpoints one per job",
+                s.entity
+            );
+        }
+        let mut readers = std::collections::BTreeMap::new();
+        for s in specs {
+            for t in s.source.input.topics.iter().chain(&s.target.input.topics) {
+                if let Some(other) = readers.insert(t.clone(), s.entity.clone()) {
+                    anyhow::bail!("topic {t} is read by {other} and {}: entities of one job read their own topics for now", s.entity);
+                }
+            }
+        }
+    }
+    let configs = specs
+        .iter()
+        .map(|s| KafkaConfig::new(s, None))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let stats = Arc::new(Stats::default());
+    let mut inputs = Vec::new();
+    let mut restored = None;
+    for (spec, config) in specs.iter().zip(&configs) {
+        let mut i = KafkaInputs::discover(
+            config.clone(),
+            &spec.source.input.topics,
+            &spec.target.input.topics,
+            spec.kafka.clock_skew.as_millis(),
+        )?;
+        i.starts = options.starts.clone();
+        if specs.len() == 1 {
+            restored = checkpoints(spec, &options, &mut i)?;
+        }
+        i.stop_at_end = options.stop_at_end;
+        inputs.push(i);
+    }
+    let topics: Vec<sink::OutputTopics> = specs
+        .iter()
+        .map(|s| sink::OutputTopics {
+            drift: s.drift_topic(),
+            corrections: s.corrections_topic(),
+            dlq: s.dlq_topic(),
+        })
+        .collect();
+    if cluster.process == 0 {
+        for ((spec, config), topics) in specs.iter().zip(&configs).zip(&topics) {
+            ensure_outputs(config, spec, topics)?;
+        }
+    }
+    crate::shutdown::install()?;
+    let jobs: Vec<Job> = specs
+        .iter()
+        .enumerate()
+        .map(|(e, s)| Job {
+            spec: Arc::new(s.clone()),
+            schema: if e == 0 {
+                stats.source_schema.clone()
+            } else {
+                Default::default()
+            },
+        })
+        .collect();
+    let sink_specs: Vec<Spec> = specs.to_vec();
+    let schemas: Vec<crate::cdc::RowSchema> = jobs.iter().map(|j| j.schema.clone()).collect();
+    let sinks = Arc::new(move |e: usize| {
+        match sink::KafkaSink::new(
+            &configs[e],
+            &sink_specs[e],
+            topics[e].clone(),
+            schemas[e].clone(),
+        ) {
+            Ok(s) => Box::new(s) as Box<dyn Sink>,
+            Err(e) => Box::new(FailedSink(format!("{e:#}"))),
+        }
+    });
+    let inputs = Arc::new(inputs);
+    // Entity e's partitions start at worker e (mod peers), so that many entities of a few
+    // partitions each spread over the workers instead of all starting at worker 0.
+    let parts: EntityPartitionFactory = Arc::new(move |index, peers| {
+        let mut all: Vec<(usize, Box<dyn Partition>)> = Vec::new();
+        for (e, i) in inputs.iter().enumerate() {
+            let rotated = (index + peers - e % peers) % peers;
+            all.extend(i.open(rotated, peers)?.into_iter().map(|p| (e, p)));
+        }
+        Ok(all)
+    });
+    if let Some(addr) = &options.metrics_addr {
+        let bound = crate::metrics::serve(addr, stats.clone())?;
+        eprintln!("metrics on http://{bound}/metrics");
+    }
+    execute_entities(jobs, cluster, parts, Some(sinks), u64::MAX, stats, restored)
+}
