@@ -20,8 +20,17 @@ const LAG_BUCKETS: [f64; 12] = [
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
+/// The counters metrics are rendered from: the process's, and each entity's by name.
+#[derive(Clone)]
+pub struct Sources {
+    /// The process's (partitions, Kafka errors, the frontier).
+    pub process: Arc<Stats>,
+    /// Each entity's (events, drift, sync lag), labelled `entity`.
+    pub entities: Vec<(String, Arc<Stats>)>,
+}
+
 /// Starts serving `stats` on `addr`; returns the bound address (port 0 picks one).
-pub fn serve(addr: &str, stats: Arc<Stats>) -> anyhow::Result<std::net::SocketAddr> {
+pub fn serve(addr: &str, stats: Sources) -> anyhow::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(addr)
         .with_context(|| format!("cannot serve metrics on {addr} (--metrics-addr HOST:PORT)"))?;
     let bound = listener.local_addr()?;
@@ -61,89 +70,101 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// The exposition text.
-pub fn render(stats: &Stats) -> String {
+/// The exposition text: per-entity series carry an `entity` label.
+pub fn render(sources: &Sources) -> String {
     let mut out = String::new();
+    let stats = &*sources.process;
+    let entities = &sources.entities;
     header(
         &mut out,
         "driftwatch_events_total",
         "counter",
-        "Messages by side and outcome.",
+        "Messages by entity, side and outcome.",
     );
-    for side in SideId::BOTH {
-        let c = stats.side(side);
-        for (outcome, n) in [
-            ("read", &c.read),
-            ("applied", &c.applied),
-            ("duplicate", &c.duplicate),
-            ("stale", &c.stale),
-            ("rejected", &c.rejected),
-            ("tombstone", &c.skipped),
-            ("truncate", &c.truncates),
-            ("message", &c.non_row[crate::cdc::NonRow::Message as usize]),
-            (
-                "transaction",
-                &c.non_row[crate::cdc::NonRow::Transaction as usize],
-            ),
-            (
-                "heartbeat",
-                &c.non_row[crate::cdc::NonRow::Heartbeat as usize],
-            ),
-            (
-                "schema_change",
-                &c.non_row[crate::cdc::NonRow::SchemaChange as usize],
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "driftwatch_events_total{{side=\"{}\",outcome=\"{outcome}\"}} {}",
-                side.name(),
-                n.load(Relaxed)
-            );
+    for (entity, s) in entities {
+        let entity = escape(entity);
+        for side in SideId::BOTH {
+            let c = s.side(side);
+            let non_row = |k: crate::cdc::NonRow| &c.non_row[k as usize];
+            for (outcome, n) in [
+                ("read", &c.read),
+                ("applied", &c.applied),
+                ("duplicate", &c.duplicate),
+                ("stale", &c.stale),
+                ("rejected", &c.rejected),
+                ("tombstone", &c.skipped),
+                ("truncate", &c.truncates),
+                ("message", non_row(crate::cdc::NonRow::Message)),
+                ("transaction", non_row(crate::cdc::NonRow::Transaction)),
+                ("heartbeat", non_row(crate::cdc::NonRow::Heartbeat)),
+                ("schema_change", non_row(crate::cdc::NonRow::SchemaChange)),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "driftwatch_events_total{{entity=\"{entity}\",side=\"{}\",outcome=\"{outcome}\"}} {}",
+                    side.name(),
+                    n.load(Relaxed)
+                );
+            }
         }
     }
     header(
         &mut out,
         "driftwatch_open_drift",
         "gauge",
-        "Open (reported, unhealed) drift by kind.",
+        "Open (reported, unhealed) drift by entity and kind.",
     );
-    for kind in DriftKind::ALL {
-        let _ = writeln!(
-            out,
-            "driftwatch_open_drift{{kind=\"{}\"}} {}",
-            kind.name(),
-            stats.open(kind)
-        );
+    for (entity, s) in entities {
+        for kind in DriftKind::ALL {
+            let _ = writeln!(
+                out,
+                "driftwatch_open_drift{{entity=\"{}\",kind=\"{}\"}} {}",
+                escape(entity),
+                kind.name(),
+                s.open(kind)
+            );
+        }
     }
-    for (name, help, value) in [
+    type Count = fn(&Stats) -> u64;
+    let counters: [(&str, &str, Count); 3] = [
         (
             "driftwatch_drift_records_total",
             "Drift records emitted.",
-            stats.drift_records.load(Relaxed),
+            |s| s.drift_records.load(Relaxed),
         ),
         (
             "driftwatch_corrections_total",
             "Corrections emitted.",
-            stats.corrections.load(Relaxed),
+            |s| s.corrections.load(Relaxed),
         ),
         (
             "driftwatch_dead_letters_total",
             "Messages sent to the dead-letter output.",
-            SideId::BOTH
-                .iter()
-                .map(|s| stats.side(*s).rejected.load(Relaxed))
-                .sum(),
+            |s| {
+                SideId::BOTH
+                    .iter()
+                    .map(|side| s.side(*side).rejected.load(Relaxed))
+                    .sum()
+            },
         ),
-        (
-            "driftwatch_kafka_errors_total",
-            "Kafka client errors (retried by the client).",
-            stats.kafka_errors.load(Relaxed),
-        ),
-    ] {
+    ];
+    for (name, help, value) in counters {
         header(&mut out, name, "counter", help);
-        let _ = writeln!(out, "{name} {value}");
+        for (entity, s) in entities {
+            let _ = writeln!(out, "{name}{{entity=\"{}\"}} {}", escape(entity), value(s));
+        }
     }
+    header(
+        &mut out,
+        "driftwatch_kafka_errors_total",
+        "counter",
+        "Kafka client errors (retried by the client).",
+    );
+    let _ = writeln!(
+        out,
+        "driftwatch_kafka_errors_total {}",
+        stats.kafka_errors.load(Relaxed)
+    );
     header(
         &mut out,
         "driftwatch_healthy",
@@ -153,10 +174,12 @@ pub fn render(stats: &Stats) -> String {
     let now_ms = crate::io::now_ms();
     let last_error = stats.last_kafka_error_ms.load(Relaxed);
     let recent = last_error > 0 && now_ms.saturating_sub(last_error) < 15_000;
+    let sink_error =
+        entities.iter().any(|(_, s)| s.sink_error().is_some()) || stats.sink_error().is_some();
     let _ = writeln!(
         out,
         "driftwatch_healthy {}",
-        u8::from(!recent && stats.sink_error().is_none())
+        u8::from(!recent && !sink_error)
     );
     header(
         &mut out,
@@ -164,13 +187,9 @@ pub fn render(stats: &Stats) -> String {
         "gauge",
         "1 when an output could not be delivered (the job stops).",
     );
-    let _ = writeln!(
-        out,
-        "driftwatch_output_error {}",
-        u8::from(stats.sink_error().is_some())
-    );
+    let _ = writeln!(out, "driftwatch_output_error {}", u8::from(sink_error));
     partitions(&mut out, stats);
-    sync_lag(&mut out, stats);
+    sync_lag(&mut out, entities);
     out
 }
 
@@ -221,32 +240,39 @@ fn partitions(out: &mut String, stats: &Stats) {
     }
 }
 
-fn sync_lag(out: &mut String, stats: &Stats) {
+fn sync_lag(out: &mut String, entities: &[(String, Arc<Stats>)]) {
     header(
         out,
         "driftwatch_sync_lag_seconds",
         "histogram",
         "How long healed differences lasted (event time): the observed sync lag.",
     );
-    let Ok(h) = stats.sync_lag.lock() else {
-        return;
-    };
-    for le in LAG_BUCKETS {
-        let n = h.count_between(0, (le * 1e3) as u64);
-        let _ = writeln!(out, "driftwatch_sync_lag_seconds_bucket{{le=\"{le}\"}} {n}");
+    for (entity, stats) in entities {
+        let entity = escape(entity);
+        let Ok(h) = stats.sync_lag.lock() else {
+            continue;
+        };
+        let series = "driftwatch_sync_lag_seconds";
+        for le in LAG_BUCKETS {
+            let n = h.count_between(0, (le * 1e3) as u64);
+            let _ = writeln!(
+                out,
+                "{series}_bucket{{entity=\"{entity}\",le=\"{le}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{series}_bucket{{entity=\"{entity}\",le=\"+Inf\"}} {}",
+            h.len()
+        );
+        let sum: f64 = h
+            .iter_recorded()
+            .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+            .sum::<f64>()
+            / 1e3;
+        let _ = writeln!(out, "{series}_sum{{entity=\"{entity}\"}} {sum}");
+        let _ = writeln!(out, "{series}_count{{entity=\"{entity}\"}} {}", h.len());
     }
-    let _ = writeln!(
-        out,
-        "driftwatch_sync_lag_seconds_bucket{{le=\"+Inf\"}} {}",
-        h.len()
-    );
-    let sum: f64 = h
-        .iter_recorded()
-        .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
-        .sum::<f64>()
-        / 1e3;
-    let _ = writeln!(out, "driftwatch_sync_lag_seconds_sum {sum}");
-    let _ = writeln!(out, "driftwatch_sync_lag_seconds_count {}", h.len());
 }
 
 /// Escapes a label value.
@@ -275,17 +301,21 @@ mod tests {
                 progress_ms: 1_500,
             },
         );
-        let text = render(&stats);
+        let stats = Arc::new(stats);
+        let text = render(&Sources {
+            process: stats.clone(),
+            entities: vec![("orders".into(), stats)],
+        });
         for line in [
-            r#"driftwatch_events_total{side="target",outcome="duplicate"} 3"#,
-            r#"driftwatch_open_drift{kind="orphan"} 4"#,
-            "driftwatch_dead_letters_total 2",
+            r#"driftwatch_events_total{entity="orders",side="target",outcome="duplicate"} 3"#,
+            r#"driftwatch_open_drift{entity="orders",kind="orphan"} 4"#,
+            r#"driftwatch_dead_letters_total{entity="orders"} 2"#,
             r#"driftwatch_consumer_lag{side="source",topic="pg.\"orders\"",partition="1"} 17"#,
             r#"driftwatch_partition_event_time_seconds{side="source",topic="pg.\"orders\"",partition="1"} 1.5"#,
-            r#"driftwatch_sync_lag_seconds_bucket{le="0.05"} 2"#,
-            r#"driftwatch_sync_lag_seconds_bucket{le="5"} 3"#,
-            r#"driftwatch_sync_lag_seconds_bucket{le="+Inf"} 4"#,
-            "driftwatch_sync_lag_seconds_count 4",
+            r#"driftwatch_sync_lag_seconds_bucket{entity="orders",le="0.05"} 2"#,
+            r#"driftwatch_sync_lag_seconds_bucket{entity="orders",le="5"} 3"#,
+            r#"driftwatch_sync_lag_seconds_bucket{entity="orders",le="+Inf"} 4"#,
+            r#"driftwatch_sync_lag_seconds_count{entity="orders"} 4"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

@@ -73,8 +73,10 @@ impl Cluster {
 
 /// What a finished job reports.
 pub struct Report {
-    /// Counters.
+    /// Counters (the process's; with one entity, also the entity's).
     pub stats: Arc<Stats>,
+    /// Each entity's name and counters.
+    pub entities: Vec<(String, Arc<Stats>)>,
     /// Wall-clock time.
     pub elapsed: Duration,
     /// State sizes sampled by each worker of this process.
@@ -116,6 +118,7 @@ pub fn execute_with(
     let sinks = sink.map(|f| Arc::new(move |_| f()) as EntitySinkFactory);
     let jobs = vec![Job {
         spec: Arc::new(spec.clone()),
+        stats: stats.clone(),
         schema: stats.source_schema.clone(),
     }];
     execute_entities(
@@ -127,6 +130,25 @@ pub fn execute_with(
         stats,
         checkpoints,
     )
+}
+
+/// The jobs of `specs`: one entity alone counts into the process's `stats` (as ever);
+/// several count each into their own, and publish their own source schema.
+pub(crate) fn jobs_of(specs: &[Spec], stats: &Arc<Stats>) -> Vec<Job> {
+    specs
+        .iter()
+        .map(|s| {
+            let own = match specs.len() {
+                1 => stats.clone(),
+                _ => Arc::new(Stats::default()),
+            };
+            Job {
+                spec: Arc::new(s.clone()),
+                schema: own.source_schema.clone(),
+                stats: own,
+            }
+        })
+        .collect()
 }
 
 /// Runs several entities in one cluster: every entity's dataflow on every worker, its
@@ -142,6 +164,10 @@ pub fn execute_entities(
     checkpoints: Option<Arc<crate::io::checkpointer::Checkpoints>>,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
+    let entities: Vec<(String, Arc<Stats>)> = jobs
+        .iter()
+        .map(|j| (j.spec.entity.clone(), j.stats.clone()))
+        .collect();
     let jobs = Arc::new(jobs);
     let worker_stats = stats.clone();
     let processes = cluster.processes.max(1);
@@ -192,6 +218,7 @@ pub fn execute_entities(
     }
     Ok(Report {
         stats,
+        entities,
         elapsed: started.elapsed(),
         samples,
     })
@@ -303,18 +330,8 @@ pub fn run_files_many(
             .collect()
     });
     let stats = Arc::new(Stats::default());
-    let jobs = entities
-        .iter()
-        .enumerate()
-        .map(|(e, f)| Job {
-            spec: Arc::new(f.spec.clone()),
-            schema: if e == 0 {
-                stats.source_schema.clone()
-            } else {
-                Default::default()
-            },
-        })
-        .collect();
+    let specs: Vec<Spec> = entities.iter().map(|e| e.spec.clone()).collect();
+    let jobs = jobs_of(&specs, &stats);
     let report = execute_entities(
         jobs,
         cluster,
@@ -364,70 +381,28 @@ impl Sink for FailedSink {
 }
 
 impl Report {
-    /// Messages read over both sides.
+    /// Messages read over both sides of every entity.
     pub fn events_read(&self) -> u64 {
-        SideId::BOTH
+        self.entities
             .iter()
-            .map(|s| {
-                self.stats
-                    .side(*s)
-                    .read
-                    .load(std::sync::atomic::Ordering::Relaxed)
+            .flat_map(|(_, s)| {
+                SideId::BOTH
+                    .map(|side| s.side(side).read.load(std::sync::atomic::Ordering::Relaxed))
             })
             .sum()
     }
 
-    /// The human summary printed at exit.
+    /// The human summary printed at exit: each entity's counters (under its name when
+    /// there are several), then the job's.
     pub fn summary(&self) -> String {
         use std::fmt::Write as _;
         use std::sync::atomic::Ordering::Relaxed;
-        let s = &self.stats;
         let mut out = String::new();
-        for side in SideId::BOTH {
-            let c = s.side(side);
-            let _ = writeln!(
-                out,
-                "{:<6}: read {}, applied {}, duplicate {}, stale {}, rejected {}, tombstones {}",
-                side.name(),
-                c.read.load(Relaxed),
-                c.applied.load(Relaxed),
-                c.duplicate.load(Relaxed),
-                c.stale.load(Relaxed),
-                c.rejected.load(Relaxed),
-                c.skipped.load(Relaxed)
-            );
-            let mut others = vec![format!("truncate {}", c.truncates.load(Relaxed))];
-            for kind in crate::cdc::NonRow::ALL {
-                others.push(format!(
-                    "{} {}",
-                    kind.name(),
-                    c.non_row[kind as usize].load(Relaxed)
-                ));
+        for (name, s) in &self.entities {
+            if self.entities.len() > 1 {
+                let _ = writeln!(out, "[{name}]");
             }
-            let _ = writeln!(out, "        not row changes: {}", others.join(", "));
-        }
-        let open: Vec<String> = DriftKind::ALL
-            .iter()
-            .map(|k| format!("{} {}", k.name(), s.open(*k)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "open drift: {}; drift records {}, corrections {}",
-            open.join(", "),
-            s.drift_records.load(Relaxed),
-            s.corrections.load(Relaxed)
-        );
-        if let Ok(h) = s.sync_lag.lock() {
-            if !h.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "sync lag (ms of event time, {} differences healed): p50 {}, p99 {}, max {}",
-                    h.len(),
-                    h.value_at_quantile(0.5),
-                    h.value_at_quantile(0.99),
-                    h.max()
-                );
-            }
+            entity_summary(&mut out, s);
         }
         let secs = self.elapsed.as_secs_f64();
         let _ = write!(
@@ -436,7 +411,7 @@ impl Report {
             secs,
             self.events_read() as f64 / secs.max(1e-9)
         );
-        let checkpoints = s.checkpoints.load(Relaxed);
+        let checkpoints = self.stats.checkpoints.load(Relaxed);
         if checkpoints > 0 {
             let _ = write!(out, ", {checkpoints} checkpoint files written");
         }
@@ -444,6 +419,58 @@ impl Report {
             let _ = write!(out, ", peak RSS {:.1} MiB", rss as f64 / (1 << 20) as f64);
         }
         out
+    }
+}
+
+/// One entity's counters: its sides, its open drift, its sync lag.
+fn entity_summary(out: &mut String, s: &Stats) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    for side in SideId::BOTH {
+        let c = s.side(side);
+        let _ = writeln!(
+            out,
+            "{:<6}: read {}, applied {}, duplicate {}, stale {}, rejected {}, tombstones {}",
+            side.name(),
+            c.read.load(Relaxed),
+            c.applied.load(Relaxed),
+            c.duplicate.load(Relaxed),
+            c.stale.load(Relaxed),
+            c.rejected.load(Relaxed),
+            c.skipped.load(Relaxed)
+        );
+        let mut others = vec![format!("truncate {}", c.truncates.load(Relaxed))];
+        for kind in crate::cdc::NonRow::ALL {
+            others.push(format!(
+                "{} {}",
+                kind.name(),
+                c.non_row[kind as usize].load(Relaxed)
+            ));
+        }
+        let _ = writeln!(out, "        not row changes: {}", others.join(", "));
+    }
+    let open: Vec<String> = DriftKind::ALL
+        .iter()
+        .map(|k| format!("{} {}", k.name(), s.open(*k)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "open drift: {}; drift records {}, corrections {}",
+        open.join(", "),
+        s.drift_records.load(Relaxed),
+        s.corrections.load(Relaxed)
+    );
+    if let Ok(h) = s.sync_lag.lock() {
+        if !h.is_empty() {
+            let _ = writeln!(
+                out,
+                "sync lag (ms of event time, {} differences healed): p50 {}, p99 {}, max {}",
+                h.len(),
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.max()
+            );
+        }
     }
 }
 

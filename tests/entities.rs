@@ -158,7 +158,15 @@ fn entities_on_kafka_each_report_their_own_ground_truth() {
         .args(["--stop-at-end", "-w", "2", "--brokers", &broker.addr()])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    // The summary counts each entity apart.
+    for name in names {
+        assert!(
+            stderr.contains(&format!("[{name}]\nsource: read")),
+            "{stderr}"
+        );
+    }
     for name in names {
         let mut open = BTreeMap::new();
         for r in broker.consume_all(&format!("{name}.out.drift")) {

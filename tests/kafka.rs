@@ -474,11 +474,11 @@ fn live_job_reports_drift_on_heartbeats_resolves_it_and_stops_on_sigterm() {
     // The metrics say the same, and show each partition's consumer lag (published by
     // the workers once a second).
     let expected = [
-        r#"driftwatch_open_drift{kind="missing"} 1"#,
-        r#"driftwatch_open_drift{kind="mismatch"} 0"#,
+        r#"driftwatch_open_drift{entity="orders",kind="missing"} 1"#,
+        r#"driftwatch_open_drift{entity="orders",kind="mismatch"} 0"#,
         r#"driftwatch_consumer_lag{side="source",topic="live.src",partition="0"} 0"#,
         r#"driftwatch_consumer_lag{side="target",topic="live.tgt",partition="1"} 0"#,
-        r#"driftwatch_events_total{side="source",outcome="read"} 2001"#,
+        r#"driftwatch_events_total{entity="orders",side="source",outcome="read"} 2001"#,
     ];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {

@@ -283,7 +283,11 @@ fn the_broker_going_away_mid_run_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let read = |text: &str| -> u64 {
         text.lines()
-            .find(|l| l.starts_with(r#"driftwatch_events_total{side="source",outcome="read"}"#))
+            .find(|l| {
+                l.starts_with(
+                    r#"driftwatch_events_total{entity="orders",side="source",outcome="read"}"#,
+                )
+            })
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
             .unwrap_or(0)
     };

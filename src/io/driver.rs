@@ -122,6 +122,8 @@ const IDLE_PARK: Duration = Duration::from_millis(20);
 pub struct Job {
     /// The entity's spec.
     pub spec: Arc<Spec>,
+    /// The entity's counters (the process's own when the job has one entity).
+    pub stats: Arc<Stats>,
     /// Where its source's Connect schema is published (for connect-json corrections).
     pub schema: crate::cdc::RowSchema,
 }
@@ -144,7 +146,14 @@ pub fn run_worker(
         .iter()
         .zip(sinks)
         .map(|(job, sink)| {
-            Entity::build(worker, &job.spec, &stats, sink, &probe, job.schema.clone())
+            Entity::build(
+                worker,
+                &job.spec,
+                &job.stats,
+                sink,
+                &probe,
+                job.schema.clone(),
+            )
         })
         .collect();
     let mut parts: Vec<PartState> = parts
@@ -207,7 +216,7 @@ pub fn run_worker(
             gauges_at = std::time::Instant::now();
             publish_gauges(&stats, &mut parts, frontier);
         }
-        if let Some(e) = stats.sink_error() {
+        if let Some(e) = jobs.iter().find_map(|j| j.stats.sink_error()) {
             anyhow::bail!("writing outputs failed: {e}");
         }
         if let Some(cause) = stats.worker_failure() {
@@ -313,7 +322,7 @@ pub fn run_worker(
                 }
             }
             state.progress = progress;
-            let c = stats.side(side);
+            let c = jobs[state.entity].stats.side(side);
             add(&c.read, read);
             add(&c.skipped, skipped);
             add(&c.truncates, truncated);
@@ -413,7 +422,7 @@ pub fn run_worker(
             crate::dataflow::stats::add(&stats.checkpoints, c.written);
         }
     }
-    if let Some(e) = stats.sink_error() {
+    if let Some(e) = jobs.iter().find_map(|j| j.stats.sink_error()) {
         anyhow::bail!("writing outputs failed: {e}");
     }
     samples.push((read_total, sizes(&entities)));

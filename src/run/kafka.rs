@@ -133,18 +133,7 @@ pub fn run_many(
         }
     }
     crate::shutdown::install()?;
-    let jobs: Vec<Job> = specs
-        .iter()
-        .enumerate()
-        .map(|(e, s)| Job {
-            spec: Arc::new(s.clone()),
-            schema: if e == 0 {
-                stats.source_schema.clone()
-            } else {
-                Default::default()
-            },
-        })
-        .collect();
+    let jobs: Vec<Job> = super::jobs_of(specs, &stats);
     let sink_specs: Vec<Spec> = specs.to_vec();
     let schemas: Vec<crate::cdc::RowSchema> = jobs.iter().map(|j| j.schema.clone()).collect();
     let sinks = Arc::new(move |e: usize| {
@@ -170,7 +159,14 @@ pub fn run_many(
         Ok(all)
     });
     if let Some(addr) = &options.metrics_addr {
-        let bound = crate::metrics::serve(addr, stats.clone())?;
+        let sources = crate::metrics::Sources {
+            process: stats.clone(),
+            entities: jobs
+                .iter()
+                .map(|j| (j.spec.entity.clone(), j.stats.clone()))
+                .collect(),
+        };
+        let bound = crate::metrics::serve(addr, sources)?;
         eprintln!("metrics on http://{bound}/metrics");
     }
     execute_entities(jobs, cluster, parts, Some(sinks), u64::MAX, stats, restored)
