@@ -5,7 +5,6 @@ use super::{execute_entities, Cluster, EntityPartitionFactory, FailedSink, Kafka
 use crate::dataflow::{Sink, Stats};
 use crate::io::driver::Job;
 use crate::io::kafka::{admin, config::KafkaConfig, sink, source::KafkaInputs};
-use crate::io::Partition;
 use crate::spec::Spec;
 use std::sync::Arc;
 
@@ -103,22 +102,36 @@ pub fn run_many(
         .map(|s| KafkaConfig::new(s, None))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let stats = Arc::new(Stats::default());
-    let mut inputs = Vec::new();
-    let mut restored = None;
-    for (spec, config) in specs.iter().zip(&configs) {
-        let mut i = KafkaInputs::discover(
-            config.clone(),
-            &spec.source.input.topics,
-            &spec.target.input.topics,
-            spec.kafka.clock_skew.as_millis(),
-        )?;
-        i.starts = options.starts.clone();
-        if specs.len() == 1 {
-            restored = checkpoints(spec, &options, &mut i)?;
-        }
-        i.stop_at_end = options.stop_at_end;
-        inputs.push(i);
+    // One set of consumers reads every entity's partitions: the entities must reach
+    // their cluster the same way. Offsets are committed under the first entity's group.
+    if let Some((s, _)) = specs
+        .iter()
+        .zip(&configs)
+        .find(|(_, c)| !c.same_client(&configs[0]))
+    {
+        anyhow::bail!(
+            "{}: its [kafka] brokers or properties differ from {}'s; the entities of one job read one Kafka cluster with one set of settings",
+            s.entity,
+            specs[0].entity
+        );
     }
+    let sides: Vec<(&[String], &[String], u64)> = specs
+        .iter()
+        .map(|s| {
+            (
+                s.source.input.topics.as_slice(),
+                s.target.input.topics.as_slice(),
+                s.kafka.clock_skew.as_millis(),
+            )
+        })
+        .collect();
+    let mut inputs = KafkaInputs::discover_entities(configs[0].clone(), &sides)?;
+    inputs.starts = options.starts.clone();
+    let restored = match specs {
+        [one] => checkpoints(one, &options, &mut inputs)?,
+        _ => None,
+    };
+    inputs.stop_at_end = options.stop_at_end;
     let topics: Vec<sink::OutputTopics> = specs
         .iter()
         .map(|s| sink::OutputTopics {
@@ -148,16 +161,8 @@ pub fn run_many(
         }
     });
     let inputs = Arc::new(inputs);
-    // Entity e's partitions start at worker e (mod peers), so that many entities of a few
-    // partitions each spread over the workers instead of all starting at worker 0.
-    let parts: EntityPartitionFactory = Arc::new(move |index, peers| {
-        let mut all: Vec<(usize, Box<dyn Partition>)> = Vec::new();
-        for (e, i) in inputs.iter().enumerate() {
-            let rotated = (index + peers - e % peers) % peers;
-            all.extend(i.open(rotated, peers)?.into_iter().map(|p| (e, p)));
-        }
-        Ok(all)
-    });
+    let parts: EntityPartitionFactory =
+        Arc::new(move |index, peers| inputs.open_entities(index, peers));
     if let Some(addr) = &options.metrics_addr {
         let sources = crate::metrics::Sources {
             process: stats.clone(),

@@ -55,6 +55,12 @@ impl KafkaConfig {
         }
     }
 
+    /// Whether `other` reaches the same cluster the same way (brokers and properties), so
+    /// one client can serve both.
+    pub fn same_client(&self, other: &KafkaConfig) -> bool {
+        self.brokers == other.brokers && self.properties == other.properties
+    }
+
     /// The bootstrap servers.
     pub fn brokers(&self) -> &str {
         &self.brokers

@@ -57,6 +57,8 @@ pub enum Start {
 /// One input partition of the job.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TopicPartition {
+    /// The entity it feeds (its index in the job).
+    pub entity: usize,
     /// Side fed by the topic.
     pub side: SideId,
     /// Topic name.
@@ -76,44 +78,79 @@ pub struct KafkaInputs {
     pub starts: BTreeMap<(String, i32), i64>,
     /// Stop at the high watermarks seen at start (time then ends, as with files).
     pub stop_at_end: bool,
-    /// Event-time allowance for clock skew, in ms.
-    pub clock_skew_ms: u64,
+    /// Each entity's event-time allowance for clock skew, in ms.
+    pub clock_skew_ms: Vec<u64>,
     /// A pause between assigning the partitions and splitting their queues (zero; a
     /// test sets it to make fetches land on the main queue first).
     pub split_delay: Duration,
 }
 
 impl KafkaInputs {
-    /// Lists the partitions of the source and target topics.
+    /// Lists the partitions of the source and target topics (a job of one entity).
     pub fn discover(
         config: KafkaConfig,
         source: &[String],
         target: &[String],
         clock_skew_ms: u64,
     ) -> anyhow::Result<Self> {
-        let mut partitions = Vec::new();
-        for (side, topics) in [(SideId::Source, source), (SideId::Target, target)] {
-            let counts = super::admin::partitions(&config, topics)?;
-            for (topic, n) in topics.iter().zip(counts) {
-                partitions.extend((0..n).map(|partition| TopicPartition {
-                    side,
-                    topic: topic.clone(),
-                    partition,
-                }));
+        Self::discover_entities(config, &[(source, target, clock_skew_ms)])
+    }
+
+    /// Lists the partitions of every entity's source and target topics, each entity's
+    /// allowance beside them. The entities' partitions are interleaved (the first of
+    /// each, then the second of each, …) so that the static assignment spreads many
+    /// small entities over the workers.
+    pub fn discover_entities(
+        config: KafkaConfig,
+        entities: &[(&[String], &[String], u64)],
+    ) -> anyhow::Result<Self> {
+        let mut lists: Vec<Vec<TopicPartition>> = Vec::new();
+        for (entity, (source, target, _)) in entities.iter().enumerate() {
+            let mut partitions = Vec::new();
+            for (side, topics) in [(SideId::Source, *source), (SideId::Target, *target)] {
+                let counts = super::admin::partitions(&config, topics)?;
+                for (topic, n) in topics.iter().zip(counts) {
+                    partitions.extend((0..n).map(|partition| TopicPartition {
+                        entity,
+                        side,
+                        topic: topic.clone(),
+                        partition,
+                    }));
+                }
             }
+            lists.push(partitions);
         }
+        let longest = lists.iter().map(Vec::len).max().unwrap_or(0);
+        let partitions = (0..longest)
+            .flat_map(|i| lists.iter().filter_map(move |l| l.get(i).cloned()))
+            .collect();
         Ok(KafkaInputs {
             config,
             partitions,
             starts: BTreeMap::new(),
             stop_at_end: false,
-            clock_skew_ms,
+            clock_skew_ms: entities.iter().map(|(_, _, skew)| *skew).collect(),
             split_delay: Duration::ZERO,
         })
     }
 
-    /// Opens the partitions of worker `index` of `peers` on one consumer.
+    /// Opens the partitions of worker `index` of `peers` on one consumer (a job of one
+    /// entity).
     pub fn open(&self, index: usize, peers: usize) -> anyhow::Result<Vec<Box<dyn Partition>>> {
+        Ok(self
+            .open_entities(index, peers)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect())
+    }
+
+    /// Opens the partitions of worker `index` of `peers`, of every entity, on one
+    /// consumer, each with its entity's index.
+    pub fn open_entities(
+        &self,
+        index: usize,
+        peers: usize,
+    ) -> anyhow::Result<Vec<(usize, Box<dyn Partition>)>> {
         let mine: Vec<&TopicPartition> =
             crate::run::assigned(&self.partitions, index, peers).collect();
         if mine.is_empty() {
@@ -146,7 +183,12 @@ impl KafkaInputs {
                 .client(&[])
                 .create()
                 .context("cannot create the watermark client")?;
-            probe::spawn(client, probed, probe::interval(self.clock_skew_ms))
+            let skew = mine
+                .iter()
+                .map(|p| self.clock_skew_ms[p.entity])
+                .min()
+                .unwrap_or(0);
+            probe::spawn(client, probed, probe::interval(skew))
                 .context("cannot start the watermark probe")?;
         }
         // Each partition starts at an explicit offset: its given start, else the log's
@@ -171,7 +213,7 @@ impl KafkaInputs {
         consumer
             .assign(&tpl)
             .context("cannot assign partitions to the consumer")?;
-        let mut out: Vec<Box<dyn Partition>> = Vec::new();
+        let mut out: Vec<(usize, Box<dyn Partition>)> = Vec::new();
         if !self.split_delay.is_zero() {
             std::thread::sleep(self.split_delay);
         }
@@ -180,22 +222,26 @@ impl KafkaInputs {
             let queue = consumer
                 .split_partition_queue(&p.topic, p.partition)
                 .ok_or_else(|| anyhow::anyhow!("cannot read {}/{}", p.topic, p.partition))?;
-            out.push(Box::new(KafkaPartition {
-                side: p.side,
-                topic: p.topic.as_str().into(),
-                topic_c: CString::new(p.topic.as_str())?,
-                partition: p.partition,
-                consumer: consumer.clone(),
-                queue,
-                strays: strays.clone(),
-                next,
-                read_any: false,
-                end,
-                skew_ms: self.clock_skew_ms,
-                probe,
-                error_logged: None,
-                errors: 0,
-            }));
+            let skew_ms = self.clock_skew_ms[p.entity];
+            out.push((
+                p.entity,
+                Box::new(KafkaPartition {
+                    side: p.side,
+                    topic: p.topic.as_str().into(),
+                    topic_c: CString::new(p.topic.as_str())?,
+                    partition: p.partition,
+                    consumer: consumer.clone(),
+                    queue,
+                    strays: strays.clone(),
+                    next,
+                    read_any: false,
+                    end,
+                    skew_ms,
+                    probe,
+                    error_logged: None,
+                    errors: 0,
+                }),
+            ));
         }
         Ok(out)
     }
