@@ -97,9 +97,9 @@ impl KafkaInputs {
     }
 
     /// Lists the partitions of every entity's source and target topics, each entity's
-    /// allowance beside them. The entities' partitions are interleaved (the first of
-    /// each, then the second of each, …) so that the static assignment spreads many
-    /// small entities over the workers.
+    /// allowance beside them, one entity after the other: the static assignment
+    /// (position mod workers) then carries on from one entity to the next, so each
+    /// entity's partitions spread over the workers, and so do many small entities.
     pub fn discover_entities(
         config: KafkaConfig,
         entities: &[(&[String], &[String], u64)],
@@ -120,10 +120,7 @@ impl KafkaInputs {
             }
             lists.push(partitions);
         }
-        let longest = lists.iter().map(Vec::len).max().unwrap_or(0);
-        let partitions = (0..longest)
-            .flat_map(|i| lists.iter().filter_map(move |l| l.get(i).cloned()))
-            .collect();
+        let partitions = lists.into_iter().flatten().collect();
         Ok(KafkaInputs {
             config,
             partitions,
