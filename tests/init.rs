@@ -65,8 +65,8 @@ fn topics() -> Vec<(&'static str, Messages)> {
     ]
 }
 
-fn init(args: &[&str], out: &Path) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+fn init_output(args: &[&str], out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_driftwatch"))
         .arg("init")
         .args(args)
         .args([
@@ -78,7 +78,11 @@ fn init(args: &[&str], out: &Path) -> String {
         ])
         .arg(out)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn init(args: &[&str], out: &Path) -> String {
+    let o = init_output(args, out);
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
         o.status.success(),
@@ -149,18 +153,7 @@ fn specs_from_sample_dumps() {
     let stdout = init(&["--from-files", samples.to_str().unwrap()], &out);
     check(&out, &stdout);
     // An existing spec is not overwritten without --force.
-    let o = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
-        .args(["init", "--from-files", samples.to_str().unwrap()])
-        .args([
-            "--source-prefix",
-            "shop",
-            "--target-prefix",
-            "replica",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = init_output(&["--from-files", samples.to_str().unwrap()], &out);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
 }
