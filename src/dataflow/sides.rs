@@ -131,7 +131,6 @@ pub fn sides<'s>(
                         time_ms,
                         time,
                         row,
-                        rules.placeholders(side),
                     );
                     counts[side as usize][outcome as usize] += 1;
                     if outcome == Outcome::Applied && !ks.touched {
@@ -220,7 +219,6 @@ fn apply(
     time_ms: Option<u64>,
     time: Time,
     row: Option<crate::row::Row>,
-    placeholders: bool,
 ) -> Outcome {
     let version = match (entry.as_ref(), version) {
         (None, Some(v)) if floor.is_some_and(|f| v <= *f) => return Outcome::Stale,
@@ -234,15 +232,12 @@ fn apply(
         (Some(old), None) if row.is_none() && old.current.is_none() => return Outcome::Duplicate,
         (Some(old), None) => old.version.clone(),
     };
-    // A TOAST placeholder means the column did not change: the previous value stands
-    // (on a side whose capture sends placeholders; elsewhere it is a literal value).
-    let row = match row {
-        Some(r) if placeholders => {
-            let previous = entry.as_ref().and_then(|e| e.current.as_ref());
-            Some(crate::row::fill_unavailable(&r, previous.map(|c| &c.row)).unwrap_or(r))
-        }
-        r => r,
-    };
+    // A value the capture did not send (a TOAST placeholder the decoder recognised, on
+    // a side whose capture sends them) did not change: the previous value stands.
+    let row = row.map(|r| {
+        let previous = entry.as_ref().and_then(|e| e.current.as_ref());
+        crate::row::fill_unavailable(&r, previous.map(|c| &c.row)).unwrap_or(r)
+    });
     let current = row.map(|row| SideRow {
         side,
         version: version.clone(),
@@ -412,7 +407,7 @@ mod tests {
         let row = b.finish_row();
         let mut entry = None;
         let go = |e: &mut Option<SideEntry>, floor: Option<&Version>, v: Version, r| {
-            apply(e, floor, SideId::Target, Some(v), Some(5), 5, r, false)
+            apply(e, floor, SideId::Target, Some(v), Some(5), 5, r)
         };
         assert_eq!(
             go(&mut entry, None, mysql(154, 1), Some(row.clone())),

@@ -78,8 +78,6 @@ pub struct FieldRule {
 /// The comparison rules of one spec, prepared for the hot path.
 #[derive(Debug, Clone, Default)]
 pub struct CompareRules {
-    /// Per side (source, target): whether a placeholder means "unchanged".
-    placeholders: [bool; 2],
     filter: FieldFilter,
     fields: FastMap<String, FieldRule>,
     /// Renamed columns: the spec's (source) name → the target's.
@@ -106,10 +104,6 @@ impl CompareRules {
             })
             .collect();
         CompareRules {
-            placeholders: [
-                spec.source.unavailable_placeholders,
-                spec.target.unavailable_placeholders,
-            ],
             filter: FieldFilter::new(&spec.compare.ignore, &spec.compare.only).unwrap_or_default(),
             fields,
             renames: spec
@@ -119,11 +113,6 @@ impl CompareRules {
                 .collect(),
             null_equals_absent: spec.compare.null_equals_absent,
         }
-    }
-
-    /// Whether `side`'s capture sends Debezium's placeholder for unchanged columns.
-    pub fn placeholders(&self, side: crate::cdc::SideId) -> bool {
-        self.placeholders[side as usize]
     }
 
     /// Whether column `name` is left out of comparisons.
