@@ -256,22 +256,6 @@ pub fn per_side<L: Clone + Send + Sync + 'static>(
     })
 }
 
-/// Partitions over files: all files of both sides, spread round-robin over the workers.
-pub fn file_partitions(source: Vec<PathBuf>, target: Vec<PathBuf>) -> PartitionFactory {
-    let all: Vec<(SideId, PathBuf)> = source
-        .into_iter()
-        .map(|p| (SideId::Source, p))
-        .chain(target.into_iter().map(|p| (SideId::Target, p)))
-        .collect();
-    Arc::new(move |index, peers| {
-        assigned(all.iter(), index, peers)
-            .map(|(side, path)| {
-                FilePartition::open(*side, path).map(|p| Box::new(p) as Box<dyn Partition>)
-            })
-            .collect()
-    })
-}
-
 /// One entity's input files in a file-mode job.
 #[derive(Debug, Clone)]
 pub struct EntityFiles {
