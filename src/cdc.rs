@@ -15,6 +15,7 @@ mod upsert;
 pub(crate) mod version;
 
 pub use logical::ColumnTypes;
+pub(crate) use logical::{connect_kind, Kind};
 pub use version::Version;
 
 use crate::row::{Key, Row, RowBuilder};

@@ -295,6 +295,16 @@ pub enum TimeUnit {
 }
 
 impl TimeUnit {
+    /// The unit as a spec spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeUnit::S => "s",
+            TimeUnit::Ms => "ms",
+            TimeUnit::Us => "us",
+            TimeUnit::Ns => "ns",
+        }
+    }
+
     /// Nanoseconds in one unit.
     pub fn nanos(self) -> i64 {
         match self {

@@ -171,33 +171,9 @@ impl SchemaCache {
                     .and_then(|s| s.parse().ok())
                     .or_else(|| s.as_u64().and_then(|n| u8::try_from(n).ok()))
             });
-            let time = |unit| Kind::Time { unit };
-            let kind = match name.unwrap_or_default() {
-                "" if col.kind.as_deref() == Some("bytes") => Kind::Bytes {
-                    encoding: BytesEncoding::Base64,
-                },
-                "org.apache.kafka.connect.data.Decimal" => Kind::Decimal { scale, bytes: true },
-                "io.debezium.data.VariableScaleDecimal" => Kind::Decimal {
-                    scale: None,
-                    bytes: true,
-                },
-                "io.debezium.time.Timestamp"
-                | "org.apache.kafka.connect.data.Timestamp"
-                | "io.debezium.time.ZonedTimestamp" => Kind::Timestamp { unit: TimeUnit::Ms },
-                "io.debezium.time.MicroTimestamp" => Kind::Timestamp { unit: TimeUnit::Us },
-                "io.debezium.time.NanoTimestamp" => Kind::Timestamp { unit: TimeUnit::Ns },
-                "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => Kind::Date,
-                "io.debezium.time.Time" | "org.apache.kafka.connect.data.Time" => {
-                    time(TimeUnit::Ms)
-                }
-                "io.debezium.time.ZonedTime" => time(TimeUnit::Ms),
-                "io.debezium.time.MicroTime" => time(TimeUnit::Us),
-                "io.debezium.time.NanoTime" => time(TimeUnit::Ns),
-                "io.debezium.data.Uuid" => Kind::Uuid,
-                "io.debezium.data.EnumSet" => Kind::Set,
-                "io.debezium.data.Json" => Kind::Json,
-                "io.debezium.data.Bits" => Kind::Bits,
-                _ => continue,
+            let Some(kind) = connect_kind(name.unwrap_or_default(), col.kind.as_deref(), scale)
+            else {
+                continue;
             };
             types.insert(field.clone(), kind);
         }
@@ -222,6 +198,37 @@ fn publish_image(slot: &crate::cdc::RowSchema, schema: &str) {
     if let (Some(image), Ok(mut slot)) = (image, slot.lock()) {
         *slot = Some(Arc::new(image.clone()));
     }
+}
+
+/// The kind a Connect field's logical type (`name`, e.g. `io.debezium.time.MicroTime`)
+/// and type (`bytes`, …) ask for; `None` for plain values. `scale` is the field's.
+pub(crate) fn connect_kind(name: &str, ty: Option<&str>, scale: Option<u8>) -> Option<Kind> {
+    let time = |unit| Kind::Time { unit };
+    Some(match name {
+        "" if ty == Some("bytes") => Kind::Bytes {
+            encoding: BytesEncoding::Base64,
+        },
+        "org.apache.kafka.connect.data.Decimal" => Kind::Decimal { scale, bytes: true },
+        "io.debezium.data.VariableScaleDecimal" => Kind::Decimal {
+            scale: None,
+            bytes: true,
+        },
+        "io.debezium.time.Timestamp"
+        | "org.apache.kafka.connect.data.Timestamp"
+        | "io.debezium.time.ZonedTimestamp" => Kind::Timestamp { unit: TimeUnit::Ms },
+        "io.debezium.time.MicroTimestamp" => Kind::Timestamp { unit: TimeUnit::Us },
+        "io.debezium.time.NanoTimestamp" => Kind::Timestamp { unit: TimeUnit::Ns },
+        "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => Kind::Date,
+        "io.debezium.time.Time" | "org.apache.kafka.connect.data.Time" => time(TimeUnit::Ms),
+        "io.debezium.time.ZonedTime" => time(TimeUnit::Ms),
+        "io.debezium.time.MicroTime" => time(TimeUnit::Us),
+        "io.debezium.time.NanoTime" => time(TimeUnit::Ns),
+        "io.debezium.data.Uuid" => Kind::Uuid,
+        "io.debezium.data.EnumSet" => Kind::Set,
+        "io.debezium.data.Json" => Kind::Json,
+        "io.debezium.data.Bits" => Kind::Bits,
+        _ => return None,
+    })
 }
 
 /// The decoding kind a spec declaration asks for.

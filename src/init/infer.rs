@@ -1,6 +1,8 @@
 //! What one sample message says about its table: the connector, the key columns, and
 //! the columns' types from the Connect schema.
 
+use crate::cdc::Kind;
+use crate::spec::TimeUnit;
 use serde_json::Value;
 
 /// A column type learned from a Connect schema, as a spec declares it.
@@ -80,27 +82,7 @@ pub(crate) fn table(key: Option<&str>, value: &str) -> Option<Table> {
 fn column(field: &Value) -> Option<Column> {
     let name = field["field"].as_str()?.to_string();
     let logical = field["name"].as_str().unwrap_or_default();
-    let (kind, unit) = match (logical, field["type"].as_str()) {
-        ("org.apache.kafka.connect.data.Decimal" | "io.debezium.data.VariableScaleDecimal", _) => {
-            ("decimal", None)
-        }
-        ("io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp", _) => {
-            ("timestamp", Some("ms"))
-        }
-        ("io.debezium.time.MicroTimestamp", _) => ("timestamp", Some("us")),
-        ("io.debezium.time.NanoTimestamp", _) => ("timestamp", Some("ns")),
-        ("io.debezium.time.ZonedTimestamp", _) => ("timestamp", None),
-        ("io.debezium.time.Date" | "org.apache.kafka.connect.data.Date", _) => ("date", None),
-        ("io.debezium.time.Time" | "org.apache.kafka.connect.data.Time", _) => ("time", Some("ms")),
-        ("io.debezium.time.MicroTime", _) => ("time", Some("us")),
-        ("io.debezium.time.NanoTime", _) => ("time", Some("ns")),
-        ("io.debezium.time.ZonedTime", _) => ("time", None),
-        ("io.debezium.data.Json", _) => ("json", None),
-        ("io.debezium.data.Uuid", _) => ("uuid", None),
-        ("io.debezium.data.EnumSet", _) => ("set", None),
-        ("", Some("bytes")) => ("bytes", None),
-        _ => return None,
-    };
+    let ty = field["type"].as_str();
     let scale = field["parameters"]["scale"]
         .as_str()
         .and_then(|s| s.parse().ok())
@@ -109,10 +91,25 @@ fn column(field: &Value) -> Option<Column> {
                 .as_u64()
                 .and_then(|s| u8::try_from(s).ok())
         });
+    // The decoders' own reading of the schema; a unit only for integer encodings (a
+    // zoned timestamp or time is a string).
+    let unit = |u: TimeUnit| (ty != Some("string")).then_some(u.name());
+    let (kind, unit, scale) = match crate::cdc::connect_kind(logical, ty, scale)? {
+        Kind::Decimal { scale, .. } => ("decimal", None, scale),
+        Kind::Timestamp { unit: u } => ("timestamp", unit(u), None),
+        Kind::Time { unit: u } => ("time", unit(u), None),
+        Kind::Date => ("date", None, None),
+        Kind::Json => ("json", None, None),
+        Kind::Uuid => ("uuid", None, None),
+        Kind::Set => ("set", None, None),
+        Kind::Bytes { .. } => ("bytes", None, None),
+        // Bits read as integers; there is nothing to declare.
+        Kind::Bits | Kind::Auto => return None,
+    };
     Some(Column {
         name,
         kind,
-        scale: scale.filter(|_| kind == "decimal"),
+        scale,
         unit,
         logical: if logical.is_empty() {
             "bytes".into()
