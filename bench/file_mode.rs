@@ -1,11 +1,13 @@
-//! File-mode benchmark: the engine against a naive serde_json baseline, in the same run.
+//! File-mode benchmark: the engine against a naive serde_json baseline and DuckDB, in the
+//! same run.
 //!
 //! `cargo bench --bench file_mode -- [--events N] [--keys K] [--partitions P]
 //! [--rounds R] [--workers 1,2]` generates (once, cached under `target/bench-data`) an
 //! orders dataset of bare Debezium events of about 600 bytes, split by key into `P`
-//! files per side like Kafka partitions, then runs, round after round, the baseline and
-//! the engine at each worker count, each in a child process of its own so that its peak
-//! resident memory is its own. It prints medians and ratios as a Markdown table.
+//! files per side like Kafka partitions, then runs, round after round, the baseline,
+//! DuckDB (`file_mode/duckdb_baseline.py`: the batch SQL over the same files, on every
+//! core) and the engine at each worker count, each in a child process of its own so that
+//! its peak resident memory is its own. It prints medians and ratios as a Markdown table.
 //!
 //! Every run's open drift must equal the generator's ground truth, else the benchmark
 //! fails: a fast wrong answer is not a result. Without `--bench` (that is, under
@@ -135,7 +137,7 @@ fn real_main() -> anyhow::Result<()> {
         None => {}
     }
     let truth = prepare(&args, &dir)?;
-    let mut roles = vec!["baseline".to_string()];
+    let mut roles = vec!["baseline".to_string(), "duckdb".to_string()];
     roles.extend(args.workers.iter().map(|w| format!("engine-{w}")));
     let mut results: BTreeMap<String, Vec<Measured>> = BTreeMap::new();
     for round in 0..args.rounds {
@@ -166,13 +168,23 @@ fn report(m: Measured) -> anyhow::Result<()> {
 
 /// Runs one role in a child process and reads its measurement.
 fn child(role: &str, args: &Args, dir: &Path) -> anyhow::Result<Measured> {
-    let out = Command::new(std::env::current_exe()?)
-        .args(["--role", role, "--data"])
-        .arg(&args.data)
-        .args(["--events", &args.events.to_string()])
-        .args(["--keys", &args.keys.to_string()])
-        .args(["--partitions", &args.partitions.to_string()])
-        .output()?;
+    let out = if role == "duckdb" {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/file_mode/duckdb_baseline.py");
+        Command::new("python3")
+            .arg(script)
+            .arg(dir)
+            .arg(args.partitions.to_string())
+            .output()?
+    } else {
+        Command::new(std::env::current_exe()?)
+            .args(["--role", role, "--data"])
+            .arg(&args.data)
+            .args(["--events", &args.events.to_string()])
+            .args(["--keys", &args.keys.to_string()])
+            .args(["--partitions", &args.partitions.to_string()])
+            .output()?
+    };
     anyhow::ensure!(
         out.status.success(),
         "{role} failed in {}: {}",
@@ -265,6 +277,7 @@ fn print_table(roles: &[String], results: &BTreeMap<String, Vec<Measured>>, trut
     };
     let rss = |r: &str| median(results[r].iter().map(|m| m.peak_rss as f64).collect());
     let (base_rate, base_rss) = (rate("baseline"), rss("baseline"));
+    let (duck_rate, duck_rss) = (rate("duckdb"), rss("duckdb"));
     let first = &results["baseline"][0];
     println!(
         "\n{} events, {:.0} MB, mean {:.0} B/event; open drift missing/orphan/mismatch = {truth:?} (all runs agree with the ground truth)\n",
@@ -273,17 +286,19 @@ fn print_table(roles: &[String], results: &BTreeMap<String, Vec<Measured>>, trut
         first.bytes as f64 / first.events as f64
     );
     println!(
-        "| run | events/s (median) | MB/s | peak RSS | speed vs baseline | memory vs baseline |"
+        "| run | events/s (median) | MB/s | peak RSS | speed vs baseline | memory vs baseline | speed vs DuckDB | memory vs DuckDB |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for role in roles {
         let (r, m) = (rate(role), rss(role));
         println!(
-            "| {role} | {r:.0} | {:.1} | {:.1} MiB | {:.2}× | {:.2}× |",
+            "| {role} | {r:.0} | {:.1} | {:.1} MiB | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
             r * first.bytes as f64 / first.events as f64 / 1e6,
             m / 1048576.0,
             r / base_rate,
-            m / base_rss
+            m / base_rss,
+            r / duck_rate,
+            m / duck_rss
         );
     }
 }

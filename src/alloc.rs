@@ -4,6 +4,28 @@
 //! thread that owns the key. With glibc's malloc that cross-thread traffic kept the
 //! two-worker file-mode run at 1.2× the one-worker rate; with mimalloc it is 1.8× and
 //! both run faster, for about 40% more peak RSS (BENCHMARKS.md has both).
+//!
+//! [`configure`] turns off mimalloc's purging of freed pages: by default it hands them
+//! back to the OS 10 ms after they empty, and the next batch faults them in again, each
+//! fault zeroing a transparent huge page (`clear_page_erms` was 5% of a worker's profile).
+//! A stream job's working set is steady, so holding the pages it freed costs little peak
+//! memory and saves that churn (BENCHMARKS.md, issue 14).
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's option number for the purge delay (`mi_option_purge_delay` in v3's
+/// `mimalloc.h`; the Rust bindings name only some options).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Tunes the allocator for a long-running job: freed pages stay with the process. An
+/// explicit `MIMALLOC_PURGE_DELAY` in the environment wins. Idempotent.
+pub fn configure() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            // SAFETY: sets one option value; called once, before the workers start.
+            unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+        }
+    });
+}

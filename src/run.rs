@@ -163,6 +163,7 @@ pub fn execute_entities(
     stats: Arc<Stats>,
     checkpoints: Option<Arc<crate::io::checkpointer::Checkpoints>>,
 ) -> anyhow::Result<Report> {
+    crate::alloc::configure();
     let started = Instant::now();
     let entities: Vec<(String, Arc<Stats>)> = jobs
         .iter()

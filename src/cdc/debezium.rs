@@ -120,16 +120,18 @@ fn positions(
     if !d.event_time {
         return Ok((version, None));
     }
-    let path = d.paths[d.version_parts].join(".");
+    // Joined only for an error: this runs for every event.
+    let path = || d.paths[d.version_parts].join(".");
     let Some(v) = found[d.version_parts].as_ref() else {
         return match required {
-            true => Err(DecodeError::new(format!("no event time at `{path}`"))),
+            true => Err(DecodeError::new(format!("no event time at `{}`", path()))),
             false => Ok((version, None)),
         };
     };
     let ms = as_millis(v).ok_or_else(|| {
         DecodeError::new(format!(
-            "event time at `{path}` is {}, not milliseconds since the epoch (up to year 9999)",
+            "event time at `{}` is {}, not milliseconds since the epoch (up to year 9999)",
+            path(),
             v.describe()
         ))
     })?;
