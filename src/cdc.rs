@@ -231,6 +231,9 @@ pub struct Decoder {
     /// How many of `paths` are the version's.
     version_parts: usize,
     event_time: bool,
+    /// Whether every path is in `source`, so a bare envelope can be decoded in one pass
+    /// (`debezium::one_pass`).
+    one_pass: bool,
     columns: ColumnTypes,
     max_bytes: usize,
     builder: RowBuilder,
@@ -253,7 +256,11 @@ impl Decoder {
         if event_time {
             paths.push(split(&s.event_time));
         }
+        let one_pass = !paths.is_empty()
+            && paths.len() <= debezium::MAX_PATHS
+            && paths.iter().all(|p| p.len() > 1 && p[0] == "source");
         Decoder {
+            one_pass,
             format: s.format,
             key_fields: spec.key.clone(),
             paths,

@@ -218,6 +218,47 @@ pub fn decode_row(
     }
 }
 
+/// A row image met inside a larger document (an envelope read in one pass): `null` is
+/// no row. Decodes as [`decode_row`] does, without a Connect schema.
+pub(super) struct ImageSeed<'s> {
+    pub(super) columns: &'s ColumnTypes,
+    pub(super) builder: &'s mut RowBuilder,
+    pub(super) placeholders: Option<&'s super::placeholder::Placeholders>,
+}
+
+impl<'de> DeserializeSeed<'de> for ImageSeed<'_> {
+    type Value = Option<Row>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Row>, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ImageSeed<'_> {
+    type Value = Option<Row>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a row image (a JSON object) or null")
+    }
+    fn visit_none<E>(self) -> Result<Option<Row>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Option<Row>, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<Row>, D::Error> {
+        self.builder.clear();
+        let mut error = None;
+        let seed = RowSeed {
+            columns: self.columns,
+            schema: None,
+            builder: &mut *self.builder,
+            error: &mut error,
+            placeholders: self.placeholders,
+        };
+        seed.deserialize(d)?;
+        Ok(Some(self.builder.finish_row()))
+    }
+}
+
 struct RowSeed<'s> {
     columns: &'s ColumnTypes,
     schema: Option<&'s SchemaTypes>,

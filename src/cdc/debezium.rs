@@ -1,5 +1,7 @@
 //! Debezium change events (JSON), bare or in Kafka Connect's `schema`/`payload` wrapper.
 
+mod one_pass;
+
 use super::column::decode_row;
 use super::json::{as_millis, lookup, lookup_many, Scalar};
 use super::logical::SchemaTypes;
@@ -111,6 +113,15 @@ fn positions(
     let mut found: [Option<Scalar<'_>>; MAX_PATHS] = Default::default();
     let found = &mut found[..d.paths.len().min(MAX_PATHS)];
     env.positions(&d.paths, found)?;
+    positions_found(d, found, required)
+}
+
+/// [`positions`] from the values found at the decoder's paths.
+fn positions_found(
+    d: &Decoder,
+    found: &[Option<Scalar<'_>>],
+    required: bool,
+) -> Result<(Option<Version>, Option<u64>), DecodeError> {
     let parts = &found[..d.version_parts];
     let version = if d.version_parts > 0 && (required || parts.iter().all(Option::is_some)) {
         Some(d.version(parts)?)
@@ -178,6 +189,11 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
     let trimmed = text.trim();
     if trimmed.is_empty() || trimmed == "null" {
         return Ok(Decoded::Skip);
+    }
+    if d.one_pass {
+        if let Some(decoded) = one_pass::decode(d, msg, trimmed) {
+            return Ok(decoded);
+        }
     }
     let outer = parse(trimmed)?;
     let (env, schema) = if outer.op.is_none() && (outer.schema.is_some() || outer.payload.is_some())

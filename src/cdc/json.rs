@@ -206,9 +206,10 @@ pub fn lookup_many<'a>(
     ManySeed { paths, out }.deserialize(&mut de)
 }
 
-struct ManySeed<'p, 'o, 'de> {
-    paths: &'p [&'p [String]],
-    out: &'o mut [Option<Scalar<'de>>],
+/// [`lookup_many`] as a seed, for a value met inside a larger document.
+pub(super) struct ManySeed<'p, 'o, 'de> {
+    pub(super) paths: &'p [&'p [String]],
+    pub(super) out: &'o mut [Option<Scalar<'de>>],
 }
 
 impl<'de> DeserializeSeed<'de> for ManySeed<'_, '_, 'de> {

@@ -40,9 +40,7 @@ pub const UNAVAILABLE: &str = "__debezium_unavailable_value";
 pub fn fill_unavailable(row: &Row, previous: Option<&Row>) -> Option<Row> {
     // Every applied change passes here: a byte search rules nearly all rows out before
     // any column is decoded.
-    if memchr::memmem::find(row.as_bytes(), &UNKNOWN_MARK).is_none()
-        || !row.fields().any(|(_, v)| v == ValueRef::Unavailable)
-    {
+    if !row.has_unavailable() {
         return None;
     }
     let mut b = RowBuilder::default();
@@ -57,6 +55,11 @@ pub fn fill_unavailable(row: &Row, previous: Option<&Row>) -> Option<Row> {
 }
 
 impl Row {
+    /// Whether a column holds an unknown value ([`ValueRef::Unavailable`]).
+    pub fn has_unavailable(&self) -> bool {
+        memchr::memmem::find(self.as_bytes(), &UNKNOWN_MARK).is_some()
+            && self.fields().any(|(_, v)| v == ValueRef::Unavailable)
+    }
     /// The columns, in name order.
     pub fn fields(&self) -> Fields<'_> {
         Fields { bytes: &self.0 }
