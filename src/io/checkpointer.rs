@@ -13,6 +13,14 @@
 //! partition, the first offset at or after B. Changes already read at or after B are
 //! not written: they are read again after a restore. Worker 0 flushes the sink first,
 //! so every output before B is delivered before a checkpoint at B can be complete.
+//!
+//! A worker's inputs stay held at B until it has written its own state at B, even the
+//! inputs of a worker that has no partitions or has read all of them: the others' changes
+//! reach its keyed state through the exchange, and an input it dropped would no longer
+//! keep them from being applied past B before it writes. So a worker that has read
+//! everything keeps holding, and says so on a small dataflow of its own; once every
+//! worker has, worker 0's next decision is the last (its next boundary is the end of
+//! time), and the inputs close.
 
 use crate::checkpoint::state::{OffsetEntry, WorkerState};
 use crate::checkpoint::store::Store;
@@ -79,6 +87,10 @@ pub struct Checkpointer {
     control: Option<InputHandleVec<Time, Decision>>,
     decisions: Rc<RefCell<BTreeMap<Time, (bool, Time)>>>,
     control_probe: ProbeHandle<Time>,
+    /// This worker's "still reading" input, dropped once it has read everything; the
+    /// probe is done once every worker's is.
+    reading: Option<InputHandleVec<Time, ()>>,
+    reading_probe: ProbeHandle<Time>,
     boundary: Time,
     decided: bool,
     last_written: Instant,
@@ -108,6 +120,11 @@ impl Checkpointer {
                 })
                 .probe_with(&control_probe);
         });
+        let reading_probe = ProbeHandle::new();
+        let mut reading = InputHandleVec::new();
+        worker.dataflow::<Time, _, _>(|scope| {
+            reading.to_stream(scope).probe_with(&reading_probe);
+        });
         let interval = spec.interval.as_millis().max(1);
         let boundary = (start / interval + 1) * interval;
         control.advance_to(boundary);
@@ -122,6 +139,8 @@ impl Checkpointer {
             control: (index == 0).then_some(control),
             decisions,
             control_probe,
+            reading: Some(reading),
+            reading_probe,
             boundary,
             decided: false,
             last_written: Instant::now(),
@@ -129,9 +148,16 @@ impl Checkpointer {
         }
     }
 
-    /// The time the inputs must not pass until the current boundary is settled.
+    /// The time the inputs must not pass until the current boundary is settled:
+    /// `Time::MAX` once the last boundary is.
     pub fn hold(&self) -> Time {
         self.boundary
+    }
+
+    /// This worker has read all its partitions. Its inputs stay held at the boundary
+    /// until the last decision.
+    pub fn finished(&mut self) {
+        self.reading = None;
     }
 
     /// Advances the protocol. `least` is this worker's least input progress (for
@@ -145,12 +171,19 @@ impl Checkpointer {
         flush: impl FnOnce() -> anyhow::Result<()>,
     ) -> anyhow::Result<bool> {
         let b = self.boundary;
+        if b == Time::MAX {
+            return Ok(false);
+        }
         if let (Some(control), false) = (self.control.as_mut(), self.decided) {
             if !probe.less_than(&b) {
                 let write = self.last_written.elapsed() >= self.min_wall;
                 // Skip boundaries nobody has data for yet (heartbeats jump event time).
                 let ahead = least.map_or(b, |l| l / self.interval * self.interval);
-                let next = (b + self.interval).max(ahead);
+                // Every worker has read everything: this boundary is the last.
+                let next = match self.reading_probe.done() {
+                    true => Time::MAX,
+                    false => (b + self.interval).max(ahead),
+                };
                 control.send((b, write, next));
                 control.advance_to(b + 1);
                 self.decided = true;
@@ -178,15 +211,13 @@ impl Checkpointer {
         }
         self.boundary = next;
         self.decided = false;
+        if next == Time::MAX {
+            self.control = None;
+        }
         if let Some(control) = self.control.as_mut() {
             control.advance_to(next);
         }
         Ok(true)
-    }
-
-    /// Drops worker 0's control input (time has ended: no more checkpoints).
-    pub fn close(&mut self) {
-        self.control = None;
     }
 }
 

@@ -405,12 +405,20 @@ pub fn run_worker(
             worker.step_or_park(Some(park));
         }
     }
-    entities.iter_mut().for_each(Entity::close);
-    while !probe.done() {
+    // Every partition is read. The inputs close, or, while checkpoints are taken, wait
+    // at the boundary until the last one is settled (see `checkpointer`).
+    if let Some(c) = checkpointer.as_mut() {
+        c.finished();
+    }
+    loop {
+        let hold = checkpointer.as_ref().map_or(Time::MAX, Checkpointer::hold);
+        entities.iter_mut().for_each(|e| e.advance(|_| None, hold));
+        if probe.done() {
+            break;
+        }
         if let Some(cause) = stats.worker_failure() {
             anyhow::bail!("{cause}");
         }
-        // Worker 0 keeps settling boundaries: other workers may still be held at one.
         if let Some(c) = checkpointer.as_mut() {
             let snap = |b| snapshot(b, &entities[0].state, &parts);
             c.step(&probe, None, snap, || flush_all(&entities))?;

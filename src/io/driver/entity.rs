@@ -86,20 +86,19 @@ impl Entity {
 
     /// Moves each input to its partitions' least progress (`least(side)`, `None`: no
     /// open partition left), capped at `hold`.
+    /// Advances each input to its partitions' least progress, held at `hold`. A side
+    /// without open partitions closes, unless held: then it waits at `hold` (see
+    /// `checkpointer`: a worker's state must not pass a boundary before it writes it).
     pub(super) fn advance(&mut self, least: impl Fn(Option<SideId>) -> Option<Time>, hold: Time) {
-        let capped = |l: Option<Time>| l.map(|l| l.min(hold));
+        let capped = |l: Option<Time>| match l {
+            Some(l) => Some(l.min(hold)),
+            None => (hold < Time::MAX).then_some(hold),
+        };
         for side in SideId::BOTH {
             let l = capped(least(Some(side)));
             advance(&mut self.changes[side as usize], l);
             advance(&mut self.truncates[side as usize], l);
         }
         advance(&mut self.dead, capped(least(None)));
-    }
-
-    /// Closes every input: time ends for this entity.
-    pub(super) fn close(&mut self) {
-        self.changes = [None, None];
-        self.truncates = [None, None];
-        self.dead = None;
     }
 }
