@@ -13,7 +13,7 @@
 //!
 //! Without `--bench` (under `cargo test --all-targets`) it runs 20k keys.
 
-use driftwatch::checkpoint::state::{KeyEntry, SideEntry, WorkerState};
+use driftwatch::checkpoint::state::{EntityState, KeyEntry, SideEntry, WorkerState};
 use driftwatch::checkpoint::store::Store;
 use driftwatch::checkpoint::Bytes;
 use driftwatch::dataflow::grace::GraceState;
@@ -84,11 +84,14 @@ fn state(keys: u64) -> anyhow::Result<WorkerState> {
         time: 1_772_323_260_000,
         index: 0,
         peers: 1,
-        keys: entries,
-        episodes: Vec::new(),
+        entities: vec![EntityState {
+            name: Bytes::from(&b"orders"[..]),
+            keys: entries,
+            episodes: Vec::new(),
+            source_floor: None,
+            target_floor: None,
+        }],
         offsets: Vec::new(),
-        source_floor: None,
-        target_floor: None,
     })
 }
 
@@ -104,7 +107,7 @@ fn restore(store: &Store) -> anyhow::Result<usize> {
         sides: SidesState::default(),
         grace: GraceState::new(rules, Arc::default(), 5_000),
     };
-    Restore::new(states)?.apply(0, 1, &target)?;
+    Restore::new(states)?.apply("orders", 0, 1, &target)?;
     Ok(target.sides.snapshot().len())
 }
 

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: [u8; 8] = *b"DWCKPT\0\0";
 /// The payload layout's version: bump it whenever a checkpointed type changes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 const HEADER: usize = 32;
 
 /// Why a checkpoint cannot be used.

@@ -143,6 +143,19 @@ fn resolved(spec: &Spec) -> Spec {
     s
 }
 
+/// Checkpoints `spec` in `dir` (`--checkpoint-dir`), with the default table if it has none.
+fn set_checkpoint_dir(spec: &mut spec::Spec, dir: &std::path::Path) {
+    let c = spec
+        .checkpoint
+        .get_or_insert_with(|| crate::spec::Checkpoint {
+            dir: String::new(),
+            interval: crate::spec::Duration::from_millis(10_000),
+            min_wall_interval: crate::spec::Duration::from_millis(10_000),
+            keep: 2,
+        });
+    c.dir = dir.display().to_string();
+}
+
 /// The Kafka-mode options of `run`'s command line.
 fn kafka_options(args: &RunArgs) -> crate::run::KafkaOptions {
     let starts = if args.from_beginning {
@@ -220,15 +233,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         spec.kafka.brokers = Some(b.clone());
     }
     if let Some(dir) = &args.checkpoint_dir {
-        let c = spec
-            .checkpoint
-            .get_or_insert_with(|| crate::spec::Checkpoint {
-                dir: String::new(),
-                interval: crate::spec::Duration::from_millis(10_000),
-                min_wall_interval: crate::spec::Duration::from_millis(10_000),
-                keep: 2,
-            });
-        c.dir = dir.display().to_string();
+        set_checkpoint_dir(&mut spec, dir);
     }
     for (name, side) in [("source", &spec.source), ("target", &spec.target)] {
         if side.input.topics.is_empty() {

@@ -74,7 +74,8 @@ fn every_checkpoint_is_a_cut_at_its_time_on_every_worker() {
         assert_eq!(states.len(), 3, "checkpoint {time} is incomplete");
         // Nothing of event time `time` or later is in a cut at `time`.
         for s in &states {
-            for k in &s.keys {
+            assert_eq!(s.entities.len(), 1);
+            for k in &s.entities[0].keys {
                 for side in [&k.source, &k.target].into_iter().flatten() {
                     assert!(
                         side.row.is_none() || side.row_ts_ms < time,
@@ -84,7 +85,7 @@ fn every_checkpoint_is_a_cut_at_its_time_on_every_worker() {
                     );
                 }
             }
-            for e in &s.episodes {
+            for e in &s.entities[0].episodes {
                 assert!(
                     e.since < time,
                     "checkpoint {time}: an episode since {}",
@@ -104,7 +105,7 @@ fn every_checkpoint_is_a_cut_at_its_time_on_every_worker() {
                 ),
             };
             restore
-                .apply(index, 3, &state)
+                .apply("orders", index, 3, &state)
                 .unwrap_or_else(|e| panic!("checkpoint {time}, worker {index}: {e:#}"));
         }
     }

@@ -128,6 +128,100 @@ fn kafka_spec(dir: &Path, name: &str) -> std::path::PathBuf {
     path
 }
 
+/// Produces `name`'s generated source and target to its topics; returns the truth.
+fn produce_entity(
+    broker: &support::broker::Broker,
+    name: &str,
+    seed: u64,
+) -> BTreeMap<i64, driftwatch::dataflow::DriftKind> {
+    let g = generate(&GenConfig {
+        events: 2_000,
+        keys: 200,
+        seed,
+        ..GenConfig::default()
+    });
+    for (side, lines) in [("src", &g.source), ("tgt", &g.target)] {
+        let topic = format!("{name}.{side}");
+        broker.create_topic(&topic, 2);
+        broker.produce(&topic, &support::broker::keyed(lines));
+    }
+    for t in ["drift", "corrections", "dlq"] {
+        broker.create_topic(&format!("{name}.out.{t}"), 1);
+    }
+    g.expected
+}
+
+/// The open drift on `name`'s drift topic, by order id.
+fn open_on_kafka(broker: &support::broker::Broker, name: &str) -> BTreeMap<i64, String> {
+    let mut open = BTreeMap::new();
+    for r in broker.consume_all(&format!("{name}.out.drift")) {
+        let k: serde_json::Value = serde_json::from_str(r.key.as_deref().unwrap()).unwrap();
+        assert_eq!(k["entity"], name);
+        let v: serde_json::Value = serde_json::from_str(r.value.as_deref().unwrap()).unwrap();
+        let id = k["key"]["id"].as_i64().unwrap();
+        match v["status"].as_str().unwrap() {
+            "open" => open.insert(id, v["kind"].as_str().unwrap().to_string()),
+            _ => open.remove(&id),
+        };
+    }
+    open
+}
+
+fn truth(expected: &BTreeMap<i64, driftwatch::dataflow::DriftKind>) -> BTreeMap<i64, String> {
+    expected
+        .iter()
+        .map(|(id, kind)| (*id, kind.name().to_string()))
+        .collect()
+}
+
+#[test]
+fn one_checkpoint_covers_every_entity_and_a_new_one_starts_from_the_beginning() {
+    let broker = support::broker::Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    let table = format!(
+        "\n[checkpoint]\ndir = {:?}\ninterval = \"1s\"\nmin_wall_interval = \"0ms\"\n",
+        checkpoints.display().to_string()
+    );
+    let mut truths = BTreeMap::new();
+    for (i, name) in ["alpha", "beta", "gamma"].iter().enumerate() {
+        truths.insert(*name, produce_entity(&broker, name, 20 + i as u64));
+        let spec = kafka_spec(dir.path(), name);
+        let text = std::fs::read_to_string(&spec).unwrap() + &table;
+        std::fs::write(&spec, text).unwrap();
+    }
+    let run = |names: &[&str]| {
+        let o = bin()
+            .arg("run")
+            .args(names.iter().map(|n| dir.path().join(format!("{n}.toml"))))
+            .args(["--stop-at-end", "-w", "2", "--brokers", &broker.addr()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{stderr}");
+        stderr
+    };
+    let first = run(&["alpha", "beta"]);
+    assert!(first.contains("checkpoint files written"), "{first}");
+    // gamma joins, beta leaves: one line each; every entity's drift is its own truth.
+    let second = run(&["alpha", "gamma"]);
+    assert!(second.contains("resuming from the checkpoint"), "{second}");
+    assert!(
+        second.contains(
+            "entity gamma is new since the checkpoint: it starts from the earliest offsets"
+        ),
+        "{second}"
+    );
+    assert!(
+        second
+            .contains("entity beta is in the checkpoint but not in this job: its state is dropped"),
+        "{second}"
+    );
+    for name in ["alpha", "beta", "gamma"] {
+        assert_eq!(open_on_kafka(&broker, name), truth(&truths[name]), "{name}");
+    }
+}
+
 #[test]
 fn entities_on_kafka_each_report_their_own_ground_truth() {
     let broker = support::broker::Broker::start();
@@ -135,21 +229,7 @@ fn entities_on_kafka_each_report_their_own_ground_truth() {
     let names = ["orders", "invoices", "shipments"];
     let mut truths = BTreeMap::new();
     for (i, name) in names.iter().enumerate() {
-        let g = generate(&GenConfig {
-            events: 2_000,
-            keys: 200,
-            seed: 10 + i as u64,
-            ..GenConfig::default()
-        });
-        for (side, lines) in [("src", &g.source), ("tgt", &g.target)] {
-            let topic = format!("{name}.{side}");
-            broker.create_topic(&topic, 2);
-            broker.produce(&topic, &support::broker::keyed(lines));
-        }
-        for t in ["drift", "corrections", "dlq"] {
-            broker.create_topic(&format!("{name}.out.{t}"), 1);
-        }
-        truths.insert(name.to_string(), g.expected);
+        truths.insert(*name, produce_entity(&broker, name, 10 + i as u64));
         kafka_spec(dir.path(), name);
     }
     let o = bin()
@@ -166,23 +246,6 @@ fn entities_on_kafka_each_report_their_own_ground_truth() {
             stderr.contains(&format!("[{name}]\nsource: read")),
             "{stderr}"
         );
-    }
-    for name in names {
-        let mut open = BTreeMap::new();
-        for r in broker.consume_all(&format!("{name}.out.drift")) {
-            let k: serde_json::Value = serde_json::from_str(r.key.as_deref().unwrap()).unwrap();
-            assert_eq!(k["entity"], name);
-            let v: serde_json::Value = serde_json::from_str(r.value.as_deref().unwrap()).unwrap();
-            let id = k["key"]["id"].as_i64().unwrap();
-            match v["status"].as_str().unwrap() {
-                "open" => open.insert(id, v["kind"].as_str().unwrap().to_string()),
-                _ => open.remove(&id),
-            };
-        }
-        let want: BTreeMap<i64, String> = truths[name]
-            .iter()
-            .map(|(id, kind)| (*id, kind.name().to_string()))
-            .collect();
-        assert_eq!(open, want, "{name}");
+        assert_eq!(open_on_kafka(&broker, name), truth(&truths[name]), "{name}");
     }
 }

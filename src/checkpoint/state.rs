@@ -14,12 +14,21 @@ pub struct WorkerState {
     pub index: u64,
     /// The number of workers when it was written.
     pub peers: u64,
+    /// Each entity's state on this worker.
+    pub entities: Vec<EntityState>,
+    /// Where to resume each input partition this worker read.
+    pub offsets: Vec<OffsetEntry>,
+}
+
+/// One entity's state on one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Abomonation)]
+pub struct EntityState {
+    /// The entity's name.
+    pub name: Bytes,
     /// Both sides' state per key.
     pub keys: Vec<KeyEntry>,
     /// Open grace episodes.
     pub episodes: Vec<EpisodeEntry>,
-    /// Where to resume each input partition this worker read.
-    pub offsets: Vec<OffsetEntry>,
     /// The version of the source's last truncate, encoded, if any.
     pub source_floor: Option<Bytes>,
     /// The version of the target's last truncate, encoded, if any.

@@ -129,11 +129,8 @@ mod tests {
             time,
             index,
             peers,
-            keys: Vec::new(),
-            episodes: Vec::new(),
+            entities: Vec::new(),
             offsets: Vec::new(),
-            source_floor: None,
-            target_floor: None,
         }
     }
 

@@ -38,10 +38,14 @@ pub(super) fn run(args: &RunArgs, kafka: crate::run::KafkaOptions) -> anyhow::Re
         .filter(|(_, s)| !s.source.input.files.is_empty() || !s.target.input.files.is_empty())
         .count();
     if with_files == 0 {
-        if args.checkpoint_dir.is_some() {
-            anyhow::bail!("--checkpoint-dir applies when one entity is given (checkpoints cover a job of one entity for now)");
-        }
         let mut specs: Vec<spec::Spec> = specs.into_iter().map(|(_, s)| s).collect();
+        if let Some(dir) = &args.checkpoint_dir {
+            // One checkpoint covers every entity: the first spec's table (or the
+            // default), in this directory, for all of them.
+            super::set_checkpoint_dir(&mut specs[0], dir);
+            let table = specs[0].checkpoint.clone();
+            specs.iter_mut().for_each(|s| s.checkpoint = table.clone());
+        }
         if let Some(b) = &args.brokers {
             specs
                 .iter_mut()

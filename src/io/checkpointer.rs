@@ -281,10 +281,20 @@ impl Restore {
         self.progress.get(tp).copied()
     }
 
-    /// Restores the keys (and their episodes) that route to worker `index` of `peers`,
-    /// whatever the number of workers that wrote the checkpoint.
+    /// The entities the checkpoint holds state for.
+    pub fn entities(&self) -> std::collections::BTreeSet<String> {
+        self.states
+            .iter()
+            .flat_map(|s| &s.entities)
+            .filter_map(|e| e.name.to_vec().and_then(|b| String::from_utf8(b).ok()))
+            .collect()
+    }
+
+    /// Restores entity `name`'s keys (and their episodes) that route to worker `index`
+    /// of `peers`, whatever the number of workers that wrote the checkpoint.
     pub fn apply(
         &self,
+        name: &str,
         index: usize,
         peers: usize,
         state: &crate::dataflow::State,
@@ -295,24 +305,26 @@ impl Restore {
                 crate::row::Key::from_encoded(&k).hashed() % peers as u64 == index as u64
             })
         };
-        let keys: Vec<_> = self
-            .states
-            .iter()
-            .flat_map(|s| &s.keys)
+        let entity = || {
+            self.states
+                .iter()
+                .flat_map(|s| &s.entities)
+                .filter(|e| e.name.to_vec().as_deref() == Some(name.as_bytes()))
+        };
+        let keys: Vec<_> = entity()
+            .flat_map(|e| &e.keys)
             .filter(|e| mine(&e.key))
             .cloned()
             .collect();
         state.sides.restore(&keys)?;
-        for s in &self.states {
+        for e in entity() {
             let floor = |f: &Option<Bytes>| f.as_ref().and_then(Bytes::to_vec);
             state
                 .sides
-                .restore_floors([floor(&s.source_floor), floor(&s.target_floor)]);
+                .restore_floors([floor(&e.source_floor), floor(&e.target_floor)]);
         }
-        let episodes: Vec<_> = self
-            .states
-            .iter()
-            .flat_map(|s| &s.episodes)
+        let episodes: Vec<_> = entity()
+            .flat_map(|e| &e.episodes)
             .filter(|e| mine(&e.key))
             .cloned()
             .collect();

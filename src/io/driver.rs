@@ -77,8 +77,10 @@ fn publish_gauges(stats: &Stats, parts: &mut [PartState], frontier: Option<Time>
     }
 }
 
-/// This worker's state at checkpoint time `b` (index and peers are filled in later).
-fn snapshot(b: Time, state: &dataflow::State, parts: &[PartState]) -> WorkerState {
+/// This worker's state at checkpoint time `b` (index and peers are filled in later):
+/// every entity's, and every partition's resume position.
+fn snapshot(b: Time, jobs: &[Job], entities: &[Entity], parts: &[PartState]) -> WorkerState {
+    use crate::checkpoint::{state::EntityState, Bytes};
     let offsets = parts
         .iter()
         .filter_map(|p| {
@@ -91,19 +93,31 @@ fn snapshot(b: Time, state: &dataflow::State, parts: &[PartState]) -> WorkerStat
             ))
         })
         .collect();
-    let [source_floor, target_floor] = state
-        .sides
-        .floors()
-        .map(|f| f.map(|b| crate::checkpoint::Bytes::from(&b[..])));
+    let entities = jobs
+        .iter()
+        .zip(entities)
+        .map(|(job, e)| {
+            let [source_floor, target_floor] = e
+                .state
+                .sides
+                .floors()
+                .map(|f| f.map(|b| Bytes::from(&b[..])));
+            let episodes = e.state.grace.snapshot();
+            EntityState {
+                name: Bytes::from(job.spec.entity.as_bytes()),
+                keys: e.state.sides.snapshot(),
+                episodes,
+                source_floor,
+                target_floor,
+            }
+        })
+        .collect();
     WorkerState {
         time: b,
         index: 0,
         peers: 0,
-        keys: state.sides.snapshot(),
-        episodes: state.grace.snapshot(),
+        entities,
         offsets,
-        source_floor,
-        target_floor,
     }
 }
 
@@ -167,11 +181,8 @@ pub fn run_worker(
             rises: RiseLog::default(),
         })
         .collect();
-    // Checkpoints cover a job of one entity (see `run::run_kafka`).
-    let checkpoint = jobs
-        .first()
-        .and_then(|j| j.spec.checkpoint.clone())
-        .filter(|_| jobs.len() == 1);
+    // Every entity of a job shares one `[checkpoint]` (see `run::kafka`).
+    let checkpoint = jobs.first().and_then(|j| j.spec.checkpoint.clone());
     let mut checkpointer = match (&checkpoint, &checkpoints) {
         (Some(c), Some(k)) => {
             let start = k.restore.as_ref().map_or(0, |r| r.time);
@@ -184,7 +195,9 @@ pub fn run_worker(
         &checkpoint,
     ) {
         let (index, peers) = (worker.index(), worker.peers());
-        r.apply(index, peers, &entities[0].state)?;
+        for (job, entity) in jobs.iter().zip(&entities) {
+            r.apply(&job.spec.entity, index, peers, &entity.state)?;
+        }
         for p in parts.iter_mut() {
             if let Some(progress) = p.part.topic_partition().and_then(|tp| r.progress(&tp)) {
                 p.progress = progress;
@@ -374,7 +387,7 @@ pub fn run_worker(
         };
         if let Some(c) = checkpointer.as_mut() {
             let all = least(None);
-            let snap = |b| snapshot(b, &entities[0].state, &parts);
+            let snap = |b| snapshot(b, jobs, &entities, &parts);
             if c.step(&probe, all, snap, || flush_all(&entities))? {
                 let keep_from = c.hold();
                 parts.iter_mut().for_each(|p| p.rises.trim(keep_from));
@@ -420,7 +433,7 @@ pub fn run_worker(
             anyhow::bail!("{cause}");
         }
         if let Some(c) = checkpointer.as_mut() {
-            let snap = |b| snapshot(b, &entities[0].state, &parts);
+            let snap = |b| snapshot(b, jobs, &entities, &parts);
             c.step(&probe, None, snap, || flush_all(&entities))?;
         }
         worker.step_or_park(Some(Duration::from_millis(1)));

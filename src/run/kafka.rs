@@ -8,8 +8,8 @@ use crate::io::kafka::{admin, config::KafkaConfig, sink, source::KafkaInputs};
 use crate::spec::Spec;
 use std::sync::Arc;
 
-/// Restores the newest checkpoint of `spec` (a job of one entity), adding its offsets to
-/// `inputs`' starts.
+/// Restores the newest checkpoint of the job (in `spec`'s `[checkpoint]`, which every
+/// entity shares), adding its offsets to `inputs`' starts.
 fn checkpoints(
     spec: &Spec,
     options: &KafkaOptions,
@@ -74,7 +74,7 @@ fn ensure_outputs(
 }
 
 /// Runs `specs` (one entity each) on Kafka in one cluster. Runs until SIGINT/SIGTERM, or
-/// with `stop_at_end` until the inputs' ends. Checkpoints cover a job of one entity.
+/// with `stop_at_end` until the inputs' ends. One checkpoint covers every entity.
 pub fn run_many(
     specs: &[Spec],
     cluster: &Cluster,
@@ -82,11 +82,17 @@ pub fn run_many(
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(!specs.is_empty(), "no entity to run");
     if specs.len() > 1 {
-        if let Some(s) = specs.iter().find(|s| s.checkpoint.is_some()) {
-            anyhow::bail!(
-                "{}: checkpoints cover a job of one entity for now; run entities with checkpoints one per job",
-                s.entity
-            );
+        // One checkpoint covers every entity of the job: they must agree on it.
+        let table = |s: &Spec| s.checkpoint.as_ref().map(toml::to_string).transpose();
+        let first = table(&specs[0])?;
+        for s in &specs[1..] {
+            if table(s)? != first {
+                anyhow::bail!(
+                    "{}: its [checkpoint] differs from {}'s; the entities of one job share one checkpoint (or give --checkpoint-dir, which applies the first spec's table to all)",
+                    s.entity,
+                    specs[0].entity
+                );
+            }
         }
         let mut readers = std::collections::BTreeMap::new();
         for s in specs {
@@ -127,10 +133,22 @@ pub fn run_many(
         .collect();
     let mut inputs = KafkaInputs::discover_entities(configs[0].clone(), &sides)?;
     inputs.starts = options.starts.clone();
-    let restored = match specs {
-        [one] => checkpoints(one, &options, &mut inputs)?,
-        _ => None,
-    };
+    let restored = checkpoints(&specs[0], &options, &mut inputs)?;
+    if let Some(r) = restored.as_ref().and_then(|c| c.restore.as_ref()) {
+        let held = r.entities();
+        for s in specs.iter().filter(|s| !held.contains(&s.entity)) {
+            eprintln!(
+                "driftwatch: entity {} is new since the checkpoint: it starts from the earliest offsets (or --start-offset)",
+                s.entity
+            );
+        }
+        for name in held
+            .iter()
+            .filter(|n| !specs.iter().any(|s| &s.entity == *n))
+        {
+            eprintln!("driftwatch: entity {name} is in the checkpoint but not in this job: its state is dropped");
+        }
+    }
     inputs.stop_at_end = options.stop_at_end;
     let topics: Vec<sink::OutputTopics> = specs
         .iter()

@@ -85,10 +85,10 @@ impl Entity {
     }
 
     /// Moves each input to its partitions' least progress (`least(side)`, `None`: no
-    /// open partition left), capped at `hold`.
-    /// Advances each input to its partitions' least progress, held at `hold`. A side
-    /// without open partitions closes, unless held: then it waits at `hold` (see
-    /// `checkpointer`: a worker's state must not pass a boundary before it writes it).
+    /// open partition left), held at `hold`. A side without open partitions closes,
+    /// unless held: then it waits at `hold` (see `checkpointer`: a worker's state must not
+    /// pass a boundary before it has written it, and an entity whose input ends while the
+    /// job goes on must not run past the boundary the other entities' offsets stop at).
     pub(super) fn advance(&mut self, least: impl Fn(Option<SideId>) -> Option<Time>, hold: Time) {
         let capped = |l: Option<Time>| match l {
             Some(l) => Some(l.min(hold)),
