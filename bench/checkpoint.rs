@@ -60,9 +60,23 @@ fn row(b: &mut RowBuilder, id: i64, status: &str) -> anyhow::Result<Vec<u8>> {
     Ok(b.finish_row().as_bytes().to_vec())
 }
 
-fn state(keys: u64) -> anyhow::Result<WorkerState> {
+/// The name of entity `e` of a benchmark state.
+fn entity_name(e: usize) -> String {
+    format!("orders-{e:03}")
+}
+
+/// One worker's state: `keys` keys spread evenly over `entities` entities.
+fn state(keys: u64, entities: usize) -> anyhow::Result<WorkerState> {
     let mut b = RowBuilder::default();
-    let mut entries = Vec::with_capacity(keys as usize);
+    let mut states: Vec<EntityState> = (0..entities)
+        .map(|e| EntityState {
+            name: Bytes::from(entity_name(e).as_bytes()),
+            keys: Vec::with_capacity(keys as usize / entities + 1),
+            episodes: Vec::new(),
+            source_floor: None,
+            target_floor: None,
+        })
+        .collect();
     for id in 0..keys as i64 {
         b.clear();
         b.push("id", ValueRef::Int(id))
@@ -73,7 +87,7 @@ fn state(keys: u64) -> anyhow::Result<WorkerState> {
             row_ts_ms: 1_772_323_200_000 + id as u64,
             row: Some(Bytes::from(&row[..])),
         };
-        entries.push(KeyEntry {
+        states[id as usize % entities].keys.push(KeyEntry {
             key: Bytes::from(key.as_bytes()),
             source: Some(side(row(&mut b, id, "shipped")?, 1_000 + id as u64)),
             target: Some(side(row(&mut b, id, "shipped")?, 9_000 + id as u64)),
@@ -84,41 +98,43 @@ fn state(keys: u64) -> anyhow::Result<WorkerState> {
         time: 1_772_323_260_000,
         index: 0,
         peers: 1,
-        entities: vec![EntityState {
-            name: Bytes::from(&b"orders"[..]),
-            keys: entries,
-            episodes: Vec::new(),
-            source_floor: None,
-            target_floor: None,
-        }],
+        entities: states,
         offsets: Vec::new(),
     })
 }
 
-/// Loads the newest checkpoint in `store` and restores it into fresh operator state.
-fn restore(store: &Store) -> anyhow::Result<usize> {
+/// Loads the newest checkpoint in `store` and restores each of its `entities` into fresh
+/// operator state; returns the keys restored.
+fn restore(store: &Store, entities: usize) -> anyhow::Result<usize> {
     let states = store
         .load_newest()?
         .ok_or_else(|| anyhow::anyhow!("no checkpoint"))?;
     let spec = driftwatch::spec::load_str(driftwatch::demo::ORDERS_SPEC)
         .map_err(|p| anyhow::anyhow!("{p:?}"))?;
     let rules = Arc::new(driftwatch::row::CompareRules::new(&spec));
-    let target = State {
-        sides: SidesState::default(),
-        grace: GraceState::new(rules, Arc::default(), 5_000),
-    };
-    Restore::new(states)?.apply("orders", 0, 1, &target)?;
-    Ok(target.sides.snapshot().len())
+    let restore = Restore::new(states)?;
+    let mut restored = 0;
+    for e in 0..entities {
+        let target = State {
+            sides: SidesState::default(),
+            grace: GraceState::new(rules.clone(), Arc::default(), 5_000),
+        };
+        restore.apply(&entity_name(e), 0, 1, &target)?;
+        restored += target.sides.snapshot().len();
+    }
+    Ok(restored)
 }
 
 fn real_main() -> anyhow::Result<()> {
     let bench = std::env::args().any(|a| a == "--bench");
     let mut keys: u64 = if bench { 1_000_000 } else { 20_000 };
+    let mut entities: usize = 1;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--bench" => {}
             "--keys" => keys = args.next().unwrap_or_default().parse()?,
+            "--entities" => entities = args.next().unwrap_or_default().parse()?,
             other => anyhow::bail!("unknown argument {other:?}"),
         }
     }
@@ -126,7 +142,8 @@ fn real_main() -> anyhow::Result<()> {
     let store = Store::new(dir.path());
 
     let t = Instant::now();
-    let s = state(keys)?;
+    anyhow::ensure!(entities > 0, "--entities must be at least 1");
+    let s = state(keys, entities)?;
     let build = t.elapsed();
     let t = Instant::now();
     let path = store.write(&s)?;
@@ -134,13 +151,15 @@ fn real_main() -> anyhow::Result<()> {
     drop(s);
     let size = std::fs::metadata(&path)?.len();
     let t = Instant::now();
-    let restored = restore(&store)?;
+    let restored = restore(&store, entities)?;
     let read = t.elapsed();
     anyhow::ensure!(
         restored == keys as usize,
         "restored {restored} of {keys} keys"
     );
-    println!("\n{keys} keys (both sides hold a row), one worker's checkpoint\n");
+    println!(
+        "\n{keys} keys (both sides hold a row) over {entities} entities, one worker's checkpoint\n"
+    );
     println!("| what | figure |");
     println!("|---|---|");
     println!(
@@ -165,9 +184,9 @@ fn real_main() -> anyhow::Result<()> {
     let small = (keys / 10).max(1_000);
     let dir2 = tempfile::tempdir()?;
     let store2 = Store::new(dir2.path());
-    store2.write(&state(small)?)?;
+    store2.write(&state(small, 1)?)?;
     let t = Instant::now();
-    restore(&store2)?;
+    restore(&store2, 1)?;
     let recover = t.elapsed();
     let g = driftwatch::demo::generator::generate(&driftwatch::demo::generator::GenConfig {
         events: small * 2,

@@ -19,6 +19,10 @@
 //! Then it measures the CPU a live, idle job uses over 10 s. Without `--bench` (under
 //! `cargo test --all-targets`) it runs a small smoke size, one round, no idle phase.
 
+#[path = "common/broker.rs"]
+mod broker;
+
+use broker::Broker;
 use driftwatch::demo::generator::{generate, GenConfig};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -32,38 +36,6 @@ fn main() {
     if let Err(e) = real_main() {
         eprintln!("kafka bench: {e:#}");
         std::process::exit(2);
-    }
-}
-
-struct Broker {
-    port: u16,
-    /// `None`: a broker the bench did not start (`--brokers`), left running.
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Broker {
-    fn script(&self, verb: &str) -> anyhow::Result<()> {
-        let Some(dir) = &self.dir else {
-            return Ok(());
-        };
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker");
-        let out = Command::new("bash")
-            .arg(script)
-            .args([verb, &self.port.to_string()])
-            .arg(dir.path())
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "scripts/broker {verb}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.script("stop");
     }
 }
 
@@ -88,20 +60,10 @@ fn real_main() -> anyhow::Result<()> {
     }
     let broker = match &existing {
         // A running broker (for profiling): the data is produced once, then reused.
-        Some(addr) => Broker {
-            port: addr.rsplit(':').next().unwrap_or_default().parse()?,
-            dir: None,
-        },
-        None => Broker {
-            port: std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port(),
-            dir: Some(tempfile::tempdir()?),
-        },
+        Some(addr) => Broker::existing(addr)?,
+        None => Broker::start()?,
     };
-    let port = broker.port;
-    broker.script("start")?;
-    let addr = format!("127.0.0.1:{port}");
+    let addr = broker.addr();
 
     let g = generate(&GenConfig {
         events,

@@ -167,15 +167,20 @@ pub fn run_many(
     let jobs: Vec<Job> = super::jobs_of(specs, &stats);
     let sink_specs: Vec<Spec> = specs.to_vec();
     let schemas: Vec<crate::cdc::RowSchema> = jobs.iter().map(|j| j.schema.clone()).collect();
+    // One producer for every entity's outputs (entities share their Kafka settings),
+    // made when worker 0 makes its first sink.
+    let producer = std::sync::OnceLock::new();
     let sinks = Arc::new(move |e: usize| {
-        match sink::KafkaSink::new(
-            &configs[e],
-            &sink_specs[e],
-            topics[e].clone(),
-            schemas[e].clone(),
-        ) {
-            Ok(s) => Box::new(s) as Box<dyn Sink>,
-            Err(e) => Box::new(FailedSink(format!("{e:#}"))),
+        let made = producer
+            .get_or_init(|| sink::SharedProducer::new(&configs[0]).map_err(|e| format!("{e:#}")));
+        match made {
+            Ok(p) => Box::new(sink::KafkaSink::new(
+                p,
+                &sink_specs[e],
+                topics[e].clone(),
+                schemas[e].clone(),
+            )) as Box<dyn Sink>,
+            Err(e) => Box::new(FailedSink(e.clone())),
         }
     });
     let inputs = Arc::new(inputs);

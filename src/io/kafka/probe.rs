@@ -11,8 +11,10 @@
 //! (less `clock_skew`) holds whatever was produced before then to be read first.
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// A partition's log bounds as last asked of the broker, and when they were asked.
@@ -59,7 +61,9 @@ pub fn interval(skew_ms: u64) -> Duration {
 
 /// Asks for the bounds of `partitions` every `every`, on a client of its own (so the
 /// reading consumer's life, and its final offset commit, stay the driver's), until the
-/// partitions are dropped.
+/// partitions are dropped. Every partition's bounds come in two batched requests a round
+/// (ends, then beginnings), whatever the number of partitions: asked one partition at a
+/// time, 400 idle partitions kept a core busy.
 pub fn spawn(
     client: BaseConsumer,
     partitions: Vec<(String, i32, Weak<Probe>)>,
@@ -68,24 +72,56 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("watermark-probe".into())
         .spawn(move || loop {
-            let mut alive = false;
-            for (topic, partition, probe) in &partitions {
-                let Some(probe) = probe.upgrade() else {
-                    continue;
-                };
-                alive = true;
-                let asked = crate::io::now_ms();
-                // A failure (broker away) leaves the last bounds: their time stays.
-                if let Ok((low, high)) =
-                    client.fetch_watermarks(topic, *partition, Duration::from_secs(5))
-                {
-                    probe.set(low, high, asked);
-                }
-            }
-            if !alive {
+            let alive: Vec<(&str, i32, Arc<Probe>)> = partitions
+                .iter()
+                .filter_map(|(t, p, probe)| Some((t.as_str(), *p, probe.upgrade()?)))
+                .collect();
+            if alive.is_empty() {
                 return;
             }
+            let asked = crate::io::now_ms();
+            // A failure (broker away) leaves the last bounds: their time stays.
+            if let (Some(high), Some(low)) = (
+                bounds(&client, &alive, Offset::End),
+                bounds(&client, &alive, Offset::Beginning),
+            ) {
+                for (topic, partition, probe) in &alive {
+                    if let (Some(&h), Some(&l)) = (
+                        high.get(&(*topic, *partition)),
+                        low.get(&(*topic, *partition)),
+                    ) {
+                        probe.set(l, h, asked);
+                    }
+                }
+            }
+            drop(alive);
             std::thread::sleep(every);
         })
         .map(drop)
+}
+
+/// Every partition's offset at `at` (its end or its beginning), in one request a broker.
+fn bounds<'a>(
+    client: &BaseConsumer,
+    partitions: &[(&'a str, i32, Arc<Probe>)],
+    at: Offset,
+) -> Option<HashMap<(&'a str, i32), i64>> {
+    let mut list = TopicPartitionList::with_capacity(partitions.len());
+    for (topic, partition, _) in partitions {
+        list.add_partition_offset(topic, *partition, at).ok()?;
+    }
+    let found = client
+        .offsets_for_times(list, Duration::from_secs(5))
+        .ok()?;
+    let mut out = HashMap::with_capacity(partitions.len());
+    // A partition without an answer keeps its last bounds.
+    for (topic, partition, _) in partitions {
+        let Some(e) = found.find_partition(topic, *partition) else {
+            continue;
+        };
+        if let (Ok(()), Offset::Offset(offset)) = (e.error(), e.offset()) {
+            out.insert((*topic, *partition), offset);
+        }
+    }
+    Some(out)
 }

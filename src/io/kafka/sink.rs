@@ -57,9 +57,39 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// The Kafka sink of a job (on worker 0).
+/// One idempotent producer for the outputs of every entity of a job. A producer per
+/// entity was a librdkafka client (and its threads, and a polling thread) per entity:
+/// 200 idle entities kept a core busy (BENCHMARKS.md, issue 13).
+#[derive(Clone)]
+pub struct SharedProducer {
+    producer: Arc<ThreadedProducer<Deliveries>>,
+    deliveries: Deliveries,
+}
+
+impl SharedProducer {
+    /// An idempotent producer on `config`'s client settings.
+    pub fn new(config: &KafkaConfig) -> anyhow::Result<Self> {
+        let deliveries = Deliveries::default();
+        let producer = config
+            .client(&[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", "5"),
+                ("compression.type", "none"),
+                ("message.timeout.ms", "300000"),
+            ])
+            .create_with_context(deliveries.clone())
+            .context("cannot create the Kafka producer")?;
+        Ok(SharedProducer {
+            producer: Arc::new(producer),
+            deliveries,
+        })
+    }
+}
+
+/// The Kafka sink of one entity (on worker 0).
 pub struct KafkaSink {
-    producer: ThreadedProducer<Deliveries>,
+    producer: Arc<ThreadedProducer<Deliveries>>,
     deliveries: Deliveries,
     entity: String,
     /// Corrections as Connect JSON envelopes (`corrections_format = "connect-json"`).
@@ -72,34 +102,23 @@ pub struct KafkaSink {
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl KafkaSink {
-    /// An idempotent producer of `spec`'s outputs to `topics`.
-    /// `source_schema` is where the source's decoders publish its row schema.
+    /// `spec`'s outputs to `topics`, through the job's producer. `source_schema` is
+    /// where the source's decoders publish its row schema.
     pub fn new(
-        config: &KafkaConfig,
+        producer: &SharedProducer,
         spec: &Spec,
         topics: OutputTopics,
         source_schema: crate::cdc::RowSchema,
-    ) -> anyhow::Result<Self> {
-        let deliveries = Deliveries::default();
-        let producer = config
-            .client(&[
-                ("enable.idempotence", "true"),
-                ("acks", "all"),
-                ("linger.ms", "5"),
-                ("compression.type", "none"),
-                ("message.timeout.ms", "300000"),
-            ])
-            .create_with_context(deliveries.clone())
-            .context("cannot create the Kafka producer")?;
-        Ok(KafkaSink {
-            producer,
-            deliveries,
+    ) -> Self {
+        KafkaSink {
+            producer: producer.producer.clone(),
+            deliveries: producer.deliveries.clone(),
             entity: spec.entity.clone(),
             connect: (spec.outputs.corrections_format == CorrectionsFormat::ConnectJson)
                 .then(|| ConnectJson::new(spec, source_schema)),
             topics,
             line: Vec::new(),
-        })
+        }
     }
 
     fn check(&self) -> anyhow::Result<()> {
