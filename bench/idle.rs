@@ -15,8 +15,8 @@
 mod broker;
 
 use driftwatch::demo::generator::{generate, GenConfig};
-use driftwatch::io::kafka::admin::{ensure_topics, OutputTopic};
 use driftwatch::io::kafka::config::KafkaConfig;
+use driftwatch::loadtest::kafka::create_topics;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::path::Path;
@@ -113,15 +113,8 @@ fn prepare(addr: &str, prefix: &str, n: usize, dir: &Path) -> anyhow::Result<u64
     let names: Vec<String> = (0..n)
         .flat_map(|e| ["src", "tgt"].map(|s| format!("{prefix}.{e}.{s}")))
         .collect();
-    let topics: Vec<OutputTopic<'_>> = names
-        .iter()
-        .map(|name| OutputTopic {
-            name,
-            partitions: 1,
-            compact: false,
-        })
-        .collect();
-    ensure_topics(&KafkaConfig::for_brokers(addr, "idle-bench"), &topics)?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    create_topics(&KafkaConfig::for_brokers(addr, "idle-bench"), &names)?;
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("linger.ms", "5")
@@ -191,16 +184,7 @@ fn settle_and_measure(
     seconds: u64,
 ) -> anyhow::Result<(f64, f64)> {
     let pid = job.id();
-    let ticks = || -> anyhow::Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
-    };
+    let ticks = || broker::cpu_ticks(pid);
     // Start-up creates three output topics per entity; then the backlog.
     let limit = Instant::now() + Duration::from_secs(120 + n as u64);
     loop {

@@ -239,16 +239,7 @@ fn idle_cpu(addr: &str) -> anyhow::Result<()> {
         .spawn()?;
     // Let it read the backlog, then measure while idle.
     std::thread::sleep(Duration::from_secs(15));
-    let ticks = |pid: u32| -> anyhow::Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
-    };
+    let ticks = broker::cpu_ticks;
     let before = ticks(job.id())?;
     std::thread::sleep(Duration::from_secs(10));
     let after = ticks(job.id())?;

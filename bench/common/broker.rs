@@ -1,4 +1,5 @@
-//! A benchmark's Apache Kafka broker (`scripts/broker`) on a free port, stopped on drop.
+//! A benchmark's Apache Kafka broker (`scripts/broker`) on a free port, stopped on drop;
+//! and the CPU a job process has used.
 
 use std::path::Path;
 use std::process::Command;
@@ -59,4 +60,16 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.script("stop");
     }
+}
+
+/// The CPU time process `pid` has used, user and system, in clock ticks (1/100 s).
+pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
 }
