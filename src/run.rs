@@ -116,13 +116,8 @@ pub fn execute_with(
         Ok(parts(index, peers)?.into_iter().map(|p| (0, p)).collect())
     });
     let sinks = sink.map(|f| Arc::new(move |_| f()) as EntitySinkFactory);
-    let jobs = vec![Job {
-        spec: Arc::new(spec.clone()),
-        stats: stats.clone(),
-        schema: stats.source_schema.clone(),
-    }];
     execute_entities(
-        jobs,
+        jobs_of(std::slice::from_ref(spec), &stats),
         cluster,
         parts,
         sinks,

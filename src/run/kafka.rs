@@ -51,26 +51,28 @@ fn checkpoints(
     })))
 }
 
-/// Creates an entity's output topics when missing.
+/// Creates every entity's output topics that are missing, in one request (a job of
+/// many entities would otherwise make an admin client per entity).
 fn ensure_outputs(
     config: &KafkaConfig,
-    spec: &Spec,
-    topics: &sink::OutputTopics,
+    specs: &[Spec],
+    topics: &[sink::OutputTopics],
 ) -> anyhow::Result<()> {
-    let partitions = spec.outputs.partitions as i32;
-    let out = |name, compact| admin::OutputTopic {
-        name,
-        partitions,
-        compact,
-    };
-    admin::ensure_topics(
-        config,
-        &[
+    let mut all = Vec::new();
+    for (spec, topics) in specs.iter().zip(topics) {
+        let partitions = spec.outputs.partitions as i32;
+        let out = |name, compact| admin::OutputTopic {
+            name,
+            partitions,
+            compact,
+        };
+        all.extend([
             out(&topics.drift, true),
             out(&topics.corrections, true),
             out(&topics.dlq, false),
-        ],
-    )
+        ]);
+    }
+    admin::ensure_topics(config, &all)
 }
 
 /// Runs `specs` (one entity each) on Kafka in one cluster. Runs until SIGINT/SIGTERM, or
@@ -159,9 +161,8 @@ pub fn run_many(
         })
         .collect();
     if cluster.process == 0 {
-        for ((spec, config), topics) in specs.iter().zip(&configs).zip(&topics) {
-            ensure_outputs(config, spec, topics)?;
-        }
+        // The entities share their Kafka settings (checked above).
+        ensure_outputs(&configs[0], specs, &topics)?;
     }
     crate::shutdown::install()?;
     let jobs: Vec<Job> = super::jobs_of(specs, &stats);

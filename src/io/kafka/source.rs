@@ -104,9 +104,8 @@ impl KafkaInputs {
         config: KafkaConfig,
         entities: &[(&[String], &[String], u64)],
     ) -> anyhow::Result<Self> {
-        let mut lists: Vec<Vec<TopicPartition>> = Vec::new();
+        let mut partitions = Vec::new();
         for (entity, (source, target, _)) in entities.iter().enumerate() {
-            let mut partitions = Vec::new();
             for (side, topics) in [(SideId::Source, *source), (SideId::Target, *target)] {
                 let counts = super::admin::partitions(&config, topics)?;
                 for (topic, n) in topics.iter().zip(counts) {
@@ -118,9 +117,7 @@ impl KafkaInputs {
                     }));
                 }
             }
-            lists.push(partitions);
         }
-        let partitions = lists.into_iter().flatten().collect();
         Ok(KafkaInputs {
             config,
             partitions,
