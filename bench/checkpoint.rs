@@ -19,7 +19,7 @@ use driftwatch::checkpoint::Bytes;
 use driftwatch::dataflow::grace::GraceState;
 use driftwatch::dataflow::sides::SidesState;
 use driftwatch::dataflow::State;
-use driftwatch::io::checkpointer::Restore;
+use driftwatch::job::checkpoint::Restore;
 use driftwatch::row::{Decimal, RowBuilder, ValueRef};
 use std::sync::Arc;
 use std::time::Instant;

@@ -7,7 +7,7 @@
 
 mod column;
 mod debezium;
-mod json;
+pub(crate) mod json;
 mod key;
 mod logical;
 mod placeholder;

@@ -179,7 +179,7 @@ fn kafka_options(args: &RunArgs) -> crate::run::KafkaOptions {
 /// Kafka.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // A panic anywhere (a lost peer process, a bug) ends the job with one line.
-    crate::failure::install_panic_hook();
+    crate::job::halt::install_panic_hook();
     let paths = spec::spec_files(&args.specs)?;
     if paths.len() > 1 {
         return many::run(&args, kafka_options(&args));

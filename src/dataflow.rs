@@ -279,17 +279,26 @@ pub fn build(
     stats: Arc<Stats>,
     sink: Option<Box<dyn Sink>>,
 ) -> Handles {
-    build_probed(worker, spec, stats, sink, ProbeHandle::new())
+    build_probed(
+        worker,
+        spec,
+        stats,
+        sink,
+        ProbeHandle::new(),
+        Arc::default(),
+    )
 }
 
-/// [`build`], reporting progress to `probe`. Several entities' dataflows in one worker
-/// share one probe: its frontier is then the least of theirs.
+/// [`build`], reporting progress to `probe`, and an output's failure to `halt`. Several
+/// entities' dataflows in one worker share one probe: its frontier is then the least of
+/// theirs.
 pub fn build_probed(
     worker: &mut timely::worker::Worker,
     spec: &Spec,
     stats: Arc<Stats>,
     sink: Option<Box<dyn Sink>>,
     probe: ProbeHandle<Time>,
+    halt: Arc<crate::job::Halt>,
 ) -> Handles {
     let rules = Arc::new(CompareRules::new(spec));
     let grace_ms = spec.grace.as_millis();
@@ -314,7 +323,7 @@ pub fn build_probed(
         );
         let outputs = grace::grace(drift, state.grace.clone());
         let all = outputs.concat(dead.to_stream(scope)).exchange(|_| 0);
-        grace::sink(all, shared_sink.clone(), stats).probe_with(&probe);
+        grace::sink(all, shared_sink.clone(), stats, halt).probe_with(&probe);
     });
     Handles {
         source,

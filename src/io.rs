@@ -6,13 +6,10 @@
 //! - [`record`]: the drift record, typed, for whoever writes or reads it;
 //! - [`render`]: the JSON shapes of the outputs: drift records, corrections, dead letters;
 //! - [`connect`]: corrections as Kafka Connect JSON envelopes, for JDBC sinks;
-//! - [`checkpointer`]: consistent checkpoints at one event time on every worker;
-//! - [`driver`]: the per-worker read loop (pick the input furthest behind, pause the
-//!   ones that run ahead, clamp late events to their partition's progress).
+//!
+//! The read loop that drives these inputs is the job's ([`crate::job`]).
 
-pub mod checkpointer;
 pub(crate) mod connect;
-pub mod driver;
 pub mod file;
 pub mod kafka;
 pub mod record;
@@ -26,6 +23,20 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// Where a partition's messages go: one entity's side. A partition of a topic that
+/// several entities read (each taking its messages by its side's `select`) has a route
+/// per reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route {
+    /// The entity (its index in the job).
+    pub entity: usize,
+    /// The side of the entity it feeds.
+    pub side: SideId,
+}
+
+/// A partition with the entities' sides it feeds.
+pub type Routed = (Vec<Route>, Box<dyn Partition>);
 
 /// What a poll found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

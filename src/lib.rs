@@ -11,8 +11,8 @@
 //! - [`loadtest`]: `driftwatch loadtest`: faults injected, fed in real time, scored.
 //! - [`metrics`]: Prometheus text exposition of the counters over HTTP.
 //! - [`report`]: `driftwatch report`: the current open drift, from the drift topic.
-//! - [`run`]: a whole job: workers, inputs, dataflow, outputs, summary.
-//! - [`failure`]: a failure anywhere ends the whole cluster, with one line naming it.
+//! - [`job`]: a job's lifecycle: workers, the read loop, checkpoints, the first failure.
+//! - [`run`]: jobs assembled from adapters (files, generators, Kafka) and run.
 //! - [`shutdown`]: SIGINT/SIGTERM stop a live job without ending event time.
 //! - [`alloc`]: the global allocator (mimalloc), and why.
 //! - [`demo`]: the embedded default job with generated, fault-injected data.
@@ -31,9 +31,9 @@ pub mod cli;
 pub mod commands;
 pub mod dataflow;
 pub mod demo;
-pub mod failure;
 pub mod init;
 pub mod io;
+pub mod job;
 pub mod loadtest;
 pub mod metrics;
 pub mod report;

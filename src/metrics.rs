@@ -27,6 +27,8 @@ pub struct Sources {
     pub process: Arc<Stats>,
     /// Each entity's (events, drift, sync lag), labelled `entity`.
     pub entities: Vec<(String, Arc<Stats>)>,
+    /// Why the job is stopping, if it is (an output that failed).
+    pub halt: Arc<crate::job::Halt>,
 }
 
 /// Starts serving `stats` on `addr`; returns the bound address (port 0 picks one).
@@ -156,6 +158,17 @@ pub fn render(sources: &Sources) -> String {
     }
     header(
         &mut out,
+        "driftwatch_unselected_total",
+        "counter",
+        "Messages of shared input topics that no entity's `select` took (skipped).",
+    );
+    let _ = writeln!(
+        out,
+        "driftwatch_unselected_total {}",
+        stats.unselected.load(Relaxed)
+    );
+    header(
+        &mut out,
         "driftwatch_kafka_errors_total",
         "counter",
         "Kafka client errors (retried by the client).",
@@ -174,8 +187,7 @@ pub fn render(sources: &Sources) -> String {
     let now_ms = crate::io::now_ms();
     let last_error = stats.last_kafka_error_ms.load(Relaxed);
     let recent = last_error > 0 && now_ms.saturating_sub(last_error) < 15_000;
-    let sink_error =
-        entities.iter().any(|(_, s)| s.sink_error().is_some()) || stats.sink_error().is_some();
+    let sink_error = sources.halt.output_error().is_some();
     let _ = writeln!(
         out,
         "driftwatch_healthy {}",
@@ -305,6 +317,7 @@ mod tests {
         let text = render(&Sources {
             process: stats.clone(),
             entities: vec![("orders".into(), stats)],
+            halt: Arc::default(),
         });
         for line in [
             r#"driftwatch_events_total{entity="orders",side="target",outcome="duplicate"} 3"#,

@@ -111,6 +111,15 @@ pub struct Side {
     pub event_time: String,
     /// Where this side's change events are read from.
     pub input: Input,
+    /// Takes only the messages whose envelope fields have these values, e.g.
+    /// `{ "source.schema" = "public", "source.table" = "orders" }`, for an input topic
+    /// that carries several tables (Debezium's topic routing). Paths are relative to the
+    /// event, as `version`'s are; a number or boolean field matches its JSON text. Several
+    /// entities may read one topic, each taking its own messages; a message that no
+    /// entity takes is counted (`driftwatch_unselected_total`) and skipped, never a dead
+    /// letter. Empty (the default): every message of the side's inputs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub select: BTreeMap<String, String>,
     /// Whether this side's capture may send Debezium's placeholder
     /// (`__debezium_unavailable_value`) for a column it did not read: PostgreSQL under
     /// REPLICA IDENTITY DEFAULT does for a TOASTed value an update left alone. The

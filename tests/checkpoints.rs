@@ -5,8 +5,8 @@ use driftwatch::cdc::SideId;
 use driftwatch::checkpoint::state::WorkerState;
 use driftwatch::demo::generator::{generate, GenConfig};
 use driftwatch::demo::GeneratedPartition;
-use driftwatch::io::checkpointer::{Checkpoints, Restore};
 use driftwatch::io::Partition;
+use driftwatch::job::checkpoint::{Checkpoints, Restore};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

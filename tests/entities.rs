@@ -30,21 +30,9 @@ fn entity(dir: &Path, name: &str, seed: u64) -> std::path::PathBuf {
     );
     std::fs::write(&src, g.source.join("\n")).unwrap();
     std::fs::write(&tgt, g.target.join("\n") + "\nnot JSON\n").unwrap();
-    let spec = include_str!("../dataflows/orders.toml")
-        .replace("entity = \"orders\"", &format!("entity = \"{name}\""))
-        .replace("driftwatch.orders.", &format!("driftwatch.{name}."))
-        .replace(
-            "input = { topics = [\"pg.public.orders\"] }",
-            &format!("input = {{ files = [{:?}] }}", src.display().to_string()),
-        )
-        .replace(
-            "input = { topics = [\"replica.public.orders\"] }",
-            &format!("input = {{ files = [{:?}] }}", tgt.display().to_string()),
-        );
-    let path = dir.join("specs").join(format!("{name}.toml"));
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, spec).unwrap();
-    path
+    let specs = dir.join("specs");
+    std::fs::create_dir_all(&specs).unwrap();
+    file_spec(&specs, name, &src, &tgt, None)
 }
 
 /// Every output line, by entity and file, sorted.
@@ -114,6 +102,177 @@ fn each_entity_in_a_job_of_three_equals_the_entity_alone() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr)
         .contains("--source-file applies when one entity is given"));
+}
+
+/// Each line's event time (`source.ts_ms`), bare or wrapped.
+fn event_ms(line: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let event = if v["payload"].is_object() {
+        &v["payload"]
+    } else {
+        &v
+    };
+    event["source"]["ts_ms"].as_u64().unwrap()
+}
+
+/// Merges two entities' lines into one stream, keeping each one's order, so that every
+/// line meets the same partition progress (the running maximum of event times) as in
+/// its own stream: the next line is the one whose stream's running maximum would be
+/// the lower after it.
+fn merge(a: &[String], b: &[String]) -> Vec<String> {
+    let (mut i, mut j, mut ra, mut rb) = (0, 0, 0u64, 0u64);
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    while i < a.len() || j < b.len() {
+        let ca = a.get(i).map(|l| ra.max(event_ms(l)));
+        let cb = b.get(j).map(|l| rb.max(event_ms(l)));
+        if cb.is_none() || ca.is_some_and(|ca| ca <= cb.unwrap()) {
+            ra = ca.unwrap();
+            out.push(a[i].clone());
+            i += 1;
+        } else {
+            rb = cb.unwrap();
+            out.push(b[j].clone());
+            j += 1;
+        }
+    }
+    out
+}
+
+/// A spec for `name` reading `src` and `tgt`, each side selecting `table` if given.
+fn file_spec(
+    dir: &Path,
+    name: &str,
+    src: &Path,
+    tgt: &Path,
+    table: Option<&str>,
+) -> std::path::PathBuf {
+    let select = table
+        .map(|t| {
+            format!("select = {{ \"source.schema\" = \"public\", \"source.table\" = \"{t}\" }}\n")
+        })
+        .unwrap_or_default();
+    let spec = include_str!("../dataflows/orders.toml")
+        .replace("entity = \"orders\"", &format!("entity = \"{name}\""))
+        .replace("driftwatch.orders.", &format!("driftwatch.{name}."))
+        .replace(
+            "input = { topics = [\"pg.public.orders\"] }",
+            &format!(
+                "input = {{ files = [{:?}] }}\n{select}",
+                src.display().to_string()
+            ),
+        )
+        .replace(
+            "input = { topics = [\"replica.public.orders\"] }",
+            &format!(
+                "input = {{ files = [{:?}] }}\n{select}",
+                tgt.display().to_string()
+            ),
+        );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+#[test]
+fn entities_sharing_files_by_select_equal_each_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = |seed, wrapped| {
+        generate(&GenConfig {
+            events: 3_000,
+            keys: 300,
+            seed,
+            wrapped,
+            ..GenConfig::default()
+        })
+    };
+    let as_table = |lines: &[String], table: &str| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| l.replace(r#""table":"orders""#, &format!(r#""table":"{table}""#)))
+            .collect()
+    };
+    let (orders, invoices) = (gen(1, false), gen(2, true));
+    // A table nobody watches shares the source topic, and a malformed line the target.
+    let audit = as_table(&gen(3, false).source[..500], "audit");
+    let write = |name: &str, lines: &[String]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        path
+    };
+    let o = (
+        as_table(&orders.source, "orders"),
+        as_table(&orders.target, "orders"),
+    );
+    let i = (
+        as_table(&invoices.source, "invoices"),
+        as_table(&invoices.target, "invoices"),
+    );
+    let shared_src = write("all.src.jsonl", &merge(&merge(&o.0, &i.0), &audit));
+    let mut tgt = merge(&o.1, &i.1);
+    tgt.push("not JSON".into());
+    let shared_tgt = write("all.tgt.jsonl", &tgt);
+    let together = [
+        file_spec(
+            dir.path(),
+            "orders",
+            &shared_src,
+            &shared_tgt,
+            Some("orders"),
+        ),
+        file_spec(
+            dir.path(),
+            "invoices",
+            &shared_src,
+            &shared_tgt,
+            Some("invoices"),
+        ),
+    ];
+    let alone_dir = dir.path().join("alone");
+    std::fs::create_dir_all(&alone_dir).unwrap();
+    let alone = [
+        file_spec(
+            &alone_dir,
+            "orders",
+            &write("o.src", &o.0),
+            &write("o.tgt", &o.1),
+            None,
+        ),
+        file_spec(
+            &alone_dir,
+            "invoices",
+            &write("i.src", &i.0),
+            &write("i.tgt", &i.1),
+            None,
+        ),
+    ];
+    let out = dir.path().join("out-alone");
+    run(&[&alone[0], &alone[1]], &out, "1");
+    let expected = outputs(&out);
+    assert!(expected.contains_key(&("invoices".to_string(), "drift.jsonl")));
+    assert!(expected.contains_key(&("orders".to_string(), "drift.jsonl")));
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out-shared-{workers}"));
+        let o = bin()
+            .arg("run")
+            .args(&together)
+            .arg("--out")
+            .arg(&out)
+            .args(["-w", workers])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        let mut got = outputs(&out);
+        // The malformed line names no table: the first entity reading the file keeps it.
+        let dead = got.remove(&("orders".to_string(), "dlq.jsonl")).unwrap();
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert!(dead[0].contains("so no select applies"), "{}", dead[0]);
+        assert_eq!(got, expected, "{workers} workers");
+        assert!(
+            stderr.contains("unselected (shared inputs, no entity's select took them): 500"),
+            "{stderr}"
+        );
+    }
 }
 
 /// An entity's spec reading `name.src` and `name.tgt`, writing `name.out.*`.
@@ -247,5 +406,83 @@ fn entities_on_kafka_each_report_their_own_ground_truth() {
             "{stderr}"
         );
         assert_eq!(open_on_kafka(&broker, name), truth(&truths[name]), "{name}");
+    }
+}
+
+#[test]
+fn entities_sharing_topics_on_kafka_each_take_their_own_table() {
+    let broker = support::broker::Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut truths = BTreeMap::new();
+    let (mut src, mut tgt) = (Vec::new(), Vec::new());
+    for (i, name) in ["orders", "invoices"].into_iter().enumerate() {
+        let g = generate(&GenConfig {
+            events: 2_000,
+            keys: 200,
+            seed: 20 + i as u64,
+            wrapped: i == 1,
+            ..GenConfig::default()
+        });
+        let table = |l: &String| l.replace(r#""table":"orders""#, &format!(r#""table":"{name}""#));
+        src.extend(support::broker::keyed(
+            &g.source.iter().map(table).collect::<Vec<_>>(),
+        ));
+        tgt.extend(support::broker::keyed(
+            &g.target.iter().map(table).collect::<Vec<_>>(),
+        ));
+        truths.insert(name, g.expected);
+        let spec = include_str!("../dataflows/orders.toml")
+            .replace("entity = \"orders\"", &format!("entity = \"{name}\""))
+            .replace("driftwatch.orders.", &format!("{name}.out."))
+            .replace(
+                "pg.public.orders\"] }",
+                &format!("shop.src\"] }}\nselect = {{ \"source.table\" = \"{name}\" }}"),
+            )
+            .replace(
+                "replica.public.orders\"] }",
+                &format!("shop.tgt\"] }}\nselect = {{ \"source.table\" = \"{name}\" }}"),
+            );
+        std::fs::write(dir.path().join(format!("{name}.toml")), spec).unwrap();
+        for t in ["drift", "corrections", "dlq"] {
+            broker.create_topic(&format!("{name}.out.{t}"), 1);
+        }
+    }
+    // Another table's changes and the tombstones after deletes: nobody's.
+    let audit = generate(&GenConfig {
+        events: 300,
+        keys: 50,
+        seed: 29,
+        ..GenConfig::default()
+    });
+    let audit: Vec<String> = audit
+        .source
+        .iter()
+        .map(|l| l.replace(r#""table":"orders""#, r#""table":"audit""#))
+        .collect();
+    src.extend(support::broker::keyed(&audit));
+    src.extend((0..20).map(|i| (Some(format!(r#"{{"id":{i}}}"#)), None)));
+    for (topic, messages) in [("shop.src", &src), ("shop.tgt", &tgt)] {
+        broker.create_topic(topic, 2);
+        broker.produce(topic, messages);
+    }
+    let o = bin()
+        .arg("run")
+        .arg(dir.path())
+        .args(["--stop-at-end", "-w", "2", "--brokers", &broker.addr()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "unselected (shared inputs, no entity's select took them): {}",
+            audit.len() + 20
+        )),
+        "{stderr}"
+    );
+    for name in ["orders", "invoices"] {
+        assert_eq!(open_on_kafka(&broker, name), truth(&truths[name]), "{name}");
+        let dead = broker.consume_all(&format!("{name}.out.dlq"));
+        assert!(dead.is_empty(), "{name}: {} dead letters", dead.len());
     }
 }

@@ -110,6 +110,22 @@ fn validate_reports_every_problem_with_its_path() {
     ] {
         assert!(err.contains(needle), "missing `{needle}` in:\n{err}");
     }
+    // `select` takes Debezium events by envelope paths; an upsert side has no envelope.
+    let upsert = dir.path().join("upsert.toml");
+    let text = include_str!("../dataflows/customers.toml").replace(
+        "[source]\n",
+        "[source]\nselect = { \"source.table\" = \"customers\", \"source..x\" = \"y\" }\n",
+    );
+    std::fs::write(&upsert, text).unwrap();
+    let o = bin().arg("validate").arg(&upsert).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for needle in [
+        "source.select: select takes `debezium` events",
+        "source.select: `source..x` is not a path",
+    ] {
+        assert!(err.contains(needle), "missing `{needle}` in:\n{err}");
+    }
     let ok = bin()
         .args(["validate", "dataflows/orders.toml"])
         .output()

@@ -306,6 +306,7 @@ pub fn sink<'s>(
     outputs: Stream<'s, Time, Vec<(Output, Time)>>,
     sink: super::SharedSink,
     stats: Arc<Stats>,
+    halt: Arc<crate::job::Halt>,
 ) -> Stream<'s, Time, Vec<()>> {
     outputs.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
         Pipeline,
@@ -336,7 +337,7 @@ pub fn sink<'s>(
                         if let Err(e) = s.emit(time, &outputs) {
                             // The sink remembers its error; the job reports it at the end.
                             failed = true;
-                            stats.set_sink_error(format!("{e:#}"));
+                            halt.output_failed(format!("{e:#}"));
                         }
                     }
                 }
@@ -345,7 +346,7 @@ pub fn sink<'s>(
                     if let (Some(s), false) = (sink.borrow_mut().as_mut(), failed) {
                         if let Err(e) = s.finish() {
                             failed = true;
-                            stats.set_sink_error(format!("{e:#}"));
+                            halt.output_failed(format!("{e:#}"));
                         }
                     }
                 }

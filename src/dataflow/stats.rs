@@ -50,12 +50,12 @@ pub struct Stats {
     pub corrections: AtomicU64,
     /// How long healed differences lasted (ms of event time).
     pub sync_lag: Mutex<Histogram<u64>>,
-    sink_error: Mutex<Option<String>>,
-    worker_failure: Mutex<Option<String>>,
     /// Input partitions by (topic, partition).
     pub partitions: Mutex<BTreeMap<(String, i32), PartitionGauge>>,
     /// The dataflow's output frontier (ms of event time; 0 before the first).
     pub frontier_ms: AtomicU64,
+    /// Messages of shared inputs that no entity's `select` took (skipped).
+    pub unselected: AtomicU64,
     /// Client errors reported by Kafka (librdkafka retries them).
     pub kafka_errors: AtomicU64,
     /// Checkpoint files written by this process's workers.
@@ -74,10 +74,9 @@ impl Default for Stats {
             drift_records: AtomicU64::new(0),
             corrections: AtomicU64::new(0),
             sync_lag: Mutex::new(Histogram::new(3).expect("3 significant digits is valid")),
-            sink_error: Mutex::new(None),
-            worker_failure: Mutex::new(None),
             partitions: Mutex::new(BTreeMap::new()),
             frontier_ms: AtomicU64::new(0),
+            unselected: AtomicU64::new(0),
             kafka_errors: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             last_kafka_error_ms: AtomicU64::new(0),
@@ -100,31 +99,6 @@ impl Stats {
     /// Adjusts the open drift count of a kind.
     pub fn add_open(&self, kind: DriftKind, delta: i64) {
         self.open[kind as usize].fetch_add(delta, Relaxed);
-    }
-
-    /// Records that an output could not be written; the job stops with this error.
-    pub fn set_sink_error(&self, error: String) {
-        if let Ok(mut e) = self.sink_error.lock() {
-            e.get_or_insert(error);
-        }
-    }
-
-    /// The first output error, if any.
-    pub fn sink_error(&self) -> Option<String> {
-        self.sink_error.lock().ok().and_then(|e| e.clone())
-    }
-
-    /// Records that a worker failed (the first cause is kept): every other worker of the
-    /// process stops at its next round instead of waiting for the failed one forever.
-    pub fn set_worker_failure(&self, cause: String) {
-        if let Ok(mut e) = self.worker_failure.lock() {
-            e.get_or_insert(cause);
-        }
-    }
-
-    /// The first worker failure, if any.
-    pub fn worker_failure(&self) -> Option<String> {
-        self.worker_failure.lock().ok().and_then(|e| e.clone())
     }
 
     /// Records how long a healed difference lasted.

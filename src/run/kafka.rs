@@ -1,10 +1,11 @@
 //! A job on Kafka: every entity's input topics in, its output topics (created when
 //! missing) out, in one cluster.
 
-use super::{execute_entities, Cluster, EntityPartitionFactory, FailedSink, KafkaOptions, Report};
+use super::{Cluster, FailedSink, KafkaOptions, Report};
 use crate::dataflow::{Sink, Stats};
-use crate::io::driver::Job;
 use crate::io::kafka::{admin, config::KafkaConfig, sink, source::KafkaInputs};
+use crate::job::checkpoint::{self, Checkpoints};
+use crate::job::{Halt, Job, Plan};
 use crate::spec::Spec;
 use std::sync::Arc;
 
@@ -14,41 +15,17 @@ fn checkpoints(
     spec: &Spec,
     options: &KafkaOptions,
     inputs: &mut KafkaInputs,
-) -> anyhow::Result<Option<Arc<crate::io::checkpointer::Checkpoints>>> {
+) -> anyhow::Result<Option<Arc<Checkpoints>>> {
     let Some(c) = &spec.checkpoint else {
         return Ok(None);
     };
-    let store = crate::checkpoint::store::Store::new(&c.dir);
-    let loaded = if options.from_beginning {
-        None
-    } else {
-        match store.load_newest() {
-            Ok(found) => found,
-            Err(e) if options.require_checkpoint => {
-                return Err(e.context("--require-checkpoint: not replaying"))
-            }
-            Err(e) => {
-                eprintln!("driftwatch: {e:#}; replaying from the earliest offsets instead");
-                None
-            }
-        }
-    };
-    let restore = loaded
-        .map(crate::io::checkpointer::Restore::new)
-        .transpose()?;
-    if let Some(r) = &restore {
-        eprintln!(
-            "resuming from the checkpoint at event time {} in {}",
-            crate::row::format_timestamp(r.time as i64 * 1_000_000),
-            store.dir().display()
-        );
+    let loaded = checkpoint::load(c, options.from_beginning, options.require_checkpoint)?;
+    if let Some(r) = &loaded.restore {
         inputs
             .starts
             .extend(r.offsets().iter().map(|(k, v)| (k.clone(), *v)));
     }
-    Ok(Some(Arc::new(crate::io::checkpointer::Checkpoints {
-        restore,
-    })))
+    Ok(Some(Arc::new(loaded)))
 }
 
 /// Creates every entity's output topics that are missing, in one request (a job of
@@ -96,14 +73,6 @@ pub fn run_many(
                 );
             }
         }
-        let mut readers = std::collections::BTreeMap::new();
-        for s in specs {
-            for t in s.source.input.topics.iter().chain(&s.target.input.topics) {
-                if let Some(other) = readers.insert(t.clone(), s.entity.clone()) {
-                    anyhow::bail!("topic {t} is read by {other} and {}: entities of one job read their own topics for now", s.entity);
-                }
-            }
-        }
     }
     let configs = specs
         .iter()
@@ -137,19 +106,8 @@ pub fn run_many(
     inputs.starts = options.starts.clone();
     let restored = checkpoints(&specs[0], &options, &mut inputs)?;
     if let Some(r) = restored.as_ref().and_then(|c| c.restore.as_ref()) {
-        let held = r.entities();
-        for s in specs.iter().filter(|s| !held.contains(&s.entity)) {
-            eprintln!(
-                "driftwatch: entity {} is new since the checkpoint: it starts from the earliest offsets (or --start-offset)",
-                s.entity
-            );
-        }
-        for name in held
-            .iter()
-            .filter(|n| !specs.iter().any(|s| &s.entity == *n))
-        {
-            eprintln!("driftwatch: entity {name} is in the checkpoint but not in this job: its state is dropped");
-        }
+        let names: Vec<&str> = specs.iter().map(|s| s.entity.as_str()).collect();
+        r.report_entities(&names);
     }
     inputs.stop_at_end = options.stop_at_end;
     let topics: Vec<sink::OutputTopics> = specs
@@ -165,7 +123,8 @@ pub fn run_many(
         ensure_outputs(&configs[0], specs, &topics)?;
     }
     crate::shutdown::install()?;
-    let jobs: Vec<Job> = super::jobs_of(specs, &stats);
+    let jobs: Vec<Job> = Job::of(specs, &stats);
+    let halt = Arc::new(Halt::default());
     let sink_specs: Vec<Spec> = specs.to_vec();
     let schemas: Vec<crate::cdc::RowSchema> = jobs.iter().map(|j| j.schema.clone()).collect();
     // One producer for every entity's outputs (entities share their Kafka settings),
@@ -185,7 +144,7 @@ pub fn run_many(
         }
     });
     let inputs = Arc::new(inputs);
-    let parts: EntityPartitionFactory =
+    let parts: crate::job::PartitionFactory =
         Arc::new(move |index, peers| inputs.open_entities(index, peers));
     if let Some(addr) = &options.metrics_addr {
         let sources = crate::metrics::Sources {
@@ -194,9 +153,19 @@ pub fn run_many(
                 .iter()
                 .map(|j| (j.spec.entity.clone(), j.stats.clone()))
                 .collect(),
+            halt: halt.clone(),
         };
         let bound = crate::metrics::serve(addr, sources)?;
         eprintln!("metrics on http://{bound}/metrics");
     }
-    execute_entities(jobs, cluster, parts, Some(sinks), u64::MAX, stats, restored)
+    let plan = Plan {
+        jobs,
+        parts,
+        sinks: Some(sinks),
+        sample_every: u64::MAX,
+        stats,
+        halt,
+        checkpoints: restored,
+    };
+    crate::job::execute(plan, cluster)
 }

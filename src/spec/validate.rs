@@ -194,6 +194,22 @@ fn side_problems(name: &str, side: &Side, err: &mut impl FnMut(&str, String)) {
             );
         }
     }
+    if !side.select.is_empty() && top_level_only {
+        err(
+            &format!("{name}.select"),
+            "select takes `debezium` events by their envelope fields; an upsert input's \
+             deletes (tombstones) carry none: give the entity its own topic"
+                .into(),
+        );
+    }
+    for path in side.select.keys() {
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            err(
+                &format!("{name}.select"),
+                format!("`{path}` is not a path: write e.g. `\"source.table\" = \"orders\"`"),
+            );
+        }
+    }
     if side.input.topics.is_empty() && side.input.files.is_empty() {
         err(
             &format!("{name}.input"),

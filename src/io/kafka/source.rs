@@ -24,7 +24,7 @@
 use super::config::KafkaConfig;
 use super::probe::{self, Probe};
 use crate::cdc::{Message, Origin, SideId};
-use crate::io::{Partition, Poll};
+use crate::io::{Partition, Poll, Route};
 use anyhow::Context as _;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
@@ -57,10 +57,8 @@ pub enum Start {
 /// One input partition of the job.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TopicPartition {
-    /// The entity it feeds (its index in the job).
-    pub entity: usize,
-    /// Side fed by the topic.
-    pub side: SideId,
+    /// The entities' sides it feeds (several when entities share the topic).
+    pub routes: Vec<Route>,
     /// Topic name.
     pub topic: String,
     /// Partition number.
@@ -99,24 +97,33 @@ impl KafkaInputs {
     /// Lists the partitions of every entity's source and target topics, each entity's
     /// allowance beside them, one entity after the other: the static assignment
     /// (position mod workers) then carries on from one entity to the next, so each
-    /// entity's partitions spread over the workers, and so do many small entities.
+    /// entity's partitions spread over the workers, and so do many small entities. A
+    /// topic several entities read is listed once, with a route to each.
     pub fn discover_entities(
         config: KafkaConfig,
         entities: &[(&[String], &[String], u64)],
     ) -> anyhow::Result<Self> {
-        let mut partitions = Vec::new();
+        let mut topics: Vec<(String, Vec<Route>)> = Vec::new();
         for (entity, (source, target, _)) in entities.iter().enumerate() {
-            for (side, topics) in [(SideId::Source, *source), (SideId::Target, *target)] {
-                let counts = super::admin::partitions(&config, topics)?;
-                for (topic, n) in topics.iter().zip(counts) {
-                    partitions.extend((0..n).map(|partition| TopicPartition {
-                        entity,
-                        side,
-                        topic: topic.clone(),
-                        partition,
-                    }));
+            for (side, names) in [(SideId::Source, *source), (SideId::Target, *target)] {
+                for name in names {
+                    let route = Route { entity, side };
+                    match topics.iter_mut().find(|(t, _)| t == name) {
+                        Some((_, routes)) => routes.push(route),
+                        None => topics.push((name.clone(), vec![route])),
+                    }
                 }
             }
+        }
+        let names: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
+        let counts = super::admin::partitions(&config, &names)?;
+        let mut partitions = Vec::new();
+        for ((topic, routes), n) in topics.into_iter().zip(counts) {
+            partitions.extend((0..n).map(|partition| TopicPartition {
+                routes: routes.clone(),
+                topic: topic.clone(),
+                partition,
+            }));
         }
         Ok(KafkaInputs {
             config,
@@ -139,14 +146,14 @@ impl KafkaInputs {
     }
 
     /// Opens the partitions of worker `index` of `peers`, of every entity, on one
-    /// consumer, each with its entity's index.
+    /// consumer, each with the entities' sides it feeds.
     pub fn open_entities(
         &self,
         index: usize,
         peers: usize,
-    ) -> anyhow::Result<Vec<(usize, Box<dyn Partition>)>> {
+    ) -> anyhow::Result<Vec<crate::io::Routed>> {
         let mine: Vec<&TopicPartition> =
-            crate::run::assigned(&self.partitions, index, peers).collect();
+            crate::job::assigned(&self.partitions, index, peers).collect();
         if mine.is_empty() {
             return Ok(Vec::new());
         }
@@ -177,11 +184,7 @@ impl KafkaInputs {
                 .client(&[])
                 .create()
                 .context("cannot create the watermark client")?;
-            let skew = mine
-                .iter()
-                .map(|p| self.clock_skew_ms[p.entity])
-                .min()
-                .unwrap_or(0);
+            let skew = mine.iter().map(|p| self.skew_ms(p)).min().unwrap_or(0);
             probe::spawn(client, probed, probe::interval(skew))
                 .context("cannot start the watermark probe")?;
         }
@@ -207,7 +210,7 @@ impl KafkaInputs {
         consumer
             .assign(&tpl)
             .context("cannot assign partitions to the consumer")?;
-        let mut out: Vec<(usize, Box<dyn Partition>)> = Vec::new();
+        let mut out: Vec<crate::io::Routed> = Vec::new();
         if !self.split_delay.is_zero() {
             std::thread::sleep(self.split_delay);
         }
@@ -216,11 +219,11 @@ impl KafkaInputs {
             let queue = consumer
                 .split_partition_queue(&p.topic, p.partition)
                 .ok_or_else(|| anyhow::anyhow!("cannot read {}/{}", p.topic, p.partition))?;
-            let skew_ms = self.clock_skew_ms[p.entity];
+            let skew_ms = self.skew_ms(p);
             out.push((
-                p.entity,
+                p.routes.clone(),
                 Box::new(KafkaPartition {
-                    side: p.side,
+                    side: p.routes[0].side,
                     topic: p.topic.as_str().into(),
                     topic_c: CString::new(p.topic.as_str())?,
                     partition: p.partition,
@@ -238,6 +241,17 @@ impl KafkaInputs {
             ));
         }
         Ok(out)
+    }
+}
+
+impl KafkaInputs {
+    /// A partition's allowance for clock skew: the least of its entities'.
+    fn skew_ms(&self, p: &TopicPartition) -> u64 {
+        p.routes
+            .iter()
+            .map(|r| self.clock_skew_ms[r.entity])
+            .min()
+            .unwrap_or(0)
     }
 }
 

@@ -34,8 +34,6 @@ pub(super) struct Entity {
     pub(super) versioned: [bool; 2],
     /// Event times are rounded down to a multiple of this (ms).
     pub(super) resolution: Time,
-    /// How far a partition may read ahead of the dataflow (ms).
-    pub(super) ahead: Time,
     /// The largest message kept whole in a dead letter.
     pub(super) max_bytes: usize,
     /// The dataflow's state and sink.
@@ -53,6 +51,7 @@ impl Entity {
         sink: Option<Box<dyn Sink>>,
         probe: &ProbeHandle<Time>,
         schema: crate::cdc::RowSchema,
+        halt: &Arc<super::Halt>,
     ) -> Entity {
         let Handles {
             source,
@@ -63,7 +62,14 @@ impl Entity {
             state,
             sink,
             ..
-        } = dataflow::build_probed(worker, spec, stats.clone(), sink, probe.clone());
+        } = dataflow::build_probed(
+            worker,
+            spec,
+            stats.clone(),
+            sink,
+            probe.clone(),
+            halt.clone(),
+        );
         let mut decoders = [
             Decoder::new(spec, SideId::Source),
             Decoder::new(spec, SideId::Target),
@@ -76,11 +82,18 @@ impl Entity {
             decoders,
             versioned: [spec.source.version.is_some(), spec.target.version.is_some()],
             resolution: spec.time_resolution.as_millis().max(1),
-            ahead: spec.max_read_ahead.as_millis(),
             max_bytes: spec.max_message_bytes,
             state,
             sink,
             sizes,
+        }
+    }
+
+    /// Delivers everything its sink (worker 0's) has been given.
+    pub(super) fn flush(&self) -> anyhow::Result<()> {
+        match self.sink.borrow_mut().as_mut() {
+            Some(s) => s.flush(),
+            None => Ok(()),
         }
     }
 

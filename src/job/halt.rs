@@ -6,8 +6,8 @@
 //! closed"), after which each worker panics in turn on its poisoned queues: a cascade of
 //! backtraces that names the wrong cause, or a hang. So:
 //!
-//! - within a process, a failed worker records its cause in the job's
-//!   [`Stats`](crate::dataflow::Stats) and the other workers stop at their next round;
+//! - within a process, a failed worker (or a failed output) records its cause in the
+//!   job's [`Halt`], and the other workers stop at their next round;
 //! - in a cluster of several processes, the failed process prints its cause and exits at
 //!   once ([`exit`]), without the orderly shutdown that would tell its peers it finished;
 //! - [`install_panic_hook`] turns the first panic of any thread into one line and an
@@ -16,6 +16,49 @@
 //! A supervisor then restarts the cluster, which resumes from its last checkpoint.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+/// Why a job stops before its end: the first failure of a worker or of an output, shared
+/// by every worker of the process (which stop at their next round), its outputs (which
+/// record why they could not deliver) and its metrics (which show it).
+#[derive(Debug, Default)]
+pub struct Halt {
+    output: OnceLock<String>,
+    worker: OnceLock<String>,
+}
+
+impl Halt {
+    /// Records that an output could not be written (the first error is kept).
+    pub fn output_failed(&self, error: String) {
+        let _ = self.output.set(error);
+    }
+
+    /// Records that a worker failed (the first cause is kept).
+    pub fn worker_failed(&self, cause: String) {
+        let _ = self.worker.set(cause);
+    }
+
+    /// The first output error, if any.
+    pub fn output_error(&self) -> Option<&str> {
+        self.output.get().map(String::as_str)
+    }
+
+    /// The first worker failure, if any.
+    pub fn worker_failure(&self) -> Option<&str> {
+        self.worker.get().map(String::as_str)
+    }
+
+    /// `Err` with the cause to stop on, once anything failed.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(e) = self.output_error() {
+            anyhow::bail!("writing outputs failed: {e}");
+        }
+        if let Some(cause) = self.worker_failure() {
+            anyhow::bail!("{cause}");
+        }
+        Ok(())
+    }
+}
 
 /// The exit code of a cluster process that stops on a failure.
 pub const EXIT_CODE: i32 = 2;

@@ -1,0 +1,226 @@
+//! One worker's life: build every entity's dataflow, restore, read until the inputs end
+//! (or a stop is asked), then drain until every output is delivered.
+
+use super::checkpoint::{Checkpointing, Checkpoints};
+use super::entity::Entity;
+use super::read::{Input, Inputs};
+use super::report::SizeSamples;
+use super::{Halt, Job};
+use crate::dataflow::sides::Sizes;
+use crate::dataflow::stats::{add, PartitionGauge};
+use crate::dataflow::{Sink, Stats, Time};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use timely::dataflow::ProbeHandle;
+
+/// What every worker of a process shares.
+pub struct Shared<'a> {
+    /// The job's entities.
+    pub jobs: &'a [Job],
+    /// The process's counters.
+    pub stats: &'a Stats,
+    /// The first failure, which stops every worker.
+    pub halt: &'a std::sync::Arc<Halt>,
+    /// Checkpoints to take, and the one to restore.
+    pub checkpoints: Option<&'a Checkpoints>,
+    /// Sample the state's size every this many messages read.
+    pub sample_every: u64,
+}
+
+/// How often a worker publishes its partitions' lag and progress to the metrics.
+const GAUGE_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest a worker sleeps when none of its partitions has anything to read.
+const IDLE_PARK: Duration = Duration::from_millis(20);
+
+/// Runs this worker: every entity's dataflow, fed from `parts` (each with the entities'
+/// sides it feeds), outputs to `sinks` (each entity's, on worker 0). Returns samples of
+/// the state's size.
+pub fn run(
+    worker: &mut timely::worker::Worker,
+    shared: &Shared<'_>,
+    parts: Vec<crate::io::Routed>,
+    sinks: Vec<Option<Box<dyn Sink>>>,
+) -> anyhow::Result<SizeSamples> {
+    let jobs = shared.jobs;
+    let probe = ProbeHandle::new();
+    let mut entities = build(worker, jobs, sinks, &probe, shared);
+    let mut checkpointing = Checkpointing::new(worker, jobs, shared.checkpoints);
+    let mut inputs = Inputs::new(parts, jobs, checkpointing.on());
+    checkpointing.restore(worker, shared.checkpoints, jobs, &entities, &mut inputs)?;
+    let mut sampler = Sampler::new(shared.sample_every);
+    let mut gauges_at = Instant::now();
+    let mut idle_rounds = 0u64;
+    loop {
+        let frontier = probe.with_frontier(|f| f.first().copied());
+        if gauges_at.elapsed() >= GAUGE_EVERY {
+            gauges_at = Instant::now();
+            publish_gauges(shared.stats, &mut inputs.all, frontier);
+        }
+        shared.halt.check()?;
+        let worked = inputs.read_next(frontier, &mut entities, jobs, shared.stats)?;
+        advance(&mut entities, &inputs, checkpointing.hold());
+        checkpointing.step(&probe, jobs, &entities, &mut inputs)?;
+        sampler.sample(inputs.read_total, &entities);
+        if inputs.all_done() {
+            break;
+        }
+        if crate::shutdown::requested() {
+            // Stop without ending time: drop the dataflow instead of draining it.
+            for id in worker.installed_dataflows() {
+                worker.drop_dataflow(id);
+            }
+            return Ok(sampler.finish(inputs.read_total, &entities));
+        }
+        if worked {
+            idle_rounds = 0;
+            worker.step();
+        } else {
+            // Nothing to read: back off up to IDLE_PARK so an idle job costs ~no CPU.
+            idle_rounds = (idle_rounds + 1).min(64);
+            let park = Duration::from_micros(500 * idle_rounds).min(IDLE_PARK);
+            worker.step_or_park(Some(park));
+        }
+    }
+    drain(
+        worker,
+        shared,
+        &probe,
+        &mut entities,
+        &mut inputs,
+        &mut checkpointing,
+    )?;
+    Ok(sampler.finish(inputs.read_total, &entities))
+}
+
+/// Builds every entity's dataflow on this worker, reporting progress to `probe`.
+fn build(
+    worker: &mut timely::worker::Worker,
+    jobs: &[Job],
+    sinks: Vec<Option<Box<dyn Sink>>>,
+    probe: &ProbeHandle<Time>,
+    shared: &Shared<'_>,
+) -> Vec<Entity> {
+    jobs.iter()
+        .zip(sinks)
+        .map(|(job, sink)| {
+            Entity::build(
+                worker,
+                &job.spec,
+                &job.stats,
+                sink,
+                probe,
+                job.schema.clone(),
+                shared.halt,
+            )
+        })
+        .collect()
+}
+
+/// Moves each entity's inputs to the least progress of the partitions that feed them,
+/// held at `hold` (the checkpoint boundary).
+fn advance(entities: &mut [Entity], inputs: &Inputs, hold: Time) {
+    for (index, entity) in entities.iter_mut().enumerate() {
+        entity.advance(|side| inputs.least(Some(index), side), hold);
+    }
+}
+
+/// Every partition is read: the inputs close, or, while checkpoints are taken, wait at
+/// the boundary until the last one is settled (see `checkpoint`). Returns once every
+/// output is delivered.
+fn drain(
+    worker: &mut timely::worker::Worker,
+    shared: &Shared<'_>,
+    probe: &ProbeHandle<Time>,
+    entities: &mut [Entity],
+    inputs: &mut Inputs,
+    checkpointing: &mut Checkpointing,
+) -> anyhow::Result<()> {
+    checkpointing.finished();
+    loop {
+        let hold = checkpointing.hold();
+        entities.iter_mut().for_each(|e| e.advance(|_| None, hold));
+        if probe.done() {
+            break;
+        }
+        if let Some(cause) = shared.halt.worker_failure() {
+            anyhow::bail!("{cause}");
+        }
+        checkpointing.step(probe, shared.jobs, entities, inputs)?;
+        worker.step_or_park(Some(Duration::from_millis(1)));
+    }
+    if checkpointing.written() > 0 {
+        add(&shared.stats.checkpoints, checkpointing.written());
+    }
+    shared.halt.check()
+}
+
+/// Samples the size of the state every so many messages read.
+struct Sampler {
+    every: u64,
+    next: u64,
+    samples: SizeSamples,
+}
+
+impl Sampler {
+    fn new(every: u64) -> Self {
+        Sampler {
+            every,
+            next: every,
+            samples: SizeSamples::new(),
+        }
+    }
+
+    fn sample(&mut self, read: u64, entities: &[Entity]) {
+        if read >= self.next {
+            self.samples.push((read, sizes(entities)));
+            self.next = read.saturating_add(self.every);
+        }
+    }
+
+    fn finish(mut self, read: u64, entities: &[Entity]) -> SizeSamples {
+        self.samples.push((read, sizes(entities)));
+        self.samples
+    }
+}
+
+/// The keyed state's size over every entity.
+fn sizes(entities: &[Entity]) -> Sizes {
+    entities.iter().fold(Sizes::default(), |acc, e| {
+        let s = e.sizes.sizes();
+        Sizes {
+            keys: acc.keys + s.keys,
+            pending: acc.pending + s.pending,
+        }
+    })
+}
+
+/// Publishes the partitions' lag and event-time progress, and the output frontier.
+fn publish_gauges(stats: &Stats, parts: &mut [Input], frontier: Option<Time>) {
+    if let Some(f) = frontier {
+        stats.frontier_ms.store(f, Relaxed);
+    }
+    let mut gauges = Vec::new();
+    for p in parts.iter_mut() {
+        let errors = p.part.take_errors();
+        if errors > 0 {
+            add(&stats.kafka_errors, errors);
+            stats
+                .last_kafka_error_ms
+                .store(crate::io::now_ms(), Relaxed);
+        }
+        if let Some((topic, partition, lag)) = p.part.gauge() {
+            let gauge = PartitionGauge {
+                side: Some(p.part.side()),
+                lag,
+                progress_ms: p.progress,
+            };
+            gauges.push(((topic, partition), gauge));
+        }
+    }
+    if !gauges.is_empty() {
+        if let Ok(mut map) = stats.partitions.lock() {
+            map.extend(gauges);
+        }
+    }
+}
