@@ -125,14 +125,18 @@ fn merge(a: &[String], b: &[String]) -> Vec<String> {
     while i < a.len() || j < b.len() {
         let ca = a.get(i).map(|l| ra.max(event_ms(l)));
         let cb = b.get(j).map(|l| rb.max(event_ms(l)));
-        if cb.is_none() || ca.is_some_and(|ca| ca <= cb.unwrap()) {
-            ra = ca.unwrap();
-            out.push(a[i].clone());
-            i += 1;
-        } else {
-            rb = cb.unwrap();
-            out.push(b[j].clone());
-            j += 1;
+        match (ca, cb) {
+            (Some(ca), cb) if cb.is_none_or(|cb| ca <= cb) => {
+                ra = ca;
+                out.push(a[i].clone());
+                i += 1;
+            }
+            (_, Some(cb)) => {
+                rb = cb;
+                out.push(b[j].clone());
+                j += 1;
+            }
+            (_, None) => unreachable!("one stream has a line left"),
         }
     }
     out
