@@ -136,6 +136,13 @@ pub struct InitArgs {
         conflicts_with = "from_files"
     )]
     pub brokers: Option<String>,
+    /// A Kafka client property for reaching the brokers, `NAME=VALUE` (repeatable), e.g.
+    /// `-X security.protocol=SASL_SSL -X 'sasl.password=${KAFKA_PASSWORD}'`. The written
+    /// specs carry them in `[kafka.properties]` as given; a secret (a name containing
+    /// `password`, `secret`, `jaas` or `key`) must be a `${VAR}` read from the
+    /// environment, so that no spec holds it.
+    #[arg(short = 'X', long = "property", value_name = "NAME=VALUE")]
+    pub properties: Vec<String>,
     /// Read sample dumps instead: a directory of `<topic>.jsonl` files (one message value
     /// per line, or `{"key": …, "value": …}`).
     #[arg(long = "from-files")]

@@ -86,7 +86,10 @@ fn report_options(args: &crate::cli::ReportArgs) -> anyhow::Result<crate::report
 pub fn init(args: &crate::cli::InitArgs) -> anyhow::Result<()> {
     let samples = match (&args.brokers, &args.from_files) {
         (_, Some(dir)) => crate::init::Samples::Files(dir.clone()),
-        (Some(b), None) => crate::init::Samples::Kafka { brokers: b.clone() },
+        (Some(b), None) => crate::init::Samples::Kafka {
+            brokers: b.clone(),
+            properties: init_properties(&args.properties)?,
+        },
         (None, None) => anyhow::bail!("give --brokers HOST:PORT or --from-files DIR"),
     };
     if args.source_prefix == args.target_prefix {
@@ -118,6 +121,28 @@ pub fn init(args: &crate::cli::InitArgs) -> anyhow::Result<()> {
         outcome.unsampled.len()
     );
     Ok(())
+}
+
+/// `init`'s `-X NAME=VALUE` properties; a secret must come from the environment.
+fn init_properties(given: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in given {
+        let Some((name, value)) = p.split_once('=').filter(|(n, _)| !n.trim().is_empty()) else {
+            anyhow::bail!("-X/--property takes NAME=VALUE, e.g. -X security.protocol=SASL_SSL");
+        };
+        let name = name.trim();
+        let from_env = value.starts_with("${") && value.ends_with('}');
+        if is_secret(name) && !from_env {
+            anyhow::bail!(
+                "-X {name}: give a secret as ${{VAR}} (quoted: -X '{name}=${{KAFKA_PASSWORD}}'), read from the environment, so the specs init writes never hold it"
+            );
+        }
+        if name == "bootstrap.servers" {
+            anyhow::bail!("-X bootstrap.servers: give --brokers instead");
+        }
+        out.insert(name.to_string(), value.to_string());
+    }
+    Ok(out)
 }
 
 /// Whether a client property holds a secret, so it is never printed.

@@ -23,6 +23,9 @@ pub enum Samples {
     Kafka {
         /// Bootstrap servers.
         brokers: String,
+        /// Client properties (`${VAR}` read from the environment), also written into
+        /// every spec's `[kafka.properties]` as given.
+        properties: std::collections::BTreeMap<String, String>,
     },
     /// A directory of `<topic>.jsonl` dumps (a message value per line, or
     /// `{"key": …, "value": …}`).
@@ -83,17 +86,26 @@ pub fn run(opts: &Options) -> anyhow::Result<Outcome> {
     let prefixes = [opts.source_prefix.as_str(), opts.target_prefix.as_str()];
     let samples = match &opts.samples {
         Samples::Files(dir) => sample::from_files(dir)?,
-        Samples::Kafka { brokers } => {
-            let config =
-                crate::io::kafka::config::KafkaConfig::for_brokers(brokers, "driftwatch-init");
+        Samples::Kafka {
+            brokers,
+            properties,
+        } => {
+            let config = crate::io::kafka::config::KafkaConfig::with_properties(
+                brokers,
+                "driftwatch-init",
+                properties,
+            )?;
             sample::from_kafka(&config, &prefixes, Duration::from_secs(5))?
         }
     };
     let pairing = pair::pair(&samples.topics, &opts.source_prefix, &opts.target_prefix);
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", opts.out.display()))?;
-    let brokers = match &opts.samples {
-        Samples::Kafka { brokers } => Some(brokers.as_str()),
+    let kafka = match &opts.samples {
+        Samples::Kafka {
+            brokers,
+            properties,
+        } => Some((brokers.as_str(), properties)),
         Samples::Files(_) => None,
     };
     let mut outcome = Outcome {
@@ -116,7 +128,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Outcome> {
             entity: &entity,
             source,
             target,
-            brokers,
+            kafka,
         });
         // What it writes must be a spec driftwatch accepts.
         crate::spec::load_str(&text).map_err(|problems| {

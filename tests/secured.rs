@@ -175,4 +175,50 @@ fn over_sasl_ssl_the_job_reads_writes_and_commits_and_bad_credentials_are_refuse
     assert!(out.status.success(), "{shown}");
     assert!(shown.contains("sasl.username"), "{shown}");
     assert!(!shown.contains(&sasl.password), "{shown}");
+
+    // `init` reaches the secured cluster with -X properties, and its specs carry them
+    // with the secret as the environment variable it came from.
+    broker.create_topic("secsrc.public.orders", 1);
+    broker.create_topic("secdst.public.orders", 1);
+    broker.produce("secsrc.public.orders", &keyed(&g.source[..5]));
+    broker.produce("secdst.public.orders", &keyed(&g.target[..5]));
+    let init = |password_property: &str| {
+        Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+            .args(["init", "--brokers", &sasl.addr])
+            .args(["--source-prefix", "secsrc", "--target-prefix", "secdst"])
+            .arg("--out")
+            .arg(dir.path().join("init"))
+            .args([
+                "-X",
+                "security.protocol=SASL_SSL",
+                "-X",
+                "sasl.mechanism=SCRAM-SHA-512",
+            ])
+            .args(["-X", &format!("sasl.username={}", sasl.username)])
+            .args(["-X", password_property])
+            .args(["-X", &format!("ssl.ca.location={}", sasl.ca.display())])
+            .env("KAFKA_PASSWORD", &sasl.password)
+            .output()
+            .unwrap()
+    };
+    let out = init("sasl.password=${KAFKA_PASSWORD}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("1 spec(s) written"), "{said}");
+    let written = std::fs::read_to_string(dir.path().join("init/orders.toml")).unwrap();
+    assert!(
+        written.contains("\"sasl.password\" = \"${KAFKA_PASSWORD}\""),
+        "{written}"
+    );
+    assert!(!written.contains(&sasl.password), "{written}");
+    // A literal secret would be written into every spec: refused, and not shown.
+    let out = init(&format!("sasl.password={}", sasl.password));
+    let line = one_line(&out);
+    assert_eq!(out.status.code(), Some(2), "{line}");
+    assert!(line.contains("give a secret as ${VAR}"), "{line}");
+    assert!(!line.contains(&sasl.password), "{line}");
 }

@@ -4,13 +4,13 @@ use super::infer::{version, Table};
 use super::pair::Pair;
 use std::fmt::Write as _;
 
-/// Where the job will read from: the brokers, when the samples came from Kafka.
+/// Where the job will read from: the brokers and client properties, when the samples came from Kafka.
 pub(crate) struct Facts<'a> {
     pub(crate) pair: &'a Pair,
     pub(crate) entity: &'a str,
     pub(crate) source: &'a Table,
     pub(crate) target: &'a Table,
-    pub(crate) brokers: Option<&'a str>,
+    pub(crate) kafka: Option<(&'a str, &'a std::collections::BTreeMap<String, String>)>,
 }
 
 fn quoted(items: &[impl AsRef<str>]) -> String {
@@ -110,8 +110,14 @@ pub(crate) fn spec(f: &Facts<'_>) -> String {
             let _ = writeln!(out, "unit = {unit:?}");
         }
     }
-    if let Some(b) = f.brokers {
-        let _ = writeln!(out, "\n[kafka]\nbrokers = {b:?}");
+    if let Some((brokers, properties)) = f.kafka {
+        let _ = writeln!(out, "\n[kafka]\nbrokers = {brokers:?}");
+        if !properties.is_empty() {
+            let _ = writeln!(out, "\n[kafka.properties]");
+            for (name, value) in properties {
+                let _ = writeln!(out, "{name:?} = {value:?}");
+            }
+        }
     }
     out
 }

@@ -55,6 +55,20 @@ impl KafkaConfig {
         }
     }
 
+    /// Settings for `brokers` with user `properties` (`${VAR}` read from the
+    /// environment), a group id for offset commits.
+    pub fn with_properties(
+        brokers: &str,
+        group_id: &str,
+        properties: &std::collections::BTreeMap<String, String>,
+    ) -> anyhow::Result<Self> {
+        let mut config = Self::for_brokers(brokers, group_id);
+        for (name, value) in properties {
+            config.properties.push((name.clone(), expand(name, value)?));
+        }
+        Ok(config)
+    }
+
     /// Whether `other` reaches the same cluster the same way (brokers and properties), so
     /// one client can serve both.
     pub fn same_client(&self, other: &KafkaConfig) -> bool {
