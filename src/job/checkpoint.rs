@@ -153,17 +153,31 @@ pub fn load(
 }
 
 impl Restore {
-    /// Says in one line each which of `entities` the checkpoint does not hold (they
-    /// start afresh) and which it holds that are not among them (their state is
-    /// dropped).
-    pub fn report_entities(&self, entities: &[&str]) {
+    /// Says in one line each which of `entities` (name, input topics) the checkpoint
+    /// does not hold (they start afresh) and which it holds that are not among them
+    /// (their state is dropped). A new entity's topic that the checkpoint has offsets
+    /// for (one shared with a checkpointed entity) resumes at them, not at the start.
+    pub fn report_entities(&self, entities: &[(&str, Vec<&str>)]) {
         let held = self.entities();
-        for name in entities.iter().filter(|n| !held.contains(**n)) {
-            eprintln!(
-                "driftwatch: entity {name} is new since the checkpoint: it starts from the earliest offsets (or --start-offset)"
-            );
+        for (name, topics) in entities.iter().filter(|(n, _)| !held.contains(*n)) {
+            let resumed: Vec<&str> = topics
+                .iter()
+                .copied()
+                .filter(|t| self.offsets.keys().any(|(topic, _)| topic == t))
+                .collect();
+            if resumed.is_empty() {
+                eprintln!(
+                    "driftwatch: entity {name} is new since the checkpoint: it starts from the earliest offsets (or --start-offset)"
+                );
+            } else {
+                eprintln!(
+                    "driftwatch: entity {name} is new since the checkpoint: {} shared with checkpointed entities resume(s) at the checkpoint's offsets, so its earlier changes there are not read (--from-beginning reads them); its other topics start from the earliest offsets",
+                    resumed.join(", ")
+                );
+            }
         }
-        for name in held.iter().filter(|n| !entities.contains(&n.as_str())) {
+        let names: Vec<&str> = entities.iter().map(|(n, _)| *n).collect();
+        for name in held.iter().filter(|n| !names.contains(&n.as_str())) {
             eprintln!("driftwatch: entity {name} is in the checkpoint but not in this job: its state is dropped");
         }
     }
@@ -256,7 +270,7 @@ impl Checkpointing {
         let Some(c) = self.protocol.as_mut() else {
             return Ok(());
         };
-        let least = inputs.least(None, None);
+        let least = inputs.least();
         let snap = |b| snapshot(b, jobs, entities, inputs);
         let flush = || entities.iter().try_for_each(Entity::flush);
         if c.step(probe, least, snap, flush)? {

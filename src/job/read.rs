@@ -37,15 +37,6 @@ pub(super) struct Input {
     pub(super) rises: RiseLog,
 }
 
-impl Input {
-    /// Whether it feeds `entity` (on `side`, or on either).
-    pub(super) fn feeds(&self, entity: usize, side: Option<SideId>) -> bool {
-        self.routes
-            .iter()
-            .any(|r| r.entity == entity && side.is_none_or(|s| r.side == s))
-    }
-}
-
 /// A rejected message: route, position, time, reason, key, value (cut), whether cut.
 type Rejected = (
     usize,
@@ -115,16 +106,11 @@ impl Inputs {
         }
     }
 
-    /// The least progress of the open partitions that feed `entity` (all entities when
-    /// `None`) on `side` (either when `None`); `None` when none is open.
-    pub(super) fn least(&self, entity: Option<usize>, side: Option<SideId>) -> Option<Time> {
+    /// The least progress of the open partitions; `None` when none is open.
+    pub(super) fn least(&self) -> Option<Time> {
         self.all
             .iter()
             .filter(|p| !p.done)
-            .filter(|p| match entity {
-                Some(e) => p.feeds(e, side),
-                None => side.is_none_or(|s| p.routes.iter().any(|r| r.side == s)),
-            })
             .map(|p| p.progress)
             .min()
     }

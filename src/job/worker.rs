@@ -6,6 +6,7 @@ use super::entity::Entity;
 use super::read::{Input, Inputs};
 use super::report::SizeSamples;
 use super::{Halt, Job};
+use crate::cdc::SideId;
 use crate::dataflow::sides::Sizes;
 use crate::dataflow::stats::{add, PartitionGauge};
 use crate::dataflow::{Sink, Stats, Time};
@@ -118,10 +119,25 @@ fn build(
 }
 
 /// Moves each entity's inputs to the least progress of the partitions that feed them,
-/// held at `hold` (the checkpoint boundary).
+/// held at `hold` (the checkpoint boundary). One pass over the partitions: an idle job
+/// of many entities does this at every wake-up.
 fn advance(entities: &mut [Entity], inputs: &Inputs, hold: Time) {
-    for (index, entity) in entities.iter_mut().enumerate() {
-        entity.advance(|side| inputs.least(Some(index), side), hold);
+    let mut least: Vec<[Option<Time>; 2]> = vec![[None; 2]; entities.len()];
+    for p in inputs.all.iter().filter(|p| !p.done) {
+        for r in &p.routes {
+            let l = &mut least[r.entity][r.side as usize];
+            *l = Some(l.map_or(p.progress, |t| t.min(p.progress)));
+        }
+    }
+    for (entity, [source, target]) in entities.iter_mut().zip(least) {
+        entity.advance(
+            |side| match side {
+                Some(SideId::Source) => source,
+                Some(SideId::Target) => target,
+                None => source.into_iter().chain(target).min(),
+            },
+            hold,
+        );
     }
 }
 

@@ -106,8 +106,14 @@ pub fn run_many(
     inputs.starts = options.starts.clone();
     let restored = checkpoints(&specs[0], &options, &mut inputs)?;
     if let Some(r) = restored.as_ref().and_then(|c| c.restore.as_ref()) {
-        let names: Vec<&str> = specs.iter().map(|s| s.entity.as_str()).collect();
-        r.report_entities(&names);
+        let entities: Vec<(&str, Vec<&str>)> = specs
+            .iter()
+            .map(|s| {
+                let topics = s.source.input.topics.iter().chain(&s.target.input.topics);
+                (s.entity.as_str(), topics.map(String::as_str).collect())
+            })
+            .collect();
+        r.report_entities(&entities);
     }
     inputs.stop_at_end = options.stop_at_end;
     let topics: Vec<sink::OutputTopics> = specs
