@@ -234,6 +234,9 @@ pub struct Decoder {
     /// Whether every path is in `source`, so a bare envelope can be decoded in one pass
     /// (`debezium::one_pass`).
     one_pass: bool,
+    /// Whether the one-pass decoder tries the byte scanner first (`debezium::scan`);
+    /// off only to compare the paths in tests.
+    scan: bool,
     columns: ColumnTypes,
     max_bytes: usize,
     builder: RowBuilder,
@@ -261,6 +264,7 @@ impl Decoder {
             && paths.iter().all(|p| p.len() > 1 && p[0] == "source");
         Decoder {
             one_pass,
+            scan: true,
             format: s.format,
             key_fields: spec.key.clone(),
             paths,

@@ -285,22 +285,53 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            let name: &str = match self.columns.renames.get(wire.as_ref()) {
-                Some(name) => name,
-                None => &wire,
-            };
             let value: Scalar<'de> = map.next_value()?;
-            if self.placeholders.is_some_and(|p| p.matches(&value)) {
-                let _ = self.builder.push(name, ValueRef::Unavailable);
-                continue;
-            }
-            let kind = self.columns.kind(&wire, name, self.schema);
-            if let Err(e) = push_column(self.builder, name, value, kind) {
+            let image = Image {
+                columns: self.columns,
+                schema: self.schema,
+                placeholders: self.placeholders,
+            };
+            if let Err(e) = image.column(self.builder, &wire, value) {
                 let msg = e.0.clone();
                 *self.error = Some(e);
                 return Err(de::Error::custom(msg));
             }
         }
         Ok(())
+    }
+}
+
+/// How a row image's columns become a row: shared by every reader of images.
+#[derive(Clone, Copy)]
+pub(super) struct Image<'s> {
+    pub(super) columns: &'s ColumnTypes,
+    pub(super) schema: Option<&'s SchemaTypes>,
+    pub(super) placeholders: Option<&'s super::placeholder::Placeholders>,
+}
+
+impl Image<'_> {
+    /// Whether column `wire` is dropped (its value is not read).
+    pub(super) fn drops(&self, wire: &str) -> bool {
+        self.columns.drop.contains(wire)
+    }
+
+    /// Column `wire` (not dropped) with `value`: renamed, a placeholder, or converted by
+    /// its kind, and appended to the row.
+    pub(super) fn column(
+        &self,
+        b: &mut RowBuilder,
+        wire: &str,
+        value: Scalar<'_>,
+    ) -> Result<(), DecodeError> {
+        let name: &str = match self.columns.renames.get(wire) {
+            Some(name) => name,
+            None => wire,
+        };
+        if self.placeholders.is_some_and(|p| p.matches(&value)) {
+            let _ = b.push(name, ValueRef::Unavailable);
+            return Ok(());
+        }
+        let kind = self.columns.kind(wire, name, self.schema);
+        push_column(b, name, value, kind)
     }
 }

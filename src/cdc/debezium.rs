@@ -1,6 +1,7 @@
 //! Debezium change events (JSON), bare or in Kafka Connect's `schema`/`payload` wrapper.
 
 mod one_pass;
+mod scan;
 
 use super::column::decode_row;
 use super::json::{as_millis, lookup, lookup_many, Scalar};

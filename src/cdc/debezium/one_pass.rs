@@ -19,18 +19,19 @@ use std::fmt;
 
 /// What one pass over the envelope found.
 #[derive(Default)]
-struct Found<'a> {
-    before: Option<&'a RawValue>,
+pub(super) struct Found<'a> {
+    /// `before`'s text, unless absent or `null`.
+    pub(super) before: Option<&'a str>,
     /// `after`: absent (`None`), `null` (`Some(None)`) or the decoded row.
-    after: Option<Option<Row>>,
-    op: Option<Cow<'a, str>>,
-    source: bool,
-    positions: [Option<Scalar<'a>>; MAX_PATHS],
+    pub(super) after: Option<Option<Row>>,
+    pub(super) op: Option<Cow<'a, str>>,
+    pub(super) source: bool,
+    pub(super) positions: [Option<Scalar<'a>>; MAX_PATHS],
 }
 
 impl Found<'_> {
     /// Whether `field` was met before (a duplicate, which the general decoder refuses).
-    fn seen(&self, field: &str) -> bool {
+    pub(super) fn seen(&self, field: &str) -> bool {
         match field {
             "after" => self.after.is_some(),
             "source" => self.source,
@@ -87,7 +88,10 @@ impl<'de> Visitor<'de> for Envelope<'_, 'de> {
                     })?;
                 }
                 "op" => self.found.op = map.next_value()?,
-                "before" => self.found.before = map.next_value()?,
+                "before" => {
+                    let before: Option<&RawValue> = map.next_value()?;
+                    self.found.before = before.map(RawValue::get);
+                }
                 // A wrapper or an event that is not a row change: not for this path.
                 "schema" | "payload" | "status" | "ddl" | "tableChanges" | "databaseName" => {
                     return Err(serde::de::Error::custom("not a bare row change"));
@@ -101,8 +105,13 @@ impl<'de> Visitor<'de> for Envelope<'_, 'de> {
     }
 }
 
-/// The decoded message, or `None` to leave it to the general decoder.
+/// The decoded message, or `None` to leave it to the general decoder. The byte
+/// scanner reads the envelope when it can, serde_json when it cannot.
 pub(super) fn decode(d: &mut Decoder, msg: &Message<'_>, text: &str) -> Option<Decoded> {
+    let mut found = Found::default();
+    if d.scan && super::scan::envelope(d, text, &mut found).is_some() {
+        return finish(d, msg, found);
+    }
     let mut found = Found::default();
     let mut de = serde_json::Deserializer::from_str(text);
     Envelope {
@@ -112,6 +121,11 @@ pub(super) fn decode(d: &mut Decoder, msg: &Message<'_>, text: &str) -> Option<D
     .deserialize(&mut de)
     .ok()?;
     de.end().ok()?;
+    finish(d, msg, found)
+}
+
+/// The change an envelope's parts make.
+fn finish(d: &mut Decoder, msg: &Message<'_>, found: Found<'_>) -> Option<Decoded> {
     let row = match (found.op.as_deref()?, found.after?) {
         ("u", row @ Some(_)) => row,
         ("c" | "r", Some(row)) if !row.has_unavailable() => Some(row),
@@ -124,7 +138,7 @@ pub(super) fn decode(d: &mut Decoder, msg: &Message<'_>, text: &str) -> Option<D
         }
         (_, Some(row)) => key::from_row(d, row).ok()?,
         (_, None) => {
-            let before = found.before?;
+            let before: &RawValue = serde_json::from_str(found.before?).ok()?;
             let image = super::decode_row(before, &d.columns, None, &mut d.builder, false).ok()?;
             key::from_row(d, &image).ok()?
         }
@@ -140,23 +154,27 @@ pub(super) fn decode(d: &mut Decoder, msg: &Message<'_>, text: &str) -> Option<D
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::super::{Decoded, Decoder, Message, SideId};
     use crate::demo::generator::{generate, GenConfig};
 
-    /// Decodes `value` with and without the one-pass path: the answers must be equal.
-    fn both(d: &mut Decoder, key: Option<&[u8]>, value: &str) -> Decoded {
+    /// Decodes `value` with the byte scanner, the serde one-pass path and the general
+    /// decoder: the answers must be equal.
+    pub(in crate::cdc) fn both(d: &mut Decoder, key: Option<&[u8]>, value: &str) -> Decoded {
         let msg = Message {
             key,
             value: Some(value.as_bytes()),
             timestamp_ms: None,
         };
-        d.one_pass = true;
-        let fast = d.decode(&msg);
-        d.one_pass = false;
-        let general = d.decode(&msg);
-        assert_eq!(fast, general, "decoders differ on {value}");
-        fast.unwrap_or(Decoded::Skip)
+        let mut answers = Vec::new();
+        for (one_pass, scan) in [(true, true), (true, false), (false, false)] {
+            (d.one_pass, d.scan) = (one_pass, scan);
+            answers.push(d.decode(&msg));
+        }
+        (d.one_pass, d.scan) = (true, true);
+        assert_eq!(answers[0], answers[2], "the scanner differs on {value}");
+        assert_eq!(answers[1], answers[2], "one pass differs on {value}");
+        answers.swap_remove(0).unwrap_or(Decoded::Skip)
     }
 
     #[test]
@@ -171,13 +189,31 @@ mod tests {
             note_len: 40,
             ..GenConfig::default()
         });
-        let mut changes = 0;
+        let (mut changes, mut bare) = (0, 0);
         for (side, lines) in [(SideId::Source, &g.source), (SideId::Target, &g.target)] {
             let mut d = Decoder::new(&spec, side);
             assert!(d.one_pass);
+            let (mut one_pass, mut scanned) = (0, 0);
             for line in lines {
                 changes += usize::from(matches!(both(&mut d, None, line), Decoded::Change(_)));
+                let msg = Message {
+                    key: None,
+                    value: Some(line.as_bytes()),
+                    timestamp_ms: None,
+                };
+                d.scan = false;
+                one_pass += usize::from(super::decode(&mut d, &msg, line).is_some());
+                d.scan = true;
+                let mut found = super::Found::default();
+                let scan = super::super::scan::envelope(&mut d, line, &mut found);
+                scanned += usize::from(scan.is_some());
             }
+            // The scanner reads what the one-pass path reads (bare envelopes) itself.
+            assert!(
+                scanned >= one_pass,
+                "{side:?}: {scanned} scanned, {one_pass} in one pass"
+            );
+            bare += scanned;
             // What the one-pass path leaves to the general one, and what it must refuse
             // as the general one does.
             let line = &lines[0];
@@ -211,5 +247,6 @@ mod tests {
             }
         }
         assert!(changes > 6000, "only {changes} changes decoded");
+        assert!(bare > 2000, "only {bare} bare envelopes");
     }
 }
