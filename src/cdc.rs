@@ -119,6 +119,13 @@ pub struct Message<'a> {
     pub timestamp_ms: Option<i64>,
 }
 
+/// `bytes` as text: checked with SIMD (`simdutf8`: a tenth of the standard library's
+/// cost on a 600-byte event), and on failure again by the standard library, whose
+/// error says where.
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    simdutf8::basic::from_utf8(bytes).or_else(|_| std::str::from_utf8(bytes))
+}
+
 /// A decoded change: after it, the key's row is `row` (`None`: deleted).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Change {

@@ -185,8 +185,7 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
     let Some(value) = msg.value else {
         return Ok(Decoded::Skip);
     };
-    let text =
-        std::str::from_utf8(value).map_err(|e| DecodeError::new(format!("not UTF-8: {e}")))?;
+    let text = super::utf8(value).map_err(|e| DecodeError::new(format!("not UTF-8: {e}")))?;
     let trimmed = text.trim();
     if trimmed.is_empty() || trimmed == "null" {
         return Ok(Decoded::Skip);

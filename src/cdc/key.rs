@@ -36,8 +36,7 @@ pub fn from_row(d: &mut Decoder, row: &Row) -> Result<Key, DecodeError> {
 /// The key read from message key bytes: a JSON object of the key columns (optionally in a
 /// `schema`/`payload` wrapper), or, for a single key column, a bare JSON scalar or string.
 pub fn from_message(d: &mut Decoder, bytes: &[u8], allow_plain: bool) -> Result<Key, DecodeError> {
-    let text =
-        std::str::from_utf8(bytes).map_err(|_| DecodeError::new("message key is not UTF-8"))?;
+    let text = super::utf8(bytes).map_err(|_| DecodeError::new("message key is not UTF-8"))?;
     d.builder.clear();
     let single = d.key_fields.len() == 1;
     match serde_json::from_str::<&RawValue>(text) {

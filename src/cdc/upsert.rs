@@ -41,8 +41,7 @@ fn millis_of(v: ValueRef<'_>) -> Option<u64> {
 pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError> {
     let mut timestamp = msg.timestamp_ms;
     let value_bytes = msg.value.unwrap_or(b"null");
-    let text = std::str::from_utf8(value_bytes)
-        .map_err(|e| DecodeError::new(format!("not UTF-8: {e}")))?;
+    let text = super::utf8(value_bytes).map_err(|e| DecodeError::new(format!("not UTF-8: {e}")))?;
     let (key_raw, value_raw): (Option<&RawValue>, &RawValue) = if msg.key.is_some()
         || msg.value.is_none()
     {

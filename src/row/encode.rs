@@ -157,7 +157,19 @@ impl<'a> Fields<'a> {
     }
     fn text(&mut self) -> Option<&'a str> {
         let n = self.varint()?;
-        std::str::from_utf8(self.take(n)?).ok()
+        text_of(self.take(n)?)
+    }
+}
+
+/// Encoded text read back: ASCII (names, most values) without the full UTF-8 check,
+/// which cost 4% of a run in comparisons that read rows field by field.
+#[inline]
+fn text_of(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
     }
 }
 
@@ -168,7 +180,7 @@ impl<'a> Iterator for Fields<'a> {
             return None;
         }
         let n = usize::from(self.take(1)?[0]);
-        let name = std::str::from_utf8(self.take(n)?).ok()?;
+        let name = text_of(self.take(n)?)?;
         let value = match self.take(1)?[0] {
             NULL => ValueRef::Null,
             FALSE => ValueRef::Bool(false),

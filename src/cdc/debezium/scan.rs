@@ -58,6 +58,14 @@ impl<'a> Scan<'a> {
     /// The next byte after whitespace, not consumed.
     #[inline]
     fn peek(&mut self) -> Option<u8> {
+        // Compact JSON: the next byte is no whitespace (all of which is at most b' ').
+        match self.bytes().get(self.at) {
+            Some(&c) if c > b' ' => Some(c),
+            _ => self.peek_past_whitespace(),
+        }
+    }
+
+    fn peek_past_whitespace(&mut self) -> Option<u8> {
         let b = self.bytes();
         while let Some(&c) = b.get(self.at) {
             if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
