@@ -215,40 +215,15 @@ fn entities_sharing_files_by_select_equal_each_alone() {
     let mut tgt = merge(&o.1, &i.1);
     tgt.push("not JSON".into());
     let shared_tgt = write("all.tgt.jsonl", &tgt);
-    let together = [
-        file_spec(
-            dir.path(),
-            "orders",
-            &shared_src,
-            &shared_tgt,
-            Some("orders"),
-        ),
-        file_spec(
-            dir.path(),
-            "invoices",
-            &shared_src,
-            &shared_tgt,
-            Some("invoices"),
-        ),
-    ];
+    let together = ["orders", "invoices"]
+        .map(|name| file_spec(dir.path(), name, &shared_src, &shared_tgt, Some(name)));
     let alone_dir = dir.path().join("alone");
     std::fs::create_dir_all(&alone_dir).unwrap();
-    let alone = [
-        file_spec(
-            &alone_dir,
-            "orders",
-            &write("o.src", &o.0),
-            &write("o.tgt", &o.1),
-            None,
-        ),
-        file_spec(
-            &alone_dir,
-            "invoices",
-            &write("i.src", &i.0),
-            &write("i.tgt", &i.1),
-            None,
-        ),
-    ];
+    let alone = [("orders", &o), ("invoices", &i)].map(|(name, (src, tgt))| {
+        let src = write(&format!("{name}.src"), src);
+        let tgt = write(&format!("{name}.tgt"), tgt);
+        file_spec(&alone_dir, name, &src, &tgt, None)
+    });
     let out = dir.path().join("out-alone");
     run(&[&alone[0], &alone[1]], &out, "1");
     let expected = outputs(&out);
@@ -354,15 +329,8 @@ fn one_checkpoint_covers_every_entity_and_a_new_one_starts_from_the_beginning() 
         std::fs::write(&spec, text).unwrap();
     }
     let run = |names: &[&str]| {
-        let o = bin()
-            .arg("run")
-            .args(names.iter().map(|n| dir.path().join(format!("{n}.toml"))))
-            .args(["--stop-at-end", "-w", "2", "--brokers", &broker.addr()])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(o.status.success(), "{stderr}");
-        stderr
+        let specs = names.iter().map(|n| dir.path().join(format!("{n}.toml")));
+        run_to_end(&broker, specs)
     };
     let first = run(&["alpha", "beta"]);
     assert!(first.contains("checkpoint files written"), "{first}");
@@ -385,6 +353,23 @@ fn one_checkpoint_covers_every_entity_and_a_new_one_starts_from_the_beginning() 
     }
 }
 
+/// Runs `specs` (files or directories) on `broker` to the inputs' ends (-w 2);
+/// returns stderr.
+fn run_to_end(
+    broker: &support::broker::Broker,
+    specs: impl IntoIterator<Item = std::path::PathBuf>,
+) -> String {
+    let o = bin()
+        .arg("run")
+        .args(specs)
+        .args(["--stop-at-end", "-w", "2", "--brokers", &broker.addr()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{stderr}");
+    stderr
+}
+
 #[test]
 fn entities_on_kafka_each_report_their_own_ground_truth() {
     let broker = support::broker::Broker::start();
@@ -395,14 +380,7 @@ fn entities_on_kafka_each_report_their_own_ground_truth() {
         truths.insert(*name, produce_entity(&broker, name, 10 + i as u64));
         kafka_spec(dir.path(), name);
     }
-    let o = bin()
-        .arg("run")
-        .arg(dir.path())
-        .args(["--stop-at-end", "-w", "2", "--brokers", &broker.addr()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
+    let stderr = run_to_end(&broker, [dir.path().to_path_buf()]);
     // The summary counts each entity apart.
     for name in names {
         assert!(
@@ -469,14 +447,7 @@ fn entities_sharing_topics_on_kafka_each_take_their_own_table() {
         broker.create_topic(topic, 2);
         broker.produce(topic, messages);
     }
-    let o = bin()
-        .arg("run")
-        .arg(dir.path())
-        .args(["--stop-at-end", "-w", "2", "--brokers", &broker.addr()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
+    let stderr = run_to_end(&broker, [dir.path().to_path_buf()]);
     assert!(
         stderr.contains(&format!(
             "unselected (shared inputs, no entity's select took them): {}",
