@@ -1,7 +1,7 @@
 //! A job's lifecycle: a timely cluster whose workers read their partitions, feed every
 //! entity's dataflow, take consistent checkpoints, and stop on the first failure.
 //!
-//! - [`worker`]: one worker's life, from building the dataflows to the last output;
+//! - `worker`: one worker's life, from building the dataflows to the last output;
 //! - `read`: the read loop's parts: which partition to read next, and one batch of it
 //!   decoded, stamped with event time and routed to its entities (`select`);
 //! - `entity`: one entity's inputs on a worker;
@@ -18,7 +18,7 @@ pub mod halt;
 mod read;
 pub mod report;
 mod select;
-pub mod worker;
+mod worker;
 
 pub use halt::Halt;
 pub use report::Report;
@@ -30,19 +30,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// One entity's part of a job.
-pub struct Job {
+pub(crate) struct Job {
     /// The entity's spec.
-    pub spec: Arc<Spec>,
+    pub(crate) spec: Arc<Spec>,
     /// The entity's counters (the process's own when the job has one entity).
-    pub stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
     /// Where its source's Connect schema is published (for connect-json corrections).
-    pub schema: crate::cdc::RowSchema,
+    pub(crate) schema: crate::cdc::RowSchema,
 }
 
 impl Job {
     /// The jobs of `specs`: one entity alone counts into the process's `stats` (as ever);
     /// several count each into their own, and publish their own source schema.
-    pub fn of(specs: &[Spec], stats: &Arc<Stats>) -> Vec<Job> {
+    pub(crate) fn of(specs: &[Spec], stats: &Arc<Stats>) -> Vec<Job> {
         specs
             .iter()
             .map(|s| {
@@ -62,11 +62,11 @@ impl Job {
 
 /// Makes the partitions of worker `index` of `peers`, each with the entities' sides it
 /// feeds.
-pub type PartitionFactory =
+pub(crate) type PartitionFactory =
     Arc<dyn Fn(usize, usize) -> anyhow::Result<Vec<crate::io::Routed>> + Send + Sync>;
 
 /// Makes entity `e`'s sink, on worker 0.
-pub type SinkFactory = Arc<dyn Fn(usize) -> Box<dyn Sink> + Send + Sync>;
+pub(crate) type SinkFactory = Arc<dyn Fn(usize) -> Box<dyn Sink> + Send + Sync>;
 
 /// Timely cluster options (`-w`, `-n`, `-p`, `-h`).
 #[derive(Debug, Clone, Default)]
@@ -110,28 +110,28 @@ impl Cluster {
 }
 
 /// Everything a job runs with, beside its cluster.
-pub struct Plan {
+pub(crate) struct Plan {
     /// Its entities.
-    pub jobs: Vec<Job>,
+    pub(crate) jobs: Vec<Job>,
     /// Each worker's partitions.
-    pub parts: PartitionFactory,
+    pub(crate) parts: PartitionFactory,
     /// Each entity's sink on worker 0 (`None`: outputs are only counted).
-    pub sinks: Option<SinkFactory>,
+    pub(crate) sinks: Option<SinkFactory>,
     /// Sample the state's size every this many messages read (`u64::MAX`: never).
-    pub sample_every: u64,
+    pub(crate) sample_every: u64,
     /// The process's counters (which metrics may be serving).
-    pub stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
     /// The first failure (which metrics may be serving).
-    pub halt: Arc<Halt>,
+    pub(crate) halt: Arc<Halt>,
     /// Checkpoints to take, and the one to restore.
-    pub checkpoints: Option<Arc<checkpoint::Checkpoints>>,
+    pub(crate) checkpoints: Option<Arc<checkpoint::Checkpoints>>,
 }
 
 /// Runs `plan` on `cluster`: every entity's dataflow on every worker, each partition
 /// on one worker, every output to its entity's sink. The first failure of any worker
 /// or output stops every worker of the process (and, in a cluster of several
 /// processes, the process itself: see [`halt`]).
-pub fn execute(plan: Plan, cluster: &Cluster) -> anyhow::Result<Report> {
+pub(crate) fn execute(plan: Plan, cluster: &Cluster) -> anyhow::Result<Report> {
     crate::alloc::configure();
     let started = Instant::now();
     let Plan {

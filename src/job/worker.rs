@@ -15,17 +15,17 @@ use std::time::{Duration, Instant};
 use timely::dataflow::ProbeHandle;
 
 /// What every worker of a process shares.
-pub struct Shared<'a> {
+pub(super) struct Shared<'a> {
     /// The job's entities.
-    pub jobs: &'a [Job],
+    pub(super) jobs: &'a [Job],
     /// The process's counters.
-    pub stats: &'a Stats,
+    pub(super) stats: &'a Stats,
     /// The first failure, which stops every worker.
-    pub halt: &'a std::sync::Arc<Halt>,
+    pub(super) halt: &'a std::sync::Arc<Halt>,
     /// Checkpoints to take, and the one to restore.
-    pub checkpoints: Option<&'a Checkpoints>,
+    pub(super) checkpoints: Option<&'a Checkpoints>,
     /// Sample the state's size every this many messages read.
-    pub sample_every: u64,
+    pub(super) sample_every: u64,
 }
 
 /// How often a worker publishes its partitions' lag and progress to the metrics.
@@ -37,7 +37,7 @@ const IDLE_PARK: Duration = Duration::from_millis(20);
 /// Runs this worker: every entity's dataflow, fed from `parts` (each with the entities'
 /// sides it feeds), outputs to `sinks` (each entity's, on worker 0). Returns samples of
 /// the state's size.
-pub fn run(
+pub(super) fn run(
     worker: &mut timely::worker::Worker,
     shared: &Shared<'_>,
     parts: Vec<crate::io::Routed>,
