@@ -51,7 +51,8 @@ pub enum Poll {
 
 /// One ordered input of one side (a file, a Kafka partition, a generator).
 pub trait Partition: Send {
-    /// The side it feeds.
+    /// The side it feeds; for a partition several entities share, its first reader's
+    /// (the routes decide where messages go: this labels its metrics).
     fn side(&self) -> SideId;
     /// Reads up to `max` messages, passing each with its position (line, offset).
     fn poll(&mut self, max: usize, f: &mut dyn FnMut(&Message<'_>, u64)) -> anyhow::Result<Poll>;

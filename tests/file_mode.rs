@@ -92,24 +92,33 @@ fn run_writes_outputs_and_a_summary_and_rejects_bad_input_cleanly() {
     );
 }
 
+/// `validate` refuses `spec` (a file or a directory: exit 2), naming every one of
+/// `problems`.
+fn refused_by_validate(spec: &std::path::Path, problems: &[&str]) {
+    let o = bin().arg("validate").arg(spec).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for needle in problems {
+        assert!(err.contains(needle), "missing `{needle}` in:\n{err}");
+    }
+}
+
 #[test]
 fn validate_reports_every_problem_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     let text = include_str!("../dataflows/orders.toml").replace("grace = \"5s\"", "grace = \"5 sec\"\ngrase = \"1s\"").replace("tolerance = 0.005", "tolerance = -1.0").replace("version = \"source.lsn\"\nevent_time = \"source.ts_ms\"\ninput = { topics = [\"replica.public.orders\"] }", "version = \"source..lsn\"\nevent_time = \"source.ts_ms\"\ninput = { topics = [] }");
     std::fs::write(&bad, text).unwrap();
-    let o = bin().arg("validate").arg(&bad).output().unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    for needle in [
-        "grace: unknown duration unit",
-        "grase: unknown field",
-        "fields.amount.tolerance",
-        "target.version",
-        "target.input",
-    ] {
-        assert!(err.contains(needle), "missing `{needle}` in:\n{err}");
-    }
+    refused_by_validate(
+        &bad,
+        &[
+            "grace: unknown duration unit",
+            "grase: unknown field",
+            "fields.amount.tolerance",
+            "target.version",
+            "target.input",
+        ],
+    );
     // `select` takes Debezium events by envelope paths; an upsert side has no envelope.
     let upsert = dir.path().join("upsert.toml");
     let text = include_str!("../dataflows/customers.toml").replace(
@@ -117,15 +126,13 @@ fn validate_reports_every_problem_with_its_path() {
         "[source]\nselect = { \"source.table\" = \"customers\", \"source..x\" = \"y\" }\n",
     );
     std::fs::write(&upsert, text).unwrap();
-    let o = bin().arg("validate").arg(&upsert).output().unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    for needle in [
-        "source.select: select takes `debezium` events",
-        "source.select: `source..x` is not a path",
-    ] {
-        assert!(err.contains(needle), "missing `{needle}` in:\n{err}");
-    }
+    refused_by_validate(
+        &upsert,
+        &[
+            "source.select: select takes `debezium` events",
+            "source.select: `source..x` is not a path",
+        ],
+    );
     let ok = bin()
         .args(["validate", "dataflows/orders.toml"])
         .output()
@@ -153,16 +160,14 @@ fn validate_takes_a_directory_and_refuses_what_cannot_run_together() {
     let b = orders.replace("\"pg.public.orders\"", "\"driftwatch.orders.drift\"");
     std::fs::write(dir.path().join("b.toml"), b).unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not a spec").unwrap();
-    let o = bin().arg("validate").arg(dir.path()).output().unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    for needle in [
-        "b.toml: entity: `orders` is also the entity of",
-        "b.toml: outputs.corrections_topic: topic `driftwatch.orders.corrections` is also",
-        "a.toml: outputs.drift_topic: topic `driftwatch.orders.drift` is an input of",
-    ] {
-        assert!(err.contains(needle), "missing `{needle}` in:\n{err}");
-    }
+    refused_by_validate(
+        dir.path(),
+        &[
+            "b.toml: entity: `orders` is also the entity of",
+            "b.toml: outputs.corrections_topic: topic `driftwatch.orders.corrections` is also",
+            "a.toml: outputs.drift_topic: topic `driftwatch.orders.drift` is an input of",
+        ],
+    );
 }
 
 #[test]
