@@ -16,7 +16,7 @@ use super::{Correction, Divergence, DriftKind, DriftRecord, Output, Stats, Statu
 use crate::row::CompareRules;
 use crate::row::{Key, Row};
 use crate::FastMap;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -36,7 +36,10 @@ pub struct Episodes {
     stats: Arc<Stats>,
     grace_ms: u64,
     open: FastMap<Key, Episode>,
-    timers: BTreeMap<Time, Vec<Key>>,
+    /// Each episode's grace timer, in time order: an episode begins at the time being
+    /// processed, which only grows, so a timer goes to the back (a queue, not a map of
+    /// a vector per time: that cost an allocation per episode).
+    timers: Timed<Key>,
     out: Vec<(Output, Time)>,
     lags: Vec<u64>,
 }
@@ -53,7 +56,7 @@ impl GraceState {
             stats,
             grace_ms,
             open: FastMap::default(),
-            timers: BTreeMap::new(),
+            timers: Timed::default(),
             out: Vec::new(),
             lags: Vec::new(),
         })))
@@ -109,7 +112,7 @@ impl GraceState {
                 eps.stats.add_open(current.kind, 1);
             } else {
                 let at = e.since + eps.grace_ms;
-                eps.timers.entry(at).or_default().push(key.clone());
+                eps.timers.push(at, key.clone());
             }
             let episode = Episode {
                 since: e.since,
@@ -123,13 +126,48 @@ impl GraceState {
     }
 }
 
+/// Items in time order, as they nearly always arrive: pushed at the back, popped at
+/// the front; one out of order is inserted in its place.
+struct Timed<T>(VecDeque<(Time, T)>);
+
+impl<T> Default for Timed<T> {
+    fn default() -> Self {
+        Timed(VecDeque::new())
+    }
+}
+
+impl<T> Timed<T> {
+    fn push(&mut self, time: Time, item: T) {
+        if self.0.back().is_none_or(|(t, _)| *t <= time) {
+            self.0.push_back((time, item));
+        } else {
+            let at = self.0.partition_point(|(t, _)| *t <= time);
+            self.0.insert(at, (time, item));
+        }
+    }
+
+    /// The earliest time held.
+    fn first(&self) -> Option<Time> {
+        self.0.front().map(|(t, _)| *t)
+    }
+
+    /// The next item at `time`, if the earliest is at `time`.
+    fn pop_at(&mut self, time: Time) -> Option<T> {
+        if self.first() != Some(time) {
+            return None;
+        }
+        self.0.pop_front().map(|(_, item)| item)
+    }
+}
+
 /// Turns the drift updates into drift records and corrections.
 pub fn grace<'s>(
     drift: Stream<'s, Time, Vec<(DriftUpdate, Time)>>,
     shared: GraceState,
 ) -> Stream<'s, Time, Vec<(Output, Time)>> {
     drift.unary_frontier(Pipeline, "Grace", move |initial, _| {
-        let mut pending: BTreeMap<Time, Vec<DriftUpdate>> = BTreeMap::new();
+        // The sides operator sends its updates in time order: a queue, not a map.
+        let mut pending: Timed<DriftUpdate> = Timed::default();
         // The initial capability serves timers restored from a checkpoint; it is
         // dropped at the first activation when there are none.
         let mut held: Option<Capability<Time>> = Some(initial);
@@ -143,18 +181,16 @@ pub fn grace<'s>(
                     }
                 }
                 for (update, time) in data.drain(..) {
-                    pending.entry(time).or_default().push(update);
+                    pending.push(time, update);
                 }
             });
             let Some(cap) = held.as_mut() else { return };
             let done = |t: Time| !frontier.less_equal(&t);
             loop {
-                let next_data = pending.keys().next().copied().filter(|&t| done(t));
+                let next_data = pending.first().filter(|&t| done(t));
                 let next_timer = eps
                     .timers
-                    .keys()
-                    .next()
-                    .copied()
+                    .first()
                     .filter(|&t| done(t) || frontier.is_empty());
                 let now = match (next_data, next_timer) {
                     (None, None) => break,
@@ -164,40 +200,27 @@ pub fn grace<'s>(
                 };
                 if next_data == Some(now) {
                     // One update per key and time (the sides operator's contract).
-                    for (key, new) in pending.remove(&now).unwrap_or_default() {
+                    while let Some((key, new)) = pending.pop_at(now) {
                         eps.change(key, new, now);
                     }
                 }
                 if next_timer == Some(now) {
-                    for key in eps.timers.remove(&now).unwrap_or_default() {
+                    while let Some(key) = eps.timers.pop_at(now) {
                         eps.fire(key, now);
                     }
                 }
             }
-            // Hand the outputs over (moved, not cloned), one session per time.
-            let mut out = std::mem::take(&mut eps.out);
-            out.sort_by_key(|(_, t)| *t);
-            let mut outputs = out.drain(..).peekable();
-            while let Some(first) = outputs.next() {
-                let c = cap.delayed(&first.1);
-                let mut session = output.session(&c);
-                let time = first.1;
-                session.give(first);
-                while let Some(next) = outputs.next_if(|(_, t)| *t == time) {
-                    session.give(next);
-                }
+            // Hand the outputs over (moved, not cloned) in one message at the least of
+            // their times: each record carries its own, which the sink orders by.
+            if let Some(first) = eps.out.iter().map(|(_, t)| *t).min() {
+                output
+                    .session(&cap.delayed(&first))
+                    .give_container(&mut eps.out);
+                eps.out.clear();
             }
-            drop(outputs);
-            eps.out = out;
             eps.stats.record_sync_lag(&eps.lags);
             eps.lags.clear();
-            let next = pending
-                .keys()
-                .next()
-                .into_iter()
-                .chain(eps.timers.keys().next())
-                .min()
-                .copied();
+            let next = pending.first().into_iter().chain(eps.timers.first()).min();
             match next {
                 Some(t) => cap.downgrade(&t.max(*cap.time())),
                 None => held = None,
@@ -212,8 +235,7 @@ impl Episodes {
         match (self.open.get_mut(&key), new) {
             (None, None) => {}
             (None, Some(current)) => {
-                let timers = self.timers.entry(now + self.grace_ms).or_default();
-                timers.push(key.clone());
+                self.timers.push(now + self.grace_ms, key.clone());
                 let episode = Episode {
                     since: now,
                     current,
@@ -353,4 +375,28 @@ pub fn sink<'s>(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timed;
+
+    #[test]
+    fn timed_items_come_out_in_time_order_and_by_time() {
+        let mut q = Timed::default();
+        for (t, x) in [(5, 'a'), (5, 'b'), (9, 'c'), (7, 'd'), (5, 'e'), (1, 'f')] {
+            q.push(t, x);
+        }
+        assert_eq!(q.first(), Some(1));
+        assert_eq!(q.pop_at(5), None, "the earliest is at 1");
+        assert_eq!(q.pop_at(1), Some('f'));
+        // Items of one time keep their order of arrival.
+        let at5: Vec<_> = std::iter::from_fn(|| q.pop_at(5)).collect();
+        assert_eq!(at5, ['a', 'b', 'e']);
+        assert_eq!(
+            (q.pop_at(7), q.pop_at(7), q.pop_at(9)),
+            (Some('d'), None, Some('c'))
+        );
+        assert_eq!(q.first(), None);
+    }
 }
