@@ -272,6 +272,22 @@ pub struct State {
     pub grace: grace::GraceState,
 }
 
+/// Where a worker watches its dataflows' progress. Several entities' dataflows in one
+/// worker share them: each frontier is then the least of theirs.
+#[derive(Clone, Default)]
+pub struct Probes {
+    /// The whole dataflow, outputs included: a time it has passed is complete, delivered
+    /// and safe to checkpoint.
+    pub outputs: ProbeHandle<Time>,
+    /// The sides operator's inputs: every worker's inputs have passed its frontier, so
+    /// what the operator buffers is what has been read beyond it. The read loop's
+    /// allowance (`max_read_ahead`) is measured from here, not from the outputs, which
+    /// trail by the time the operators take: measured from the outputs, two workers
+    /// waited for each other at every batch (a 1,024-message batch moves a partition
+    /// about as far as the allowance).
+    pub inputs: ProbeHandle<Time>,
+}
+
 /// Builds the dataflow on a worker. `sink` receives every output, on worker 0 only.
 pub fn build(
     worker: &mut timely::worker::Worker,
@@ -284,22 +300,21 @@ pub fn build(
         spec,
         stats,
         sink,
-        ProbeHandle::new(),
+        &Probes::default(),
         Arc::default(),
     )
 }
 
-/// [`build`], reporting progress to `probe`, and an output's failure to `halt`. Several
-/// entities' dataflows in one worker share one probe: its frontier is then the least of
-/// theirs.
+/// [`build`], reporting progress to `probes`, and an output's failure to `halt`.
 pub fn build_probed(
     worker: &mut timely::worker::Worker,
     spec: &Spec,
     stats: Arc<Stats>,
     sink: Option<Box<dyn Sink>>,
-    probe: ProbeHandle<Time>,
+    probes: &Probes,
     halt: Arc<crate::job::Halt>,
 ) -> Handles {
+    let probe = probes.outputs.clone();
     let rules = Arc::new(CompareRules::new(spec));
     let grace_ms = spec.grace.as_millis();
     let mut source = InputHandleVec::new();
@@ -313,9 +328,12 @@ pub fn build_probed(
         grace: grace::GraceState::new(rules.clone(), stats.clone(), grace_ms),
     };
     worker.dataflow::<Time, _, _>(|scope| {
+        let read = &probes.inputs;
         let drift = sides::sides(
-            [source.to_stream(scope), target.to_stream(scope)],
-            [truncates[0].to_stream(scope), truncates[1].to_stream(scope)],
+            [&mut source, &mut target].map(|i| i.to_stream(scope).probe_with(read)),
+            truncates
+                .each_mut()
+                .map(|i| i.to_stream(scope).probe_with(read)),
             rules.clone(),
             stats.clone(),
             sizes.clone(),

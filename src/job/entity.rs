@@ -6,7 +6,7 @@ use crate::cdc::{Decoder, SideId};
 use crate::dataflow::{self, Handles, Output, Sink, Stats, Time};
 use crate::spec::Spec;
 use std::sync::Arc;
-use timely::dataflow::{InputHandleVec, ProbeHandle};
+use timely::dataflow::InputHandleVec;
 
 /// Moves an input to `least` (its open partitions' least progress), or closes it when
 /// none is open.
@@ -43,13 +43,13 @@ pub(super) struct Entity {
 }
 
 impl Entity {
-    /// Builds `spec`'s dataflow on `worker`, reporting to `probe`.
+    /// Builds `spec`'s dataflow on `worker`, reporting to `probes`.
     pub(super) fn build(
         worker: &mut timely::worker::Worker,
         spec: &Spec,
         stats: &Arc<Stats>,
         sink: Option<Box<dyn Sink>>,
-        probe: &ProbeHandle<Time>,
+        probes: &dataflow::Probes,
         schema: crate::cdc::RowSchema,
         halt: &Arc<super::Halt>,
     ) -> Entity {
@@ -62,14 +62,7 @@ impl Entity {
             state,
             sink,
             ..
-        } = dataflow::build_probed(
-            worker,
-            spec,
-            stats.clone(),
-            sink,
-            probe.clone(),
-            halt.clone(),
-        );
+        } = dataflow::build_probed(worker, spec, stats.clone(), sink, probes, halt.clone());
         let mut decoders = [
             Decoder::new(spec, SideId::Source),
             Decoder::new(spec, SideId::Target),

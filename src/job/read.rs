@@ -3,7 +3,7 @@
 //!
 //! Inputs are read so that their event times advance together: the partition furthest
 //! behind is read first, and a partition more than `max_read_ahead` ahead of the
-//! dataflow's frontier is not read. A late event (older than its partition's progress)
+//! frontier of every worker's inputs (`dataflow::Probes::inputs`) is not read. A late event (older than its partition's progress)
 //! takes the partition's progress as its time, so the same input always yields the same
 //! times, whatever the number of workers.
 
@@ -121,7 +121,7 @@ impl Inputs {
     }
 
     /// Reads one batch of the partition furthest behind that has anything and is not
-    /// too far ahead of the dataflow's `frontier` (idle ones may vouch for a later time:
+    /// too far ahead of the inputs' `frontier` (idle ones may vouch for a later time:
     /// heartbeats). Returns whether anything was read.
     ///
     /// A partition ahead is not read, so a replay buffers read-ahead, not history. It is

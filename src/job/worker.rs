@@ -44,8 +44,9 @@ pub(super) fn run(
     sinks: Vec<Option<Box<dyn Sink>>>,
 ) -> anyhow::Result<SizeSamples> {
     let jobs = shared.jobs;
-    let probe = ProbeHandle::new();
-    let mut entities = build(worker, jobs, sinks, &probe, shared);
+    let probes = crate::dataflow::Probes::default();
+    let probe = probes.outputs.clone();
+    let mut entities = build(worker, jobs, sinks, &probes, shared);
     let mut checkpointing = Checkpointing::new(worker, jobs, shared.checkpoints);
     let mut inputs = Inputs::new(parts, jobs, checkpointing.on());
     checkpointing.restore(worker, shared.checkpoints, jobs, &entities, &mut inputs)?;
@@ -59,7 +60,8 @@ pub(super) fn run(
             publish_gauges(shared.stats, &mut inputs.all, frontier);
         }
         shared.halt.check()?;
-        let worked = inputs.read_next(frontier, &mut entities, jobs, shared.stats)?;
+        let read_frontier = probes.inputs.with_frontier(|f| f.first().copied());
+        let worked = inputs.read_next(read_frontier, &mut entities, jobs, shared.stats)?;
         advance(&mut entities, &inputs, checkpointing.hold());
         checkpointing.step(&probe, jobs, &entities, &mut inputs)?;
         sampler.sample(inputs.read_total, &entities);
@@ -94,12 +96,12 @@ pub(super) fn run(
     Ok(sampler.finish(inputs.read_total, &entities))
 }
 
-/// Builds every entity's dataflow on this worker, reporting progress to `probe`.
+/// Builds every entity's dataflow on this worker, reporting progress to `probes`.
 fn build(
     worker: &mut timely::worker::Worker,
     jobs: &[Job],
     sinks: Vec<Option<Box<dyn Sink>>>,
-    probe: &ProbeHandle<Time>,
+    probes: &crate::dataflow::Probes,
     shared: &Shared<'_>,
 ) -> Vec<Entity> {
     jobs.iter()
@@ -110,7 +112,7 @@ fn build(
                 &job.spec,
                 &job.stats,
                 sink,
-                probe,
+                probes,
                 job.schema.clone(),
                 shared.halt,
             )
