@@ -194,6 +194,11 @@ impl CompareRules {
                     (tn, None, Some(tv))
                 }
             };
+            // Identical values are the same under every rule (each is reflexive; a NaN
+            // is not identical to itself): most columns, with no look-up of the name.
+            if sv.is_some() && sv == tv {
+                continue;
+            }
             if self.filter.skips(name) || self.same(name, sv, tv) {
                 continue;
             }
