@@ -20,14 +20,44 @@ use std::borrow::Cow;
 /// How deep a skipped value may nest before the scanner gives up.
 const MAX_DEPTH: usize = 64;
 
-/// The index of the first `"`, `\\` or control character in `b`, eight bytes at a
-/// time (the bit trick finds a zero byte: the lowest flagged byte is exact).
+/// The index of the first `"`, `\\` or control character in `b`: sixteen bytes at a
+/// time with SSE2 (every x86-64 has it), then eight at a time (the bit trick finds a
+/// zero byte: the lowest flagged byte is exact), then one by one. Strings are a fifth
+/// of the decoder's instructions, most of them in the long text columns.
 #[inline]
 fn special(b: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    let i = {
+        use std::arch::x86_64::*;
+        let mut i = 0;
+        while let Some(chunk) = b.get(i..i + 16) {
+            // SAFETY: SSE2 is part of x86-64; the load reads the 16 bytes of `chunk`.
+            let hits = unsafe {
+                let v = _mm_loadu_si128(chunk.as_ptr().cast());
+                let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+                let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+                // A byte below 0x20: the unsigned minimum with 0x1F is the byte itself.
+                let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v);
+                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control))
+            };
+            if hits != 0 {
+                return Some(i + hits.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
+        i
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let i = 0;
+    special_from(b, i)
+}
+
+/// [`special`] from `i` on, eight bytes at a time.
+#[inline]
+fn special_from(b: &[u8], mut i: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let mut i = 0;
     while let Some(chunk) = b.get(i..i + 8) {
         let v = u64::from_le_bytes(chunk.try_into().ok()?);
         let hits = zero(v ^ (ONES * u64::from(b'"')))
@@ -415,6 +445,7 @@ fn source<'a>(s: &mut Scan<'a>, d: &Decoder, found: &mut Found<'a>) -> Option<()
 mod tests {
     use super::super::super::{Decoded, Decoder, SideId};
     use super::super::one_pass::tests::both;
+    use super::{special, special_from};
     use crate::demo::generator::{generate, GenConfig};
     use proptest::prelude::*;
 
@@ -435,6 +466,24 @@ mod tests {
         )
         .unwrap();
         Decoder::new(&spec, SideId::Source)
+    }
+
+    #[test]
+    fn special_finds_the_first_quote_backslash_or_control_character_at_every_offset() {
+        let plain = |c: u8| c != b'"' && c != b'\\' && c >= 0x20;
+        for len in 0..70 {
+            for at in 0..=len {
+                for c in [b'"', b'\\', 0x00, 0x1F, b' ', 0x7F, 0x80, 0xFF] {
+                    let mut b: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                    if at < len {
+                        b[at] = c;
+                    }
+                    let want = b.iter().position(|&c| !plain(c));
+                    assert_eq!(special(&b), want, "len {len}, byte {c:#x} at {at}");
+                    assert_eq!(special_from(&b, 0), want);
+                }
+            }
+        }
     }
 
     #[test]
