@@ -223,6 +223,10 @@ pub struct RowBuilder {
     scratch: Vec<u8>,
     index: Vec<(u32, u32, u32)>,
     out: Vec<u8>,
+    /// The last row's columns in name order (positions in `index`): a table's changes
+    /// bring their columns in one order, so checking that it still sorts the names
+    /// replaces a sort per row.
+    order: Vec<u32>,
 }
 
 impl RowBuilder {
@@ -308,27 +312,37 @@ impl RowBuilder {
             })
     }
 
-    fn name(&self, &(s, n, _): &(u32, u32, u32)) -> &[u8] {
-        &self.scratch[s as usize + 1..(s + 1 + n) as usize]
-    }
-
     /// Finishes a row: columns sorted by name; of repeated names the last one wins.
     pub fn finish_row(&mut self) -> Row {
-        let mut index = std::mem::take(&mut self.index);
-        index.sort_by(|a, b| self.name(a).cmp(self.name(b)));
-        self.out.clear();
-        for (i, entry) in index.iter().enumerate() {
-            if index
-                .get(i + 1)
-                .is_some_and(|next| self.name(next) == self.name(entry))
-            {
+        let RowBuilder {
+            scratch,
+            index,
+            out,
+            order,
+        } = self;
+        let name = |i: u32| {
+            let (s, n, _) = index[i as usize];
+            &scratch[s as usize + 1..(s + 1 + n) as usize]
+        };
+        // The last order still serves when it puts these names in strictly increasing
+        // order (then it is the only one that does, and no name repeats).
+        let sorted =
+            order.len() == index.len() && order.windows(2).all(|w| name(w[0]) < name(w[1]));
+        if !sorted {
+            order.clear();
+            order.extend(0..index.len() as u32);
+            // Stable: of repeated names, the last pushed stays last.
+            order.sort_by(|&a, &b| name(a).cmp(name(b)));
+        }
+        out.clear();
+        for (i, &at) in order.iter().enumerate() {
+            if order.get(i + 1).is_some_and(|&next| name(next) == name(at)) {
                 continue;
             }
-            self.out
-                .extend_from_slice(&self.scratch[entry.0 as usize..entry.2 as usize]);
+            let (start, _, end) = index[at as usize];
+            out.extend_from_slice(&scratch[start as usize..end as usize]);
         }
-        self.index = index;
-        Row(Arc::from(&self.out[..]))
+        Row(Arc::from(&out[..]))
     }
 
     /// Finishes a key: columns in the order pushed.
@@ -359,6 +373,50 @@ fn push_bytes(b: &mut Vec<u8>, tag: u8, s: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_builder_sorts_every_row_whatever_the_order_of_the_one_before() {
+        let mut b = RowBuilder::default();
+        let mut row = |cols: &[(&str, i64)]| {
+            b.clear();
+            for (n, v) in cols {
+                b.push(n, ValueRef::Int(*v)).unwrap();
+            }
+            let r = b.finish_row();
+            let got: Vec<(String, i64)> = r
+                .fields()
+                .map(|(n, v)| match v {
+                    ValueRef::Int(i) => (n.to_string(), i),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            got
+        };
+        let want = |cols: &[(&str, i64)]| -> Vec<(String, i64)> {
+            cols.iter().map(|(n, v)| (n.to_string(), *v)).collect()
+        };
+        let abc = want(&[("a", 1), ("b", 2), ("c", 3)]);
+        assert_eq!(row(&[("b", 2), ("a", 1), ("c", 3)]), abc);
+        assert_eq!(
+            row(&[("b", 2), ("a", 1), ("c", 3)]),
+            abc,
+            "the order reused"
+        );
+        assert_eq!(row(&[("c", 3), ("b", 2), ("a", 1)]), abc, "a new order");
+        assert_eq!(
+            row(&[("c", 3), ("b", 2), ("c", 9), ("a", 1)]),
+            want(&[("a", 1), ("b", 2), ("c", 9)]),
+            "a repeat: the last wins"
+        );
+        assert_eq!(
+            row(&[("c", 3), ("b", 2), ("a", 1)]),
+            abc,
+            "same length as before"
+        );
+        assert_eq!(row(&[("c", 3), ("a", 1)]), want(&[("a", 1), ("c", 3)]));
+        assert_eq!(row(&[("x", 3), ("a", 1)]), want(&[("a", 1), ("x", 3)]));
+        assert_eq!(row(&[("a", 1), ("x", 3)]), want(&[("a", 1), ("x", 3)]));
+    }
 
     #[test]
     fn rows_sort_columns_and_keep_the_last_repeat() {
