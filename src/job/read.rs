@@ -3,9 +3,10 @@
 //!
 //! Inputs are read so that their event times advance together: the partition furthest
 //! behind is read first, and a partition more than `max_read_ahead` ahead of the
-//! frontier of every worker's inputs (`dataflow::Probes::inputs`) is not read. A late event (older than its partition's progress)
-//! takes the partition's progress as its time, so the same input always yields the same
-//! times, whatever the number of workers.
+//! frontier of every worker's inputs (`dataflow::Probes::inputs`) is not read. A late
+//! event (older than its partition's progress) takes the partition's progress as its
+//! time, so the same input always yields the same times, whatever the number of
+//! workers.
 
 use super::checkpoint::{Rise, RiseLog};
 use super::entity::Entity;

@@ -45,7 +45,7 @@ pub(super) fn run(
 ) -> anyhow::Result<SizeSamples> {
     let jobs = shared.jobs;
     let probes = crate::dataflow::Probes::default();
-    let probe = probes.outputs.clone();
+    let probe = &probes.outputs;
     let mut entities = build(worker, jobs, sinks, &probes, shared);
     let mut checkpointing = Checkpointing::new(worker, jobs, shared.checkpoints);
     let mut inputs = Inputs::new(parts, jobs, checkpointing.on());
@@ -63,7 +63,7 @@ pub(super) fn run(
         let read_frontier = probes.inputs.with_frontier(|f| f.first().copied());
         let worked = inputs.read_next(read_frontier, &mut entities, jobs, shared.stats)?;
         advance(&mut entities, &inputs, checkpointing.hold());
-        checkpointing.step(&probe, jobs, &entities, &mut inputs)?;
+        checkpointing.step(probe, jobs, &entities, &mut inputs)?;
         sampler.sample(inputs.read_total, &entities);
         if inputs.all_done() {
             break;
@@ -88,7 +88,7 @@ pub(super) fn run(
     drain(
         worker,
         shared,
-        &probe,
+        probe,
         &mut entities,
         &mut inputs,
         &mut checkpointing,

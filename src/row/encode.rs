@@ -300,9 +300,7 @@ impl RowBuilder {
         self.index
             .iter()
             .rev()
-            .find(|&&(s, n, _)| {
-                &self.scratch[s as usize + 1..(s + 1 + n) as usize] == name.as_bytes()
-            })
+            .find(|entry| column_name(&self.scratch, entry) == name.as_bytes())
             .and_then(|&(s, _, e)| {
                 Fields {
                     bytes: &self.scratch[s as usize..e as usize],
@@ -320,10 +318,7 @@ impl RowBuilder {
             out,
             order,
         } = self;
-        let name = |i: u32| {
-            let (s, n, _) = index[i as usize];
-            &scratch[s as usize + 1..(s + 1 + n) as usize]
-        };
+        let name = |i: u32| column_name(scratch, &index[i as usize]);
         // The last order still serves when it puts these names in strictly increasing
         // order (then it is the only one that does, and no name repeats).
         let sorted =
@@ -349,6 +344,11 @@ impl RowBuilder {
     pub fn finish_key(&mut self) -> Key {
         Key(Box::from(&self.scratch[..]))
     }
+}
+
+/// The name of the column at `entry` of a builder's index, in its `scratch`.
+fn column_name<'s>(scratch: &'s [u8], &(s, n, _): &(u32, u32, u32)) -> &'s [u8] {
+    &scratch[s as usize + 1..(s + 1 + n) as usize]
 }
 
 fn push_text(b: &mut Vec<u8>, tag: u8, s: &str) {
