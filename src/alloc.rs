@@ -1,9 +1,12 @@
-//! The global allocator: mimalloc.
+//! The global allocator: mimalloc (its v2 line).
 //!
 //! Workers allocate keys and rows on the thread that decodes them and free them on the
 //! thread that owns the key. With glibc's malloc that cross-thread traffic kept the
 //! two-worker file-mode run at 1.2× the one-worker rate; with mimalloc it is 1.8× and
-//! both run faster, for about 40% more peak RSS (BENCHMARKS.md has both).
+//! both run faster, for about 40% more peak RSS (BENCHMARKS.md has both). Its v2 line,
+//! not v3: a row decoded on one worker and freed on the other made v3 abandon and
+//! reclaim pages (617k times in the 1M-event run), and the half-used pages it kept held
+//! over a quarter of the two-worker run's peak RSS; v2 runs as fast at 0.72× the peak.
 //!
 //! [`configure`] turns off mimalloc's purging of freed pages: by default it hands them
 //! back to the OS 10 ms after they empty, and the next batch faults them in again, each
@@ -14,8 +17,8 @@
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's option number for the purge delay (`mi_option_purge_delay` in v3's
-/// `mimalloc.h`; the Rust bindings name only some options).
+/// mimalloc's option number for the purge delay (`mi_option_purge_delay` in
+/// `mimalloc.h`, v2 and v3 alike; the Rust bindings name only some options).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Tunes the allocator for a long-running job: freed pages stay with the process. An
