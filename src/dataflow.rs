@@ -46,6 +46,31 @@ pub struct SideRow {
     pub row: Row,
 }
 
+/// A side's row as the keyed state holds it, borrowed: what [`Divergence::between`]
+/// compares, made a [`SideRow`] only when the sides differ.
+#[derive(Debug, Clone, Copy)]
+pub struct SideRowRef<'a> {
+    /// Which side.
+    pub side: SideId,
+    /// The version of the change that produced the row.
+    pub version: &'a Version,
+    /// The event time of that change, in ms (as read, before rounding).
+    pub ts_ms: u64,
+    /// The row.
+    pub row: &'a Row,
+}
+
+impl SideRowRef<'_> {
+    fn to_owned(self) -> SideRow {
+        SideRow {
+            side: self.side,
+            version: self.version.clone(),
+            ts_ms: self.ts_ms,
+            row: self.row.clone(),
+        }
+    }
+}
+
 /// Kinds of drift.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -105,8 +130,8 @@ impl Divergence {
     /// The difference between two sides' rows for a key, if any.
     pub fn between(
         rules: &CompareRules,
-        source: Option<&SideRow>,
-        target: Option<&SideRow>,
+        source: Option<SideRowRef<'_>>,
+        target: Option<SideRowRef<'_>>,
     ) -> Option<Divergence> {
         let kind = match (source, target) {
             (None, None) => return None,
@@ -117,8 +142,8 @@ impl Divergence {
         };
         Some(Divergence {
             kind,
-            source: source.cloned(),
-            target: target.cloned(),
+            source: source.map(SideRowRef::to_owned),
+            target: target.map(SideRowRef::to_owned),
         })
     }
 
