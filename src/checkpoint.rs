@@ -32,8 +32,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 const MAGIC: [u8; 8] = *b"DWCKPT\0\0";
-/// The payload layout's version: bump it whenever a checkpointed type changes.
-pub const VERSION: u32 = 3;
+/// The payload layout's version: bump it whenever a checkpointed type changes (4: rows
+/// and keys in the compact encoding, a row's flags byte first).
+pub const VERSION: u32 = 4;
 const HEADER: usize = 32;
 
 /// Why a checkpoint cannot be used.

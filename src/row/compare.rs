@@ -1,5 +1,6 @@
 //! Field-level comparison of two rows under the spec's rules.
 
+use super::encode::{raw_identical, raw_value};
 use super::{Decimal, Row, Value, ValueRef};
 use crate::spec::Spec;
 use crate::{FastMap, FastSet};
@@ -165,40 +166,42 @@ impl CompareRules {
         target: &'r Row,
         mut differs: impl FnMut(&'r str, Option<ValueRef<'r>>, Option<ValueRef<'r>>) -> bool,
     ) {
-        let mut s = source.fields().peekable();
-        let mut t = target.fields().peekable();
+        // Columns are read undecoded: a value is decoded only when its bytes differ
+        // from the other side's (most columns of most rows are identical).
+        let (mut sf, mut tf) = (source.fields(), target.fields());
+        let (mut s, mut t) = (sf.next_raw(), tf.next_raw());
         loop {
-            let (name, sv, tv) = match (s.peek(), t.peek()) {
+            let (name, sv, tv) = match (s, t) {
                 (None, None) => break,
-                (Some(&(sn, sv)), Some(&(tn, tv))) => match sn.cmp(tn) {
+                (Some((sn, sv)), Some((tn, tv))) => match sn.cmp(tn) {
                     std::cmp::Ordering::Equal => {
-                        s.next();
-                        t.next();
+                        (s, t) = (sf.next_raw(), tf.next_raw());
+                        // Identical values are the same under every rule (each is
+                        // reflexive): most columns, with no look-up of the name.
+                        if raw_identical(sv, tv) {
+                            continue;
+                        }
                         (sn, Some(sv), Some(tv))
                     }
                     std::cmp::Ordering::Less => {
-                        s.next();
+                        s = sf.next_raw();
                         (sn, Some(sv), None)
                     }
                     std::cmp::Ordering::Greater => {
-                        t.next();
+                        t = tf.next_raw();
                         (tn, None, Some(tv))
                     }
                 },
-                (Some(&(sn, sv)), None) => {
-                    s.next();
+                (Some((sn, sv)), None) => {
+                    s = sf.next_raw();
                     (sn, Some(sv), None)
                 }
-                (None, Some(&(tn, tv))) => {
-                    t.next();
+                (None, Some((tn, tv))) => {
+                    t = tf.next_raw();
                     (tn, None, Some(tv))
                 }
             };
-            // Identical values are the same under every rule (each is reflexive; a NaN
-            // is not identical to itself): most columns, with no look-up of the name.
-            if sv.is_some() && sv == tv {
-                continue;
-            }
+            let (sv, tv) = (sv.and_then(raw_value), tv.and_then(raw_value));
             if self.filter.skips(name) || self.same(name, sv, tv) {
                 continue;
             }
