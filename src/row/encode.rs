@@ -77,7 +77,17 @@ impl Row {
     }
     /// The value of column `name`, if present.
     pub fn get(&self, name: &str) -> Option<ValueRef<'_>> {
-        self.fields().find(|(n, _)| *n == name).map(|(_, v)| v)
+        // Names are sorted: the search decodes only the value it finds, and stops at
+        // the first name past `name` (a key is read from every row this way).
+        let mut fields = self.fields();
+        while let Some((n, raw)) = fields.next_raw() {
+            match n.cmp(name) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return raw_value(raw),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
     }
     /// Size of the encoding in bytes.
     pub fn encoded_len(&self) -> usize {
@@ -156,7 +166,26 @@ impl<'a> Fields<'a> {
         self.take(N).and_then(|b| b.try_into().ok())
     }
     fn varint(&mut self) -> Option<usize> {
-        usize::try_from(self.varint128(5)?).ok()
+        usize::try_from(self.varint64(5)?).ok()
+    }
+    /// A varint of at most `max` (≤ 10) bytes.
+    #[inline]
+    fn varint64(&mut self, max: usize) -> Option<u64> {
+        let (&first, rest) = self.bytes.split_first()?;
+        if first < 0x80 {
+            self.bytes = rest;
+            return Some(u64::from(first));
+        }
+        let mut v = 0u64;
+        for (i, &b) in self.bytes.iter().take(max).enumerate() {
+            v |= u64::from(b & 0x7f).checked_shl(7 * i as u32).unwrap_or(0);
+            if b & 0x80 == 0 {
+                self.bytes = &self.bytes[i + 1..];
+                return Some(v);
+            }
+        }
+        self.bytes = &[];
+        None
     }
     /// A varint of at most `max` bytes.
     #[inline]
@@ -177,12 +206,23 @@ impl<'a> Fields<'a> {
         self.bytes = &[];
         None
     }
+    /// Skips a varint of at most `max` bytes; its length.
+    #[inline]
+    fn skip_varint(&mut self, max: usize) -> Option<usize> {
+        let Some(n) = self.bytes.iter().take(max).position(|&b| b < 0x80) else {
+            self.bytes = &[];
+            return None;
+        };
+        self.take(n + 1)?;
+        Some(n + 1)
+    }
     fn zigzag(&mut self, max: usize) -> Option<i128> {
         let v = self.varint128(max)?;
         Some((v >> 1) as i128 ^ -((v & 1) as i128))
     }
     fn int(&mut self) -> Option<i64> {
-        i64::try_from(self.zigzag(10)?).ok()
+        let v = self.varint64(10)?;
+        Some((v >> 1) as i64 ^ -((v & 1) as i64))
     }
     /// The next column's name and its tag and payload, undecoded.
     #[inline]
@@ -197,16 +237,12 @@ impl<'a> Fields<'a> {
             let tag = self.take(1)?[0];
             match tag {
                 NULL | FALSE | TRUE | UNKNOWN => 0,
-                INT | DATE => {
-                    let rest = self.bytes.len();
-                    self.varint128(10)?;
-                    rest - self.bytes.len()
-                }
+                // A varint ends at its first byte below 0x80.
+                INT | DATE => self.skip_varint(10)?,
                 DECIMAL => {
-                    let rest = self.bytes.len();
-                    self.varint128(19)?;
+                    let n = self.skip_varint(19)?;
                     self.take(1)?;
-                    rest - self.bytes.len()
+                    n + 1
                 }
                 FLOAT | TIMESTAMP | TIME => {
                     self.take(8)?;
@@ -347,7 +383,7 @@ impl RowBuilder {
             ValueRef::Bool(v) => b.push(if v { TRUE } else { FALSE }),
             ValueRef::Int(v) => {
                 b.push(INT);
-                push_zigzag(b, i128::from(v));
+                push_varint(b, ((v << 1) ^ (v >> 63)) as u64);
             }
             ValueRef::Float(v) => {
                 b.push(FLOAT);
@@ -365,7 +401,8 @@ impl RowBuilder {
             }
             ValueRef::Date(v) => {
                 b.push(DATE);
-                push_zigzag(b, i128::from(v));
+                let v = i64::from(v);
+                push_varint(b, ((v << 1) ^ (v >> 63)) as u64);
             }
             ValueRef::Json(s) => push_text(b, JSON, s),
             ValueRef::Time(v) => {
@@ -443,11 +480,29 @@ fn column_name<'s>(scratch: &'s [u8], &(s, n, _): &(u32, u32, u32)) -> &'s [u8] 
 
 /// `v` zigzag-encoded (small magnitudes of either sign take few bytes) as a varint.
 fn push_zigzag(b: &mut Vec<u8>, v: i128) {
-    push_varint(b, ((v << 1) ^ (v >> 127)) as u128);
+    let z = ((v << 1) ^ (v >> 127)) as u128;
+    match u64::try_from(z) {
+        Ok(z) => push_varint(b, z),
+        Err(_) => push_varint128(b, z),
+    }
 }
 
 /// `n` in seven-bit groups, least significant first, the high bit marking more.
-fn push_varint(b: &mut Vec<u8>, mut n: u128) {
+#[inline]
+fn push_varint(b: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            b.push(byte);
+            return;
+        }
+        b.push(byte | 0x80);
+    }
+}
+
+/// [`push_varint`] for 128 bits.
+fn push_varint128(b: &mut Vec<u8>, mut n: u128) {
     loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;
@@ -465,7 +520,7 @@ fn push_text(b: &mut Vec<u8>, tag: u8, s: &str) {
 
 fn push_bytes(b: &mut Vec<u8>, tag: u8, s: &[u8]) {
     b.push(tag);
-    push_varint(b, s.len() as u128);
+    push_varint(b, s.len() as u64);
     b.extend_from_slice(s);
 }
 
