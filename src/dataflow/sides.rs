@@ -18,16 +18,18 @@
 //! lookup per change does the same work (BENCHMARKS.md), and its state is what a
 //! checkpoint has to write.
 
+mod table;
+
 use super::stats::add;
 use super::{Divergence, SideRowRef, Stats, Time};
 use crate::cdc::{Change, SideId, Version};
 use crate::row::{CompareRules, Key};
-use crate::FastMap;
 use differential_dataflow::hashable::Hashable;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use table::Table;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
@@ -98,7 +100,8 @@ pub fn sides<'s>(
         let mut pending: BTreeMap<Time, Vec<(SideId, Change)>> = BTreeMap::new();
         let shared = shared.0;
         let mut held: Option<Capability<Time>> = None;
-        let mut touched: Vec<Key> = Vec::new();
+        // The keys an event time's changes applied to, with their slots.
+        let mut touched: Vec<(Key, usize)> = Vec::new();
         // Every update of an activation, each with its time, goes out in one message at
         // the least of them: a session per time cost a fresh 8 KiB buffer per event
         // time (nearly one per event at 1 ms), which was the largest part of the cost
@@ -148,10 +151,8 @@ pub fn sides<'s>(
                         time_ms,
                         row,
                     } = change;
-                    let ks = match state.get_mut(&key) {
-                        Some(ks) => ks,
-                        None => state.entry(key.clone()).or_default(),
-                    };
+                    let slot = state.slot(&key);
+                    let ks = state.at(slot);
                     let outcome = apply(
                         &mut ks.sides[side as usize],
                         floors[side as usize].as_ref(),
@@ -163,12 +164,12 @@ pub fn sides<'s>(
                     counts[side as usize][outcome as usize] += 1;
                     if outcome == Outcome::Applied && !ks.touched {
                         ks.touched = true;
-                        touched.push(key);
+                        touched.push((key, slot));
                     }
                 }
                 let state = &mut keyed.keys;
-                for key in touched.drain(..) {
-                    let ks = state.get_mut(&key).expect("touched keys are in the state");
+                for (key, slot) in touched.drain(..) {
+                    let ks = state.at(slot);
                     ks.touched = false;
                     let [source, target] = ks.rows();
                     let drift = Divergence::between(&rules, source, target);
@@ -213,31 +214,31 @@ enum Outcome {
 /// Empties `side` at a truncate of `version` (`None`: unversioned, every row goes):
 /// every row older than it is deleted, and the deletes are remembered at its version.
 fn truncate(
-    state: &mut FastMap<Key, KeyState>,
+    state: &mut Table<KeyState>,
     side: SideId,
     version: Option<&Version>,
     floor: &mut Option<Version>,
-    touched: &mut Vec<Key>,
+    touched: &mut Vec<(Key, usize)>,
 ) {
     if let Some(v) = version {
         if floor.as_ref().is_none_or(|f| f < v) {
             *floor = Some(v.clone());
         }
     }
-    for (key, ks) in state.iter_mut() {
+    state.for_each_mut(|key, slot, ks| {
         let Some(entry) = ks.sides[side as usize].as_mut() else {
-            continue;
+            return;
         };
         match version {
-            Some(v) if entry.version >= *v => continue,
+            Some(v) if entry.version >= *v => return,
             Some(v) => entry.version = v.clone(),
             None => {}
         }
         if entry.row.take().is_some() && !ks.touched {
             ks.touched = true;
-            touched.push(key.clone());
+            touched.push((key.clone(), slot));
         }
-    }
+    });
 }
 
 /// The version gate for one side of one key (`floor`: the side's last truncate).
@@ -314,7 +315,7 @@ pub struct SidesState(Rc<RefCell<Keyed>>);
 /// Every key's state, and each side's last truncate.
 #[derive(Default)]
 struct Keyed {
-    keys: FastMap<Key, KeyState>,
+    keys: Table<KeyState>,
     /// Per side, the version of its last truncate: a change at or below it predates the
     /// truncate and is stale, even for a key this worker has never seen.
     floors: [Option<Version>; 2],
@@ -473,7 +474,7 @@ mod tests {
         restored.restore(&state.snapshot()).unwrap();
         restored.restore_floors(state.floors());
         let keyed = restored.0.borrow();
-        let side = keyed.keys[&key(1)].sides[1].as_ref().unwrap();
+        let side = keyed.keys.get(&key(1)).unwrap().sides[1].as_ref().unwrap();
         assert_eq!(
             (side.version.clone(), side.row.is_none()),
             (mysql(1540, 0), true)
