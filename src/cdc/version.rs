@@ -11,7 +11,7 @@
 use super::json::Scalar;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cmp::Ordering;
-use std::sync::Arc;
+use triomphe::ThinArc;
 
 /// A part that is `null` (a snapshot event's SQL Server `change_lsn`): before any value.
 const NULL: u8 = 0;
@@ -26,7 +26,7 @@ pub enum Version {
     /// One non-negative integer that fits 64 bits (the common case).
     Num(u64),
     /// Anything else, in the encoding whose byte order is the version order.
-    Encoded(Arc<[u8]>),
+    Encoded(ThinArc<(), u8>),
 }
 
 /// One part of a version, as read from a message.
@@ -112,7 +112,7 @@ impl Version {
                 }
             }
         }
-        Version::Encoded(Arc::from(bytes))
+        Version::Encoded(ThinArc::from_header_and_slice((), bytes))
     }
 
     /// The encoding: byte order is version order.
@@ -123,7 +123,7 @@ impl Version {
                 push_digits(&mut out, n.to_string().as_bytes()).expect("20 digits at most");
                 out.into()
             }
-            Version::Encoded(b) => std::borrow::Cow::Borrowed(b),
+            Version::Encoded(b) => std::borrow::Cow::Borrowed(&b.slice),
         }
     }
 
@@ -132,7 +132,7 @@ impl Version {
     pub fn to_json(&self) -> serde_json::Value {
         let bytes = match self {
             Version::Num(n) => return (*n).into(),
-            Version::Encoded(b) => b,
+            Version::Encoded(b) => &b.slice,
         };
         let mut parts = Vec::new();
         let mut rest: &[u8] = bytes;
@@ -213,9 +213,12 @@ impl Serialize for Version {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Version::Num(n) => s.serialize_newtype_variant("Version", 0, "Num", n),
-            Version::Encoded(b) => {
-                s.serialize_newtype_variant("Version", 1, "Encoded", serde_bytes::Bytes::new(b))
-            }
+            Version::Encoded(b) => s.serialize_newtype_variant(
+                "Version",
+                1,
+                "Encoded",
+                serde_bytes::Bytes::new(&b.slice),
+            ),
         }
     }
 }

@@ -425,6 +425,15 @@ mod tests {
         parts(&format!("mysql-bin.000003:{pos}:{row}"))
     }
 
+    /// A key's state is most of the keyed state's memory beside the rows: thin rows and
+    /// versions keep it at 72 bytes (104 with fat pointers).
+    #[test]
+    fn a_key_state_is_small() {
+        assert_eq!(std::mem::size_of::<Version>(), 16);
+        assert_eq!(std::mem::size_of::<Option<SideEntry>>(), 32);
+        assert_eq!(std::mem::size_of::<KeyState>(), 72);
+    }
+
     #[test]
     fn the_gate_and_checkpoints_keep_composite_versions_and_truncates() {
         let mut b = RowBuilder::default();

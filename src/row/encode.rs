@@ -3,7 +3,7 @@
 
 use super::{Decimal, ValueRef};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::sync::Arc;
+use triomphe::ThinArc;
 
 const NULL: u8 = 0;
 const FALSE: u8 = 1;
@@ -29,9 +29,10 @@ const UNKNOWN: u8 = 12;
 /// flag answers without a search of the bytes (that search was 3% of a run).
 const HAS_UNKNOWN: u8 = 1;
 
-/// A row: its columns sorted by name. Cloning shares the bytes.
+/// A row: its columns sorted by name. Cloning shares the bytes; a thin pointer (the
+/// length lives with the bytes), so a key's state holds its two rows in 16 bytes.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Row(Arc<[u8]>);
+pub struct Row(ThinArc<(), u8>);
 
 /// An entity key: the key columns in the spec's order.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -66,13 +67,13 @@ impl Row {
     /// Whether a column holds an unknown value ([`ValueRef::Unavailable`]).
     pub fn has_unavailable(&self) -> bool {
         // The flag, then the columns: bytes from elsewhere (a checkpoint) may lie.
-        self.0.first().is_some_and(|f| f & HAS_UNKNOWN != 0)
+        self.0.slice.first().is_some_and(|f| f & HAS_UNKNOWN != 0)
             && self.fields().any(|(_, v)| v == ValueRef::Unavailable)
     }
     /// The columns, in name order.
     pub fn fields(&self) -> Fields<'_> {
         Fields {
-            bytes: self.0.get(1..).unwrap_or_default(),
+            bytes: self.0.slice.get(1..).unwrap_or_default(),
         }
     }
     /// The value of column `name`, if present.
@@ -91,7 +92,7 @@ impl Row {
     }
     /// Size of the encoding in bytes.
     pub fn encoded_len(&self) -> usize {
-        self.0.len()
+        self.0.slice.len()
     }
 }
 
@@ -99,11 +100,11 @@ impl Row {
     /// A row from its encoded bytes (as [`Row::as_bytes`] gave them, e.g. from a
     /// checkpoint). Malformed bytes read as fewer columns, never as a panic.
     pub fn from_encoded(bytes: &[u8]) -> Row {
-        Row(Arc::from(bytes))
+        Row(ThinArc::from_header_and_slice((), bytes))
     }
     /// The encoded bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.0.slice
     }
 }
 
@@ -136,13 +137,13 @@ impl std::fmt::Debug for Key {
 
 impl Serialize for Row {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
+        s.serialize_bytes(self.as_bytes())
     }
 }
 impl<'de> Deserialize<'de> for Row {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bytes = serde_bytes::ByteBuf::deserialize(d)?;
-        Ok(Row(Arc::from(bytes.into_vec())))
+        Ok(Row::from_encoded(&bytes))
     }
 }
 
@@ -464,7 +465,7 @@ impl RowBuilder {
             let (start, _, end) = index[at as usize];
             out.extend_from_slice(&scratch[start as usize..end as usize]);
         }
-        Row(Arc::from(&out[..]))
+        Row::from_encoded(out)
     }
 
     /// Finishes a key: columns in the order pushed.
