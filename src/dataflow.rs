@@ -137,7 +137,7 @@ impl Divergence {
             (None, None) => return None,
             (Some(_), None) => DriftKind::Missing,
             (None, Some(_)) => DriftKind::Orphan,
-            (Some(s), Some(t)) if rules.equal(&s.row, &t.row) => return None,
+            (Some(s), Some(t)) if rules.equal(s.row, t.row) => return None,
             (Some(_), Some(_)) => DriftKind::Mismatch,
         };
         Some(Divergence {
