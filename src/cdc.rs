@@ -247,6 +247,8 @@ pub struct Decoder {
     columns: ColumnTypes,
     max_bytes: usize,
     builder: RowBuilder,
+    /// The byte scanner's columns as resolved for the last image, by position.
+    resolved: column::Resolutions,
     schemas: logical::SchemaCache,
 }
 
@@ -280,6 +282,7 @@ impl Decoder {
             columns: ColumnTypes::new(spec, side),
             max_bytes: spec.max_message_bytes,
             builder: RowBuilder::default(),
+            resolved: column::Resolutions::default(),
             schemas: logical::SchemaCache::default(),
         }
     }

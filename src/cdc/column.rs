@@ -309,7 +309,64 @@ pub(super) struct Image<'s> {
     pub(super) placeholders: Option<&'s super::placeholder::Placeholders>,
 }
 
+/// What a column name resolves to under a side's declarations (schema-less images):
+/// whether it is dropped, its name in the row, its kind.
+pub(super) struct Resolution {
+    wire: Box<str>,
+    /// Whether the column is dropped (its value is not read).
+    pub(super) drop: bool,
+    /// The row's name, when it is not `wire` (a renamed column).
+    renamed: Option<Box<str>>,
+    kind: Kind,
+}
+
+/// Column names resolved by their position in the last image. A table's changes bring
+/// their columns in one order, so the name at each position is checked against the one
+/// before (one comparison) instead of looked up in the drop, rename and kind maps
+/// (three hash look-ups a column).
+#[derive(Default)]
+pub(crate) struct Resolutions(Vec<Resolution>);
+
 impl Image<'_> {
+    /// How column `wire`, the `at`-th of its image, resolves (images without a schema).
+    pub(super) fn resolve<'c>(
+        &self,
+        cache: &'c mut Resolutions,
+        at: usize,
+        wire: &str,
+    ) -> &'c Resolution {
+        debug_assert!(self.schema.is_none());
+        let cache = &mut cache.0;
+        if cache.get(at).is_none_or(|r| &*r.wire != wire) {
+            let renamed = self.columns.renames.get(wire);
+            let name = renamed.map_or(wire, String::as_str);
+            let r = Resolution {
+                wire: wire.into(),
+                drop: self.drops(wire),
+                renamed: renamed.map(|n| n.as_str().into()),
+                kind: self.columns.kind(wire, name, None),
+            };
+            cache.truncate(at);
+            cache.push(r);
+        }
+        &cache[at]
+    }
+
+    /// A resolved column (not dropped) with `value`, as [`Image::column`] appends it.
+    pub(super) fn push_resolved(
+        &self,
+        b: &mut RowBuilder,
+        r: &Resolution,
+        value: Scalar<'_>,
+    ) -> Result<(), DecodeError> {
+        let name = r.renamed.as_deref().unwrap_or(&r.wire);
+        if self.placeholders.is_some_and(|p| p.matches(&value)) {
+            let _ = b.push(name, ValueRef::Unavailable);
+            return Ok(());
+        }
+        push_column(b, name, value, r.kind)
+    }
+
     /// Whether column `wire` is dropped (its value is not read).
     pub(super) fn drops(&self, wire: &str) -> bool {
         self.columns.drop.contains(wire)

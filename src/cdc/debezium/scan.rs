@@ -402,13 +402,17 @@ fn image(s: &mut Scan<'_>, d: &mut Decoder) -> Option<Option<crate::row::Row>> {
         placeholders: d.columns.placeholders.as_ref(),
     };
     let builder = &mut d.builder;
+    let cache = &mut d.resolved;
     builder.clear();
+    let mut at = 0;
     s.object(1, |s, wire| {
-        if image.drops(wire) {
+        let r = image.resolve(cache, at, wire);
+        at += 1;
+        if r.drop {
             return s.skip(1).map(drop);
         }
         let value = s.scalar()?;
-        image.column(builder, wire, value).ok()
+        image.push_resolved(builder, r, value).ok()
     })?;
     Some(Some(builder.finish_row()))
 }
@@ -483,6 +487,69 @@ mod tests {
                     assert_eq!(special_from(&b, 0), want);
                 }
             }
+        }
+    }
+
+    /// Columns are resolved by position and rechecked by name: rows whose columns come
+    /// in another order, with one more or one fewer, decode as the general decoder
+    /// decodes them (renamed, dropped and typed columns included).
+    #[test]
+    fn columns_resolved_by_position_follow_a_changing_order() {
+        let spec = crate::spec::load_str(
+            r#"
+entity = "t"
+key = ["id"]
+[source]
+format = "debezium"
+version = "source.lsn"
+event_time = "source.ts_ms"
+input = { files = ["unused"] }
+[target]
+format = "debezium"
+version = "source.lsn"
+event_time = "source.ts_ms"
+input = { files = ["unused"] }
+[compare]
+ignore = ["_synced_at"]
+[fields.total]
+type = "decimal"
+scale = 2
+target = "total_amount"
+[fields.ts]
+type = "timestamp"
+unit = "us"
+"#,
+        )
+        .unwrap();
+        let columns = [
+            r#""id":1"#,
+            r#""total_amount":"AK8r""#,
+            r#""ts":1772323200004653"#,
+            r#""_synced_at":5"#,
+            r#""note":"x""#,
+        ];
+        let mut d = Decoder::new(&spec, SideId::Target);
+        let mut orders: Vec<Vec<usize>> = vec![
+            vec![0, 1, 2, 3, 4],
+            vec![0, 1, 2, 3, 4],
+            vec![0, 2, 1, 3, 4],
+            vec![0, 1, 2, 4],
+            vec![0, 3, 1, 2, 4],
+            vec![4, 3, 2, 1, 0],
+            vec![0, 1, 2, 3, 4],
+        ];
+        orders.push(vec![0, 1, 1, 2]);
+        for order in orders {
+            let after: Vec<&str> = order.iter().map(|&i| columns[i]).collect();
+            let line = format!(
+                r#"{{"before":null,"after":{{{}}},"source":{{"lsn":7,"ts_ms":9}},"op":"c"}}"#,
+                after.join(",")
+            );
+            let Decoded::Change(c) = both(&mut d, None, &line) else {
+                panic!("no change from {line}");
+            };
+            let row = c.row.unwrap();
+            assert!(row.get("total").is_some() && row.get("_synced_at").is_none());
         }
     }
 
