@@ -42,8 +42,9 @@ pub type DriftUpdate = (Key, Option<Divergence>);
 
 /// One side's state for a key: the last applied version and its row (`None`: deleted),
 /// with the row's event time. The version is held once (a [`super::SideRow`] is made
-/// only for a drift): a key's state is a third smaller, and so is the hash table's
-/// share of the cache misses.
+/// only for a drift), and rows and versions are thin pointers: a key's state is 72
+/// bytes (104 with fat pointers), and most of its cost is the cache misses of reaching
+/// it.
 struct SideEntry {
     version: Version,
     /// The event time of the row's change, in ms (as read, before rounding).
