@@ -359,12 +359,7 @@ impl Image<'_> {
         r: &Resolution,
         value: Scalar<'_>,
     ) -> Result<(), DecodeError> {
-        let name = r.renamed.as_deref().unwrap_or(&r.wire);
-        if self.placeholders.is_some_and(|p| p.matches(&value)) {
-            let _ = b.push(name, ValueRef::Unavailable);
-            return Ok(());
-        }
-        push_column(b, name, value, r.kind)
+        self.push(b, r.renamed.as_deref().unwrap_or(&r.wire), value, r.kind)
     }
 
     /// Whether column `wire` is dropped (its value is not read).
@@ -380,15 +375,23 @@ impl Image<'_> {
         wire: &str,
         value: Scalar<'_>,
     ) -> Result<(), DecodeError> {
-        let name: &str = match self.columns.renames.get(wire) {
-            Some(name) => name,
-            None => wire,
-        };
+        let name = self.columns.renames.get(wire).map_or(wire, String::as_str);
+        self.push(b, name, value, self.columns.kind(wire, name, self.schema))
+    }
+
+    /// Column `name`'s `value` appended to the row: unknown when it is the capture's
+    /// placeholder, else converted by `kind`.
+    fn push(
+        &self,
+        b: &mut RowBuilder,
+        name: &str,
+        value: Scalar<'_>,
+        kind: Kind,
+    ) -> Result<(), DecodeError> {
         if self.placeholders.is_some_and(|p| p.matches(&value)) {
             let _ = b.push(name, ValueRef::Unavailable);
             return Ok(());
         }
-        let kind = self.columns.kind(wire, name, self.schema);
         push_column(b, name, value, kind)
     }
 }

@@ -415,7 +415,8 @@ mod tests {
     use super::*;
     use crate::row::{RowBuilder, ValueRef};
 
-    fn key(id: i64) -> Key {
+    /// The key `{"id": id}`.
+    pub(super) fn key(id: i64) -> Key {
         let mut b = RowBuilder::default();
         b.push("id", ValueRef::Int(id)).unwrap();
         b.finish_key()

@@ -205,14 +205,22 @@ impl<'a> Fields<'a> {
         let v = self.varint64(10)?;
         Some((v >> 1) as i64 ^ -((v & 1) as i64))
     }
-    /// The next column's name and its tag and payload, undecoded.
+    /// The next column's name.
     #[inline]
-    pub(crate) fn next_raw(&mut self) -> Option<(&'a str, &'a [u8])> {
+    fn name(&mut self) -> Option<&'a str> {
         if self.bytes.is_empty() {
             return None;
         }
         let n = usize::from(self.take(1)?[0]);
-        let name = text_of(self.take(n)?)?;
+        text_of(self.take(n)?)
+    }
+    /// The next column's name and its tag and payload, undecoded: the extent
+    /// [`Fields::value`] reads, found without decoding (no integer is rebuilt, no text
+    /// checked; reading the extent by decoding cost 1.3% more instructions a run). The
+    /// property test `rows_read_back_as_pushed` holds the two to the same extents.
+    #[inline]
+    pub(crate) fn next_raw(&mut self) -> Option<(&'a str, &'a [u8])> {
+        let name = self.name()?;
         let start = self.bytes;
         let len = {
             let tag = self.take(1)?[0];
@@ -268,11 +276,7 @@ fn text_of(bytes: &[u8]) -> Option<&str> {
 impl<'a> Iterator for Fields<'a> {
     type Item = (&'a str, ValueRef<'a>);
     fn next(&mut self) -> Option<Self::Item> {
-        if self.bytes.is_empty() {
-            return None;
-        }
-        let n = usize::from(self.take(1)?[0]);
-        let name = text_of(self.take(n)?)?;
+        let name = self.name()?;
         Some((name, self.value()?))
     }
 }
@@ -286,15 +290,11 @@ impl<'a> Fields<'a> {
             TRUE => ValueRef::Bool(true),
             INT => ValueRef::Int(self.int()?),
             FLOAT => ValueRef::Float(f64::from_le_bytes(self.fixed()?)),
-            DECIMAL => {
-                let mantissa = i128::from(self.int()?);
-                ValueRef::Decimal(Decimal {
-                    mantissa,
-                    scale: self.take(1)?[0],
-                })
-            }
-            WIDE_DECIMAL => {
-                let mantissa = i128::from_le_bytes(self.fixed()?);
+            tag @ (DECIMAL | WIDE_DECIMAL) => {
+                let mantissa = match tag {
+                    DECIMAL => i128::from(self.int()?),
+                    _ => i128::from_le_bytes(self.fixed()?),
+                };
                 ValueRef::Decimal(Decimal {
                     mantissa,
                     scale: self.take(1)?[0],

@@ -80,14 +80,8 @@ impl<S> Table<S> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::key;
     use super::*;
-    use crate::row::{RowBuilder, ValueRef};
-
-    fn key(id: i64) -> Key {
-        let mut b = RowBuilder::default();
-        b.push("id", ValueRef::Int(id)).unwrap();
-        b.finish_key()
-    }
 
     #[test]
     fn a_key_keeps_its_slot_and_state_against_a_map() {
