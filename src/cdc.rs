@@ -249,6 +249,8 @@ pub struct Decoder {
     builder: RowBuilder,
     /// The byte scanner's columns as resolved for the last image, by position.
     resolved: column::Resolutions,
+    /// The byte scanner's envelope shape as the last event had it.
+    shapes: debezium::Shapes,
     schemas: logical::SchemaCache,
 }
 
@@ -283,6 +285,7 @@ impl Decoder {
             max_bytes: spec.max_message_bytes,
             builder: RowBuilder::default(),
             resolved: column::Resolutions::default(),
+            shapes: debezium::Shapes::default(),
             schemas: logical::SchemaCache::default(),
         }
     }

@@ -313,6 +313,9 @@ pub(super) struct Image<'s> {
 /// whether it is dropped, its name in the row, its kind.
 pub(super) struct Resolution {
     wire: Box<str>,
+    /// `wire`'s token (`"wire":`), when it was read without an escape: only then are
+    /// equal bytes a valid token.
+    token: Option<Box<[u8]>>,
     /// Whether the column is dropped (its value is not read).
     pub(super) drop: bool,
     /// The row's name, when it is not `wire` (a renamed column).
@@ -327,21 +330,42 @@ pub(super) struct Resolution {
 #[derive(Default)]
 pub(crate) struct Resolutions(Vec<Resolution>);
 
+impl Resolutions {
+    /// The token of the column name resolved at position `at`, when it was read
+    /// without an escape.
+    #[inline]
+    pub(super) fn token(&self, at: usize) -> Option<&[u8]> {
+        self.0.get(at)?.token.as_deref()
+    }
+
+    /// The resolution at `at`, which [`Image::resolve`] made.
+    #[inline]
+    pub(super) fn at(&self, at: usize) -> &Resolution {
+        &self.0[at]
+    }
+}
+
 impl Image<'_> {
-    /// How column `wire`, the `at`-th of its image, resolves (images without a schema).
+    /// How column `wire`, the `at`-th of its image, resolves (images without a schema);
+    /// `plain`: it was read without an escape.
     pub(super) fn resolve<'c>(
         &self,
         cache: &'c mut Resolutions,
         at: usize,
         wire: &str,
+        plain: bool,
     ) -> &'c Resolution {
         debug_assert!(self.schema.is_none());
         let cache = &mut cache.0;
-        if cache.get(at).is_none_or(|r| &*r.wire != wire) {
+        if cache
+            .get(at)
+            .is_none_or(|r| &*r.wire != wire || r.token.is_some() != plain)
+        {
             let renamed = self.columns.renames.get(wire);
             let name = renamed.map_or(wire, String::as_str);
             let r = Resolution {
                 wire: wire.into(),
+                token: plain.then(|| super::debezium::token(wire)),
                 drop: self.drops(wire),
                 renamed: renamed.map(|n| n.as_str().into()),
                 kind: self.columns.kind(wire, name, None),

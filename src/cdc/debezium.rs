@@ -3,6 +3,8 @@
 mod one_pass;
 mod scan;
 
+pub(super) use scan::{token, Shapes};
+
 use super::column::decode_row;
 use super::json::{as_millis, lookup, lookup_many, Scalar};
 use super::logical::SchemaTypes;

@@ -1,0 +1,105 @@
+//! The members of an object as the last event had them, to read the next event's by
+//! comparison.
+//!
+//! One connector's events have one shape: the same keys in the same order, and many of
+//! the values passed over (`source.connector`, `source.db`, `transaction`) the same
+//! bytes each time. So a member whose key token (`"name":`) is byte for byte the one at
+//! its position last time is read by one comparison, and a passed-over value that is
+//! byte for byte the last one there is passed by another: the same bytes were read and
+//! checked then, so they are valid now. Anything else is read in full, and the shape
+//! learns it.
+
+/// One object's members by position, as last read.
+#[derive(Default)]
+pub(crate) struct Shape(Vec<Member>);
+
+/// A member as last read at its position.
+pub(super) struct Member {
+    /// The key's token, `"key":`, when the key is plain (read without an escape): only
+    /// then are equal bytes a valid token.
+    token: Option<Box<[u8]>>,
+    /// What the reader does with the member (the reader's own numbering).
+    pub(super) role: u16,
+    /// The text of the value last passed over at this position.
+    pub(super) last: Vec<u8>,
+}
+
+impl Shape {
+    /// The token of the plain key at position `i`, if the shape has one there.
+    #[inline]
+    pub(super) fn token(&self, i: usize) -> Option<&[u8]> {
+        self.0.get(i)?.token.as_deref()
+    }
+
+    /// The member at `i`, which [`Shape::learn`] put there.
+    #[inline]
+    pub(super) fn at(&mut self, i: usize) -> &mut Member {
+        &mut self.0[i]
+    }
+
+    /// Position `i` holds `key` from now on (and nothing is known beyond it).
+    #[cold]
+    pub(super) fn learn(&mut self, i: usize, key: &str, plain: bool, role: u16) -> &mut Member {
+        self.0.truncate(i);
+        self.0.push(Member {
+            token: plain.then(|| token(key)),
+            role,
+            last: Vec::new(),
+        });
+        &mut self.0[i]
+    }
+}
+
+/// The token of a plain key: `"key":`.
+pub(crate) fn token(key: &str) -> Box<[u8]> {
+    [b"\"", key.as_bytes(), b"\":"].concat().into()
+}
+
+/// Whether two byte strings of one length are equal: words at a time, without a call
+/// (the keys and values compared are short, and `memcmp`'s call costs more than they).
+#[inline]
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap());
+    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap());
+    match n {
+        0..=3 => a == b,
+        4..=8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => {
+            let mut i = 0;
+            while i + 8 < n {
+                if word(a, i) != word(b, i) {
+                    return false;
+                }
+                i += 8;
+            }
+            // The last eight bytes, overlapping what was compared.
+            word(a, n - 8) == word(b, n - 8)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `same` answers as `==` for every length, wherever the strings differ.
+        #[test]
+        fn same_is_equality(a in proptest::collection::vec(any::<u8>(), 0..40), flip in any::<proptest::sample::Index>(), bit in 0u8..8) {
+            prop_assert!(same(&a, &a.clone()));
+            if !a.is_empty() {
+                let mut b = a.clone();
+                b[flip.index(a.len())] ^= 1 << bit;
+                prop_assert!(!same(&a, &b));
+            }
+            let mut longer = a.clone();
+            longer.push(0);
+            prop_assert!(!same(&a, &longer));
+        }
+    }
+}
