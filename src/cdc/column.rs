@@ -321,6 +321,8 @@ pub(super) struct Resolution {
     /// The row's name, when it is not `wire` (a renamed column).
     renamed: Option<Box<str>>,
     kind: Kind,
+    /// The column's place among the key columns, if it is one.
+    pub(super) key: Option<usize>,
 }
 
 /// Column names resolved by their position in the last image. A table's changes bring
@@ -352,8 +354,8 @@ impl Image<'_> {
         &self,
         cache: &'c mut Resolutions,
         at: usize,
-        wire: &str,
-        plain: bool,
+        (wire, plain): (&str, bool),
+        key_fields: &[String],
     ) -> &'c Resolution {
         debug_assert!(self.schema.is_none());
         let cache = &mut cache.0;
@@ -369,6 +371,7 @@ impl Image<'_> {
                 drop: self.drops(wire),
                 renamed: renamed.map(|n| n.as_str().into()),
                 kind: self.columns.kind(wire, name, None),
+                key: key_fields.iter().position(|k| k == name),
             };
             cache.truncate(at);
             cache.push(r);

@@ -25,6 +25,10 @@ fn check<'a>(name: &str, v: Option<ValueRef<'a>>) -> Result<ValueRef<'a>, Decode
 
 /// The key read from a decoded row by the spec's key columns.
 pub fn from_row(d: &mut Decoder, row: &Row) -> Result<Key, DecodeError> {
+    if let Some(key) = row.key_of(&d.key_fields) {
+        return Ok(key);
+    }
+    // Only to say what is wrong.
     d.builder.clear();
     for name in &d.key_fields {
         let v = check(name, row.get(name))?;

@@ -3,6 +3,7 @@
 
 use super::{Decimal, ValueRef};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smallvec::SmallVec;
 use triomphe::ThinArc;
 
 const NULL: u8 = 0;
@@ -37,9 +38,11 @@ const HAS_UNKNOWN: u8 = 1;
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Row(ThinArc<(), u8>);
 
-/// An entity key: the key columns in the spec's order.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Key(#[serde(with = "serde_bytes")] Box<[u8]>);
+/// An entity key: the key columns in the spec's order. Up to 16 bytes (an id and
+/// its name, or two) are held inline: no allocation per event, and a key compared in
+/// a hash table's look-up is in its bucket, not behind a pointer (a cache miss).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key(SmallVec<[u8; 16]>);
 
 /// Debezium's placeholder for a column it did not read (a TOASTed value left unchanged
 /// by an update, under REPLICA IDENTITY DEFAULT): the column did not change.
@@ -93,6 +96,30 @@ impl Row {
         }
         None
     }
+    /// The key of columns `names`, in that order, copied as the row encodes them (a
+    /// key's encoding is its columns'): no value decoded and encoded again. `None`
+    /// when a column is missing or holds what cannot be a key (null, a float, JSON),
+    /// for the caller's message.
+    pub fn key_of(&self, names: &[String]) -> Option<Key> {
+        let all = self.fields().bytes;
+        let mut key = SmallVec::new();
+        for name in names {
+            let mut fields = self.fields();
+            loop {
+                let from = all.len() - fields.bytes.len();
+                let (n, raw) = fields.next_encoded()?;
+                if n == name.as_bytes() {
+                    if matches!(raw.first(), Some(&(NULL | FLOAT | JSON))) {
+                        return None;
+                    }
+                    key.extend_from_slice(&all[from..all.len() - fields.bytes.len()]);
+                    break;
+                }
+            }
+        }
+        Some(Key(key))
+    }
+
     /// Size of the encoding in bytes.
     pub fn encoded_len(&self) -> usize {
         self.0.slice.len()
@@ -114,7 +141,7 @@ impl Row {
 impl Key {
     /// A key from its encoded bytes (as [`Key::as_bytes`] gave them).
     pub fn from_encoded(bytes: &[u8]) -> Key {
-        Key(Box::from(bytes))
+        Key(SmallVec::from_slice(bytes))
     }
 
     /// The key columns, in the spec's order.
@@ -147,6 +174,18 @@ impl<'de> Deserialize<'de> for Row {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bytes = serde_bytes::ByteBuf::deserialize(d)?;
         Ok(Row::from_encoded(&bytes))
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.as_bytes())
+    }
+}
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
+        Ok(Key::from_encoded(&bytes))
     }
 }
 
@@ -208,11 +247,16 @@ impl<'a> Fields<'a> {
     /// The next column's name.
     #[inline]
     fn name(&mut self) -> Option<&'a str> {
+        text_of(self.name_bytes()?)
+    }
+    /// The next column's name, as bytes (unchecked).
+    #[inline]
+    fn name_bytes(&mut self) -> Option<&'a [u8]> {
         if self.bytes.is_empty() {
             return None;
         }
         let n = usize::from(self.take(1)?[0]);
-        text_of(self.take(n)?)
+        self.take(n)
     }
     /// The next column's name and its tag and payload, undecoded: the extent
     /// [`Fields::value`] reads, found without decoding (no integer is rebuilt, no text
@@ -220,7 +264,13 @@ impl<'a> Fields<'a> {
     /// property test `rows_read_back_as_pushed` holds the two to the same extents.
     #[inline]
     pub(crate) fn next_raw(&mut self) -> Option<(&'a str, &'a [u8])> {
-        let name = self.name()?;
+        let (name, raw) = self.next_encoded()?;
+        Some((text_of(name)?, raw))
+    }
+    /// [`Fields::next_raw`] with the name's bytes unchecked.
+    #[inline]
+    fn next_encoded(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+        let name = self.name_bytes()?;
         let start = self.bytes;
         let len = {
             let tag = self.take(1)?[0];
@@ -466,9 +516,31 @@ impl RowBuilder {
         Row::from_encoded(out)
     }
 
+    /// Where the last column pushed lies, for [`RowBuilder::key_of`].
+    pub(crate) fn last_column(&self) -> Option<(u32, u32)> {
+        self.index.last().map(|&(s, _, e)| (s, e))
+    }
+
+    /// The key of the columns at `parts` (as [`RowBuilder::last_column`] gave them since
+    /// the last clear), copied as encoded (a key's encoding is its columns'). `None`
+    /// when one is absent or holds what cannot be a key (null, a float, JSON).
+    pub(crate) fn key_of(&self, parts: &[Option<(u32, u32)>]) -> Option<Key> {
+        let mut key = SmallVec::new();
+        for part in parts {
+            let (s, e) = (*part)?;
+            let column = self.scratch.get(s as usize..e as usize)?;
+            let tag = column.get(1 + usize::from(*column.first()?))?;
+            if matches!(tag, &(NULL | FLOAT | JSON)) {
+                return None;
+            }
+            key.extend_from_slice(column);
+        }
+        Some(Key(key))
+    }
+
     /// Finishes a key: columns in the order pushed.
     pub fn finish_key(&mut self) -> Key {
-        Key(Box::from(&self.scratch[..]))
+        Key::from_encoded(&self.scratch)
     }
 }
 

@@ -27,6 +27,8 @@ pub(super) struct Found<'a> {
     pub(super) op: Option<Cow<'a, str>>,
     pub(super) source: bool,
     pub(super) positions: [Option<Scalar<'a>>; MAX_PATHS],
+    /// The key of `after`'s row, when the byte scanner copied it as it built the row.
+    pub(super) key: Option<crate::row::Key>,
 }
 
 impl Found<'_> {
@@ -136,7 +138,10 @@ fn finish(d: &mut Decoder, msg: &Message<'_>, found: Found<'_>) -> Option<Decode
         (Some(k), _) if !k.is_empty() && k.trim_ascii() != b"null" => {
             key::from_message(d, k, false).ok()?
         }
-        (_, Some(row)) => key::from_row(d, row).ok()?,
+        (_, Some(row)) => match found.key {
+            Some(key) => key,
+            None => key::from_row(d, row).ok()?,
+        },
         (_, None) => {
             let before: &RawValue = serde_json::from_str(found.before?).ok()?;
             let image = super::decode_row(before, &d.columns, None, &mut d.builder, false).ok()?;

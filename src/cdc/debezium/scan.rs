@@ -15,6 +15,7 @@ use super::super::column::Image;
 use super::super::json::Scalar;
 use super::super::Decoder;
 use super::one_pass::Found;
+use crate::row::{Key, Row};
 pub(crate) use shape::token;
 use shape::{same, Member, Shape};
 use std::borrow::Cow;
@@ -529,7 +530,11 @@ fn envelope_shaped<'a>(
             SOURCE if found.source => return None,
             OP if found.op.is_some() => return None,
             BEFORE if found.before.is_some() => return None,
-            AFTER => found.after = Some(image(s, d)?),
+            AFTER => {
+                let (row, key) = image(s, d)?;
+                found.after = Some(row);
+                found.key = key;
+            }
             SOURCE => {
                 found.source = true;
                 source(s, d, source_shape, found)?;
@@ -554,11 +559,16 @@ fn envelope_shaped<'a>(
     (s.peek().is_none()).then_some(())
 }
 
-/// A row image (`null`: no row), every column a scalar.
-fn image(s: &mut Scan<'_>, d: &mut Decoder) -> Option<Option<crate::row::Row>> {
+/// How many key columns the scanner copies from the image as it builds the row (a
+/// longer key is read from the row).
+const KEY_PARTS: usize = 4;
+
+/// A row image (`null`: no row), every column a scalar; with its key when the scanner
+/// saw all its columns.
+fn image(s: &mut Scan<'_>, d: &mut Decoder) -> Option<(Option<Row>, Option<Key>)> {
     if s.peek()? == b'n' {
         s.literal("null")?;
-        return Some(None);
+        return Some((None, None));
     }
     s.eat(b'{')?;
     let image = Image {
@@ -570,8 +580,9 @@ fn image(s: &mut Scan<'_>, d: &mut Decoder) -> Option<Option<crate::row::Row>> {
     let cache = &mut d.resolved;
     builder.clear();
     if !s.open(1)? {
-        return Some(Some(builder.finish_row()));
+        return Some((Some(builder.finish_row()), None));
     }
+    let mut key = [None; KEY_PARTS];
     // Like `Scan::object`, but a column name the same as the last image's at its
     // position is read by one comparison, and resolved as it was then.
     let mut at = 0;
@@ -581,7 +592,8 @@ fn image(s: &mut Scan<'_>, d: &mut Decoder) -> Option<Option<crate::row::Row>> {
         } else {
             let wire = s.string()?;
             s.eat(b':')?;
-            image.resolve(cache, at, &wire, matches!(wire, Cow::Borrowed(_)))
+            let plain = matches!(wire, Cow::Borrowed(_));
+            image.resolve(cache, at, (&wire, plain), &d.key_fields)
         };
         at += 1;
         if r.drop {
@@ -589,12 +601,20 @@ fn image(s: &mut Scan<'_>, d: &mut Decoder) -> Option<Option<crate::row::Row>> {
         } else {
             let value = s.scalar()?;
             image.push_resolved(builder, r, value).ok()?;
+            if let Some(part) = r.key.and_then(|k| key.get_mut(k)) {
+                *part = builder.last_column();
+            }
         }
         if !s.more()? {
             break;
         }
     }
-    Some(Some(builder.finish_row()))
+    let row = builder.finish_row();
+    // The key's columns as pushed (the last of a repeated name, as in the row).
+    let key = key
+        .get(..d.key_fields.len())
+        .and_then(|parts| builder.key_of(parts));
+    Some((Some(row), key))
 }
 
 /// The `source` block's values at the version's and the event time's paths (the first
@@ -798,7 +818,29 @@ unit = "us"
         ] {
             variants.push(items(n));
         }
+        // The key column, which the scanner copies as it builds the row.
+        let id = |v: &str| {
+            line.replacen(
+                r#""after":{"id":"#,
+                &format!(r#""after":{{"id":{v},"x":"#),
+                1,
+            )
+        };
+        for v in [
+            "null",
+            "1.5",
+            r#""a""#,
+            "-7",
+            r#"{"a":1}"#,
+            r#"[1]"#,
+            "true",
+        ] {
+            variants.push(id(v));
+        }
         variants.extend([
+            line.replacen(r#""after":{"id":"#, r#""after":{"i":"#, 1),
+            line.replacen(r#""after":{"id":"#, r#""after":{"id":5,"id":"#, 1),
+            line.replacen(r#""items":"#, r#""id":null,"items":"#, 1),
             line.replace(':', " : ").replace(',', " ,\n\t"),
             format!(" \r\n{line}\n "),
             line.replacen(r#""status""#, r#""st\u0061tus""#, 1),
