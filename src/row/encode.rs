@@ -533,6 +533,9 @@ impl RowBuilder {
             if matches!(tag, &(NULL | FLOAT | JSON)) {
                 return None;
             }
+            if parts.len() == 1 {
+                return Some(Key::from_encoded(column));
+            }
             key.extend_from_slice(column);
         }
         Some(Key(key))
