@@ -26,7 +26,7 @@ use crate::cdc::{Change, SideId, Version};
 use crate::row::{CompareRules, Key};
 use differential_dataflow::hashable::Hashable;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use table::Table;
@@ -64,7 +64,17 @@ impl SideEntry {
     }
 }
 
+/// How many changes ahead a key's state is fetched (its rows, half as far).
+const AHEAD: usize = 8;
+
 impl KeyState {
+    /// Asks for each side's row to be fetched into the cache.
+    fn prefetch_rows(&self) {
+        for row in self.sides.iter().flatten().filter_map(|e| e.row.as_ref()) {
+            row.prefetch();
+        }
+    }
+
     /// Each side's row, if it has one.
     fn rows(&self) -> [Option<SideRowRef<'_>>; 2] {
         SideId::BOTH.map(|s| self.sides[s as usize].as_ref()?.current(s))
@@ -108,6 +118,9 @@ pub fn sides<'s>(
         // time (nearly one per event at 1 ms), which was the largest part of the cost
         // of a fine time resolution.
         let mut out: Vec<(DriftUpdate, Time)> = Vec::new();
+        // The completed times' changes, and the slots guessed for those ahead.
+        let mut ready: VecDeque<(Time, SideId, Change)> = VecDeque::new();
+        let mut guesses: VecDeque<Option<usize>> = VecDeque::new();
         move |(source, source_frontier), (target, target_frontier), output| {
             for (side, input) in [(SideId::Source, source), (SideId::Target, target)] {
                 input.for_each(|cap, data| {
@@ -130,22 +143,38 @@ pub fn sides<'s>(
                     break;
                 }
                 let (time, changes) = entry.remove_entry();
-                let Keyed {
-                    keys: state,
-                    floors,
-                } = &mut *keyed;
-                for (side, change) in changes {
-                    if change.is_truncate() {
-                        let version = change.version.as_ref();
-                        truncate(
-                            state,
-                            side,
-                            version,
-                            &mut floors[side as usize],
-                            &mut touched,
-                        );
-                        continue;
-                    }
+                ready.extend(changes.into_iter().map(|(side, c)| (time, side, c)));
+            }
+            // The changes of every completed time, in order. A key's state and rows
+            // are cache misses (a table of 100k keys is far larger than the cache), so
+            // they are fetched a few changes ahead: the misses of several changes
+            // overlap instead of stalling one after another.
+            let Keyed {
+                keys: state,
+                floors,
+            } = &mut *keyed;
+            guesses.clear();
+            for (_, _, c) in ready.iter().take(AHEAD) {
+                guesses.push_back(state.prefetch(&c.key));
+            }
+            while let Some((time, side, change)) = ready.pop_front() {
+                guesses.pop_front();
+                if let Some((_, _, c)) = ready.get(AHEAD - 1) {
+                    guesses.push_back(state.prefetch(&c.key));
+                }
+                if let Some(&Some(slot)) = guesses.get(AHEAD / 2) {
+                    state.peek(slot).prefetch_rows();
+                }
+                if change.is_truncate() {
+                    let version = change.version.as_ref();
+                    truncate(
+                        state,
+                        side,
+                        version,
+                        &mut floors[side as usize],
+                        &mut touched,
+                    );
+                } else {
                     let Change {
                         key,
                         version,
@@ -168,7 +197,10 @@ pub fn sides<'s>(
                         touched.push((key, slot));
                     }
                 }
-                let state = &mut keyed.keys;
+                // After a time's last change, its touched keys are compared.
+                if ready.front().is_some_and(|(t, _, _)| *t == time) {
+                    continue;
+                }
                 for (key, slot) in touched.drain(..) {
                     let ks = state.at(slot);
                     ks.touched = false;

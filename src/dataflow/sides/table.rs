@@ -57,6 +57,22 @@ impl<S> Table<S> {
         slot
     }
 
+    /// The slot `key` probably has (its hash's first match, the key unchecked, so no
+    /// state is read), with its state asked to be fetched into the cache.
+    pub(super) fn prefetch(&self, key: &Key) -> Option<usize> {
+        let slot = *self.slots.find(self.hasher.hash_one(key), |_| true)? as usize;
+        let at: *const (Key, S) = &self.states[slot];
+        // A state is 96 bytes: it may straddle two cache lines.
+        crate::row::prefetch(at.cast());
+        crate::row::prefetch(at.cast::<u8>().wrapping_add(64));
+        Some(slot)
+    }
+
+    /// The state in `slot`, to read.
+    pub(super) fn peek(&self, slot: usize) -> &S {
+        &self.states[slot].1
+    }
+
     /// The state in `slot` (as [`Table::slot`] gave it).
     pub(super) fn at(&mut self, slot: usize) -> &mut S {
         &mut self.states[slot].1
