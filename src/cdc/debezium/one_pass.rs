@@ -31,14 +31,43 @@ pub(super) struct Found<'a> {
     pub(super) key: Option<crate::row::Key>,
 }
 
-impl Found<'_> {
-    /// Whether `field` was met before (a duplicate, which the general decoder refuses).
-    pub(super) fn seen(&self, field: &str) -> bool {
+/// What the one-pass decoders do with an envelope member, by its name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    After,
+    Source,
+    Op,
+    Before,
+    /// A wrapper's or an event's that is not a row change: not for these paths.
+    Refused,
+    Other,
+}
+
+impl Role {
+    pub(super) fn of(field: &str) -> Role {
         match field {
-            "after" => self.after.is_some(),
-            "source" => self.source,
-            "op" => self.op.is_some(),
-            _ => self.before.is_some(),
+            "after" => Role::After,
+            "source" => Role::Source,
+            "op" => Role::Op,
+            "before" => Role::Before,
+            "schema" | "payload" | "status" | "ddl" | "tableChanges" | "databaseName" => {
+                Role::Refused
+            }
+            _ => Role::Other,
+        }
+    }
+}
+
+impl Found<'_> {
+    /// Whether a member of this role was met before (a duplicate, which the general
+    /// decoder refuses).
+    pub(super) fn seen(&self, role: Role) -> bool {
+        match role {
+            Role::After => self.after.is_some(),
+            Role::Source => self.source,
+            Role::Op => self.op.is_some(),
+            Role::Before => self.before.is_some(),
+            Role::Refused | Role::Other => false,
         }
     }
 }
@@ -64,11 +93,12 @@ impl<'de> Visitor<'de> for Envelope<'_, 'de> {
         let d = self.decoder;
         let duplicate = || serde::de::Error::custom("a field twice");
         while let Some(Name(key)) = map.next_key()? {
-            match key.as_ref() {
-                "after" | "source" | "op" | "before" if self.found.seen(&key) => {
-                    return Err(duplicate());
-                }
-                "after" => {
+            let role = Role::of(&key);
+            if self.found.seen(role) {
+                return Err(duplicate());
+            }
+            match role {
+                Role::After => {
                     // Placeholders are recognised here whatever the op; an image with
                     // one that is not an update's goes back to the general decoder.
                     self.found.after = Some(map.next_value_seed(ImageSeed {
@@ -77,7 +107,7 @@ impl<'de> Visitor<'de> for Envelope<'_, 'de> {
                         placeholders: d.columns.placeholders.as_ref(),
                     })?);
                 }
-                "source" => {
+                Role::Source => {
                     self.found.source = true;
                     let mut tails: [&[String]; MAX_PATHS] = [&[]; MAX_PATHS];
                     for (t, p) in tails.iter_mut().zip(&d.paths) {
@@ -89,16 +119,15 @@ impl<'de> Visitor<'de> for Envelope<'_, 'de> {
                         out: &mut self.found.positions[..n],
                     })?;
                 }
-                "op" => self.found.op = map.next_value()?,
-                "before" => {
+                Role::Op => self.found.op = map.next_value()?,
+                Role::Before => {
                     let before: Option<&RawValue> = map.next_value()?;
                     self.found.before = before.map(RawValue::get);
                 }
-                // A wrapper or an event that is not a row change: not for this path.
-                "schema" | "payload" | "status" | "ddl" | "tableChanges" | "databaseName" => {
+                Role::Refused => {
                     return Err(serde::de::Error::custom("not a bare row change"));
                 }
-                _ => {
+                Role::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }

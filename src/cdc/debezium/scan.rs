@@ -16,7 +16,7 @@
 use super::super::column::Image;
 use super::super::json::Scalar;
 use super::super::Decoder;
-use super::one_pass::Found;
+use super::one_pass::{Found, Role};
 use crate::row::{Key, Row};
 pub(crate) use shape::token;
 use shape::{same, Member, Shape};
@@ -387,12 +387,12 @@ impl<'a> Scan<'a> {
     /// [`Scan::object`] with the object's shape as the last event had it: a key the same
     /// as the one at its position then is read by one comparison, and `member` gets the
     /// role `role` gave it then.
-    fn object_shaped(
+    fn object_shaped<R: Copy>(
         &mut self,
         depth: usize,
-        shape: &mut Shape,
-        role: impl Fn(&str) -> u16,
-        mut member: impl FnMut(&mut Self, &mut Member) -> Option<()>,
+        shape: &mut Shape<R>,
+        role: impl Fn(&str) -> R,
+        mut member: impl FnMut(&mut Self, &mut Member<R>) -> Option<()>,
     ) -> Option<()> {
         if !self.open(depth)? {
             return Some(());
@@ -500,28 +500,9 @@ pub(super) fn envelope<'a>(d: &mut Decoder, text: &'a str, found: &mut Found<'a>
 /// The envelope's and its `source` block's shapes in the last event.
 #[derive(Default)]
 pub(crate) struct Shapes {
-    envelope: Shape,
-    source: Shape,
-}
-
-/// The envelope's members' roles.
-const AFTER: u16 = 0;
-const SOURCE: u16 = 1;
-const OP: u16 = 2;
-const BEFORE: u16 = 3;
-/// A wrapper's or an event's that is not a row change: not for this path.
-const REFUSED: u16 = 4;
-const OTHER: u16 = 5;
-
-fn envelope_role(key: &str) -> u16 {
-    match key {
-        "after" => AFTER,
-        "source" => SOURCE,
-        "op" => OP,
-        "before" => BEFORE,
-        "schema" | "payload" | "status" | "ddl" | "tableChanges" | "databaseName" => REFUSED,
-        _ => OTHER,
-    }
+    envelope: Shape<Role>,
+    /// Roles as [`source`] gives them.
+    source: Shape<u16>,
 }
 
 fn envelope_shaped<'a>(
@@ -536,35 +517,34 @@ fn envelope_shaped<'a>(
         envelope,
         source: source_shape,
     } = shapes;
-    s.object_shaped(0, envelope, envelope_role, |s, m| {
+    s.object_shaped(0, envelope, Role::of, |s, m| {
+        if found.seen(m.role) {
+            return None;
+        }
         match m.role {
-            AFTER if found.after.is_some() => return None,
-            SOURCE if found.source => return None,
-            OP if found.op.is_some() => return None,
-            BEFORE if found.before.is_some() => return None,
-            AFTER => {
+            Role::After => {
                 let (row, key) = image(s, d)?;
                 found.after = Some(row);
                 found.key = key;
             }
-            SOURCE => {
+            Role::Source => {
                 found.source = true;
                 source(s, d, source_shape, found)?;
             }
-            OP => {
+            Role::Op => {
                 found.op = match s.peek()? {
                     b'n' => s.literal("null").map(|()| None)?,
                     _ => Some(s.string()?),
                 }
             }
-            BEFORE => {
+            Role::Before => {
                 found.before = match s.peek()? {
                     b'n' => s.literal("null").map(|()| None)?,
                     _ => Some(s.skip(0)?),
                 }
             }
-            REFUSED => return None,
-            _ => s.pass(&mut m.last, 0)?,
+            Role::Refused => return None,
+            Role::Other => s.pass(&mut m.last, 0)?,
         }
         Some(())
     })?;
@@ -634,7 +614,7 @@ fn image(s: &mut Scan<'_>, d: &mut Decoder) -> Option<(Option<Row>, Option<Key>)
 fn source<'a>(
     s: &mut Scan<'a>,
     d: &Decoder,
-    shape: &mut Shape,
+    shape: &mut Shape<u16>,
     found: &mut Found<'a>,
 ) -> Option<()> {
     if s.peek()? != b'{' {

@@ -9,22 +9,28 @@
 //! checked then, so they are valid now. Anything else is read in full, and the shape
 //! learns it.
 
-/// One object's members by position, as last read.
-#[derive(Default)]
-pub(crate) struct Shape(Vec<Member>);
+/// One object's members by position, as last read, each with its role `R` (what the
+/// reader does with it).
+pub(crate) struct Shape<R>(Vec<Member<R>>);
+
+impl<R> Default for Shape<R> {
+    fn default() -> Self {
+        Shape(Vec::new())
+    }
+}
 
 /// A member as last read at its position.
-pub(super) struct Member {
+pub(super) struct Member<R> {
     /// The key's token, `"key":`, when the key is plain (read without an escape): only
     /// then are equal bytes a valid token.
     token: Option<Box<[u8]>>,
-    /// What the reader does with the member (the reader's own numbering).
-    pub(super) role: u16,
+    /// What the reader does with the member.
+    pub(super) role: R,
     /// The text of the value last passed over at this position.
     pub(super) last: Vec<u8>,
 }
 
-impl Shape {
+impl<R> Shape<R> {
     /// The token of the plain key at position `i`, if the shape has one there.
     #[inline]
     pub(super) fn token(&self, i: usize) -> Option<&[u8]> {
@@ -33,13 +39,13 @@ impl Shape {
 
     /// The member at `i`, which [`Shape::learn`] put there.
     #[inline]
-    pub(super) fn at(&mut self, i: usize) -> &mut Member {
+    pub(super) fn at(&mut self, i: usize) -> &mut Member<R> {
         &mut self.0[i]
     }
 
     /// Position `i` holds `key` from now on (and nothing is known beyond it).
     #[cold]
-    pub(super) fn learn(&mut self, i: usize, key: &str, plain: bool, role: u16) -> &mut Member {
+    pub(super) fn learn(&mut self, i: usize, key: &str, plain: bool, role: R) -> &mut Member<R> {
         self.0.truncate(i);
         self.0.push(Member {
             token: plain.then(|| token(key)),
