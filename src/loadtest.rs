@@ -137,11 +137,11 @@ pub fn prepare_with_lead(p: &Profile, lead_ms: u64) -> anyhow::Result<Prepared> 
         let began = now_ms();
         let start = began + allow_ms + lead_ms;
         let prepared = prepare_from(p, events, start)?;
-        let took = now_ms() - began;
-        if now_ms() + 1_000 < start || allow_ms > 600_000 {
+        let done = now_ms();
+        if done + 1_000 < start || allow_ms > 600_000 {
             return Ok(prepared);
         }
-        allow_ms = 2_000 + took * 3 / 2;
+        allow_ms = 2_000 + (done - began) * 3 / 2;
     }
 }
 

@@ -118,7 +118,7 @@ impl Row {
                 let from = all.len() - fields.bytes.len();
                 let (n, raw) = fields.next_encoded()?;
                 if n == name.as_bytes() {
-                    if matches!(raw.first(), Some(&(NULL | FLOAT | JSON))) {
+                    if !keyable(*raw.first()?) {
                         return None;
                     }
                     key.extend_from_slice(&all[from..all.len() - fields.bytes.len()]);
@@ -383,6 +383,12 @@ pub(crate) fn raw_value(raw: &[u8]) -> Option<ValueRef<'_>> {
     Fields { bytes: raw }.value()
 }
 
+/// Whether a value of this tag can be a key column's: not null, a float or JSON (as
+/// `cdc::key` refuses them by value, with its messages).
+fn keyable(tag: u8) -> bool {
+    !matches!(tag, NULL | FLOAT | JSON)
+}
+
 /// Asks the processor to fetch the cache line holding `p` (a hint: nothing is read,
 /// and no address faults); nothing on other processors.
 #[inline]
@@ -553,7 +559,7 @@ impl RowBuilder {
             let (s, e) = (*part)?;
             let column = self.scratch.get(s as usize..e as usize)?;
             let tag = column.get(1 + usize::from(*column.first()?))?;
-            if matches!(tag, &(NULL | FLOAT | JSON)) {
+            if !keyable(*tag) {
                 return None;
             }
             if parts.len() == 1 {
