@@ -96,7 +96,7 @@ fn main() {
 fn real_main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let dir = args.data.join(format!(
-        "orders-{}ev-{}k-{}p-v2",
+        "orders-{}ev-{}k-{}p-v3",
         args.events, args.keys, args.partitions
     ));
     let files = |side: &str| -> Vec<PathBuf> {

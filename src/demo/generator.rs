@@ -8,6 +8,8 @@ use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+mod lag;
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct GenConfig {
@@ -21,7 +23,8 @@ pub struct GenConfig {
     pub start_ms: u64,
     /// Event time between source changes (µs): 1e6 / the rate of changes per second.
     pub step_us: u64,
-    /// Median replication lag (ms); lognormal with spread `lag_sigma`.
+    /// Median replication lag (ms); lognormal with spread `lag_sigma` at every instant,
+    /// drifting over event time (see `lag`).
     pub lag_median_ms: f64,
     /// The lag's log-scale spread (sigma of its logarithm): 1 makes its p99 about 10×
     /// the median.
@@ -187,7 +190,12 @@ pub fn generate(cfg: &GenConfig) -> Generated {
     let mut out = Generated::default();
     let mut source: BTreeMap<i64, Order> = BTreeMap::new();
     let mut replica: BTreeMap<i64, Order> = BTreeMap::new();
-    let mut replica_time = 0u64;
+    let mut clock = lag::ReplicaClock::new(lag::Lag::new(
+        cfg.seed ^ 0x006c_6167, // "lag"
+        cfg.start_ms,
+        cfg.lag_median_ms,
+        cfg.lag_sigma,
+    ));
     // The replica's log positions are REPLICA_LSN_STEP apart, so a write the load test
     // makes on the replica (an applied correction) can take a position between them.
     let mut replica_lsn = 5_000_000u64;
@@ -239,10 +247,8 @@ pub fn generate(cfg: &GenConfig) -> Generated {
             None => source.remove(&id),
         };
         applied.push((t, id, Side::Source, row.clone()));
-        // The replica applies changes serially after a lognormal lag.
-        let lag =
-            (cfg.lag_median_ms * (cfg.lag_sigma * normal(&mut rng)).exp()).min(60_000.0) as u64;
-        replica_time = replica_time.max(t + lag);
+        // The replica applies changes serially after a lognormal lag (see `lag`).
+        let replica_time = clock.apply(t);
         if rng.gen_bool(cfg.p_drop) {
             count(&mut out, "dropped");
         } else {
