@@ -521,13 +521,6 @@ fn new_order(rng: &mut SmallRng, t: u64, note_len: usize) -> Order {
     }
 }
 
-/// A standard normal sample (Box–Muller).
-fn normal(rng: &mut SmallRng) -> f64 {
-    let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
-    let u2: f64 = rng.gen();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,18 +11,17 @@
 //! median and spread, and moves smoothly between values drawn every [`PERIOD_MS`] of
 //! event time, so the replica's actual lag is the configured one at every rate.
 
-use super::normal;
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 /// Event time (ms) between independent values of the lag.
-pub(crate) const PERIOD_MS: u64 = 1_000;
+const PERIOD_MS: u64 = 1_000;
 
 /// The lag (ms) at each event time: `median · exp(sigma · X(t))`, with `X` a standard
 /// normal at every instant: between independent standard normals `a` (at a period's
 /// start) and `b` (at its end), `X = a·cos(πu/2) + b·sin(πu/2)` for the fraction `u` of
 /// the period passed, whose variance is `cos² + sin² = 1` throughout.
-pub(crate) struct Lag {
+pub(super) struct Lag {
     rng: SmallRng,
     median_ms: f64,
     sigma: f64,
@@ -35,7 +34,7 @@ pub(crate) struct Lag {
 
 impl Lag {
     /// The lag from `start_ms` on, its values drawn from `seed`.
-    pub(crate) fn new(seed: u64, start_ms: u64, median_ms: f64, sigma: f64) -> Self {
+    pub(super) fn new(seed: u64, start_ms: u64, median_ms: f64, sigma: f64) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
         let (a, b) = (normal(&mut rng), normal(&mut rng));
         Lag {
@@ -50,7 +49,7 @@ impl Lag {
     }
 
     /// The lag at event time `t` (ms), for `t` not before the last asked.
-    pub(crate) fn at(&mut self, t: u64) -> u64 {
+    pub(super) fn at(&mut self, t: u64) -> u64 {
         let since = t.saturating_sub(self.start_ms);
         while self.period < since / PERIOD_MS {
             self.a = self.b;
@@ -65,21 +64,28 @@ impl Lag {
 }
 
 /// When a serial replica applies each change: in commit order, a [`Lag`] after it.
-pub(crate) struct ReplicaClock {
+pub(super) struct ReplicaClock {
     lag: Lag,
     applied: u64,
 }
 
 impl ReplicaClock {
-    pub(crate) fn new(lag: Lag) -> Self {
+    pub(super) fn new(lag: Lag) -> Self {
         ReplicaClock { lag, applied: 0 }
     }
 
     /// When the change committed at `t` (ms) is applied: not before the one before it.
-    pub(crate) fn apply(&mut self, t: u64) -> u64 {
+    pub(super) fn apply(&mut self, t: u64) -> u64 {
         self.applied = self.applied.max(t + self.lag.at(t));
         self.applied
     }
+}
+
+/// A standard normal sample (Box–Muller).
+fn normal(rng: &mut SmallRng) -> f64 {
+    let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.gen();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 #[cfg(test)]
