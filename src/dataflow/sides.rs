@@ -153,14 +153,22 @@ pub fn sides<'s>(
                 keys: state,
                 floors,
             } = &mut *keyed;
+            // A change's own row waited in `pending` since it was decoded and is out of
+            // the cache too: it is fetched with its key's state.
+            let fetch = |state: &Table<KeyState>, c: &Change| {
+                if let Some(row) = &c.row {
+                    row.prefetch();
+                }
+                state.prefetch(&c.key)
+            };
             guesses.clear();
             for (_, _, c) in ready.iter().take(AHEAD) {
-                guesses.push_back(state.prefetch(&c.key));
+                guesses.push_back(fetch(state, c));
             }
             while let Some((time, side, change)) = ready.pop_front() {
                 guesses.pop_front();
                 if let Some((_, _, c)) = ready.get(AHEAD - 1) {
-                    guesses.push_back(state.prefetch(&c.key));
+                    guesses.push_back(fetch(state, c));
                 }
                 if let Some(&Some(slot)) = guesses.get(AHEAD / 2) {
                     state.peek(slot).prefetch_rows();

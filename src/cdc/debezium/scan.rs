@@ -19,7 +19,7 @@ use super::super::Decoder;
 use super::one_pass::{Found, Role};
 use crate::row::{Key, Row};
 pub(crate) use shape::token;
-use shape::{same, Member, Shape};
+use shape::{same, Member, Passed, Shape};
 use std::borrow::Cow;
 
 mod shape;
@@ -466,21 +466,29 @@ impl<'a> Scan<'a> {
 
     /// Passes a value (checked, as [`Scan::skip`]), by one comparison when the text
     /// here starts with `last` (the value last passed at this place); else `last`
-    /// learns it. `last` is a whole value, so what follows it is checked as what
-    /// follows a value: were the value here longer (`12` of `123`, `null` of `nullx`),
-    /// the rest is no `,` or `}` and the member's end refuses it.
+    /// learns it, unless it changes with every event (then it is only read). `last` is
+    /// a whole value, so what follows it is checked as what follows a value: were the
+    /// value here longer (`12` of `123`, `null` of `nullx`), the rest is no `,` or `}`
+    /// and the member's end refuses it.
     #[inline]
-    fn pass(&mut self, last: &mut Vec<u8>, depth: usize) -> Option<()> {
-        let n = last.len();
+    fn pass(&mut self, last: &mut Passed, depth: usize) -> Option<()> {
+        if last.changed >= Passed::CHANGING {
+            return self.skip(depth).map(drop);
+        }
+        let n = last.text.len();
         if let Some(t) = self.bytes().get(self.at..self.at + n) {
-            if n > 0 && same(t, last) {
+            if n > 0 && same(t, &last.text) {
                 self.at += n;
+                last.changed = 0;
                 return Some(());
             }
         }
         let v = self.skip(depth)?;
-        last.clear();
-        last.extend_from_slice(v.as_bytes());
+        if n > 0 {
+            last.changed += 1;
+        }
+        last.text.clear();
+        last.text.extend_from_slice(v.as_bytes());
         Some(())
     }
 }
@@ -629,6 +637,10 @@ fn source<'a>(
             .fold(0u16, |bits, i| bits | 1 << i)
     };
     s.object_shaped(1, shape, role, |s, m| {
+        // Most members hold neither path.
+        if m.role == 0 {
+            return s.pass(&mut m.last, 1);
+        }
         let wanted = (0..paths.len())
             .filter(|&i| m.role & 1 << i != 0 && positions[i].is_none())
             .fold(0u16, |bits, i| bits | 1 << i);
@@ -933,8 +945,12 @@ unit = "us"
                 text.replace_range(at..end, insert);
             }
             let mut d = decoder();
-            // The original first, so the mutated event is read against the shape it
-            // left (keys and passed-over values matched by comparison), then cold.
+            // Others and the original first, so the mutated event is read against the
+            // shape they left (keys and passed-over values matched by comparison, the
+            // values that changed from one to the next only read), then cold.
+            for other in all.iter().cycle().skip(line % all.len() + 1).take(3) {
+                both(&mut d, None, other);
+            }
             both(&mut d, None, original);
             both(&mut d, None, &text);
             both(&mut decoder(), None, &text);

@@ -26,8 +26,26 @@ pub(super) struct Member<R> {
     token: Option<Box<[u8]>>,
     /// What the reader does with the member.
     pub(super) role: R,
-    /// The text of the value last passed over at this position.
-    pub(super) last: Vec<u8>,
+    /// The value last passed over at this position.
+    pub(super) last: Passed,
+}
+
+/// The value last passed over at a member's position, to pass the next one there by
+/// one comparison when it is the same.
+#[derive(Default)]
+pub(super) struct Passed {
+    /// Its text.
+    pub(super) text: Vec<u8>,
+    /// How many times in a row the value differed from the last one: a value that
+    /// changes with every event (`source.txId`, `source.sequence`) is then only
+    /// read, no longer compared and learned.
+    pub(super) changed: u8,
+}
+
+impl Passed {
+    /// After this many changes in a row, a position's value is taken to change with
+    /// every event.
+    pub(super) const CHANGING: u8 = 2;
 }
 
 impl<R> Shape<R> {
@@ -50,7 +68,7 @@ impl<R> Shape<R> {
         self.0.push(Member {
             token: plain.then(|| token(key)),
             role,
-            last: Vec::new(),
+            last: Passed::default(),
         });
         &mut self.0[i]
     }
