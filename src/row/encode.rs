@@ -156,13 +156,16 @@ impl Row {
         let mut fields = Fields { bytes: columns };
         let float = std::iter::from_fn(|| fields.next_encoded())
             .any(|(_, raw)| raw.first() == Some(&FLOAT));
-        let flags = if float {
+        let right = if float {
             flags & !NO_FLOAT
         } else {
             flags | NO_FLOAT
         };
+        if right == flags {
+            return Row(ThinArc::from_header_and_slice((), bytes));
+        }
         let mut all = Vec::with_capacity(bytes.len());
-        all.push(flags);
+        all.push(right);
         all.extend_from_slice(columns);
         Row(ThinArc::from_header_and_slice((), &all))
     }
