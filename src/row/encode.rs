@@ -154,12 +154,12 @@ impl Row {
             return Row(ThinArc::from_header_and_slice((), bytes));
         };
         let mut fields = Fields { bytes: columns };
-        let float = std::iter::from_fn(|| fields.next_encoded())
-            .any(|(_, raw)| raw.first() == Some(&FLOAT));
-        let right = if float {
-            flags & !NO_FLOAT
-        } else {
+        let reflexive =
+            std::iter::from_fn(|| fields.next_encoded()).all(|(_, raw)| raw_reflexive(raw));
+        let right = if reflexive {
             flags | NO_FLOAT
+        } else {
+            flags & !NO_FLOAT
         };
         if right == flags {
             return Row(ThinArc::from_header_and_slice((), bytes));
@@ -434,7 +434,12 @@ pub(crate) fn prefetch(p: *const u8) {
 /// Whether a raw value (as [`Fields::next_raw`] gave it) is identical to another by
 /// its bytes alone: every value but a float, whose NaN is not equal to itself.
 pub(crate) fn raw_identical(a: &[u8], b: &[u8]) -> bool {
-    a == b && a.first() != Some(&FLOAT)
+    a == b && raw_reflexive(a)
+}
+
+/// Whether a raw value is the same as itself under every rule: all but a float.
+fn raw_reflexive(raw: &[u8]) -> bool {
+    raw.first() != Some(&FLOAT)
 }
 
 /// Builds rows and keys without allocating per column; reuse one per thread.
@@ -567,8 +572,14 @@ impl RowBuilder {
             order.sort_by(|&a, &b| name(a).cmp(name(b)));
         }
         out.clear();
-        let flags = [(*unknown, HAS_UNKNOWN), (!*float, NO_FLOAT)];
-        out.push(flags.iter().filter(|f| f.0).fold(0, |all, f| all | f.1));
+        let mut flags = 0;
+        if *unknown {
+            flags |= HAS_UNKNOWN;
+        }
+        if !*float {
+            flags |= NO_FLOAT;
+        }
+        out.push(flags);
         for (i, &at) in order.iter().enumerate() {
             // Strictly increasing names (the last order still serving) repeat none.
             if !sorted && order.get(i + 1).is_some_and(|&next| name(next) == name(at)) {

@@ -637,13 +637,13 @@ fn source<'a>(
             .fold(0u16, |bits, i| bits | 1 << i)
     };
     s.object_shaped(1, shape, role, |s, m| {
-        // Most members hold neither path.
-        if m.role == 0 {
-            return s.pass(&mut m.last, 1);
-        }
-        let wanted = (0..paths.len())
-            .filter(|&i| m.role & 1 << i != 0 && positions[i].is_none())
-            .fold(0u16, |bits, i| bits | 1 << i);
+        // Most members hold neither path: nothing to look for.
+        let wanted = match m.role {
+            0 => 0,
+            role => (0..paths.len())
+                .filter(|&i| role & 1 << i != 0 && positions[i].is_none())
+                .fold(0u16, |bits, i| bits | 1 << i),
+        };
         if wanted == 0 {
             return s.pass(&mut m.last, 1);
         }
