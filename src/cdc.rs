@@ -307,7 +307,8 @@ impl Decoder {
 
     /// The version made of `parts`, or why not.
     fn version(&self, parts: &[Option<version::Part<'_>>]) -> Result<Version, DecodeError> {
-        let mut values = Vec::with_capacity(parts.len());
+        // On the stack: a version has one or two parts, and this runs for every event.
+        let mut values = smallvec::SmallVec::<[_; 4]>::with_capacity(parts.len());
         for (i, p) in parts.iter().enumerate() {
             match p {
                 Some(v) => values.push(v.clone()),

@@ -19,6 +19,7 @@
 pub mod grace;
 pub mod sides;
 pub mod stats;
+mod timed;
 
 use crate::cdc::{Change, Origin, SideId, Version};
 use crate::row::{CompareRules, FieldDiff, Key, Row};

@@ -16,11 +16,18 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 
+/// A decimal from Connect's base64 big-endian mantissa, decoded on the stack (it ran
+/// for every event of a table with a decimal column). A mantissa over 16 bytes is none,
+/// and padded base64 of more than 24 characters holds more.
 fn decimal_from_base64(text: &str, scale: Option<u8>) -> Option<Decimal> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
+    if text.len() > 24 {
+        return None;
+    }
+    let mut bytes = [0u8; 18];
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(text, &mut bytes)
         .ok()?;
-    Decimal::from_be_bytes(&bytes, scale?)
+    Decimal::from_be_bytes(&bytes[..n], scale?)
 }
 
 /// Converts one JSON value of column `name` by its kind and appends it to the row.
@@ -420,5 +427,39 @@ impl Image<'_> {
             return Ok(());
         }
         push_column(b, name, value, kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_from_base64;
+    use crate::row::Decimal;
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    /// The allocating decoder the stack one replaced: the oracle.
+    fn oracle(text: &str, scale: u8) -> Option<Decimal> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .ok()?;
+        Decimal::from_be_bytes(&bytes, scale)
+    }
+
+    proptest! {
+        /// Mantissas of every length up to past the 16-byte limit, and texts that are
+        /// not base64, decode as the allocating decoder decodes them.
+        #[test]
+        fn base64_decimals_decode_as_the_allocating_decoder(
+            bytes in prop::collection::vec(any::<u8>(), 0..22),
+            junk in "[A-Za-z0-9+/=!]{0,30}",
+            scale in 0u8..10,
+        ) {
+            let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            prop_assert_eq!(decimal_from_base64(&text, Some(scale)), oracle(&text, scale));
+            prop_assert_eq!(decimal_from_base64(&junk, Some(scale)), oracle(&junk, scale));
+            if (1..=16).contains(&bytes.len()) {
+                prop_assert!(decimal_from_base64(&text, Some(scale)).is_some());
+            }
+        }
     }
 }

@@ -12,11 +12,12 @@
 
 use super::sides::DriftUpdate;
 use super::stats::add;
+use super::timed::Timed;
 use super::{Correction, Divergence, DriftKind, DriftRecord, Output, Stats, Status, Time};
 use crate::row::CompareRules;
 use crate::row::{Key, Row};
 use crate::FastMap;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -123,40 +124,6 @@ impl GraceState {
             eps.open.insert(key, episode);
         }
         Ok(())
-    }
-}
-
-/// Items in time order, as they nearly always arrive: pushed at the back, popped at
-/// the front; one out of order is inserted in its place.
-struct Timed<T>(VecDeque<(Time, T)>);
-
-impl<T> Default for Timed<T> {
-    fn default() -> Self {
-        Timed(VecDeque::new())
-    }
-}
-
-impl<T> Timed<T> {
-    fn push(&mut self, time: Time, item: T) {
-        if self.0.back().is_none_or(|(t, _)| *t <= time) {
-            self.0.push_back((time, item));
-        } else {
-            let at = self.0.partition_point(|(t, _)| *t <= time);
-            self.0.insert(at, (time, item));
-        }
-    }
-
-    /// The earliest time held.
-    fn first(&self) -> Option<Time> {
-        self.0.front().map(|(t, _)| *t)
-    }
-
-    /// The next item at `time`, if the earliest is at `time`.
-    fn pop_at(&mut self, time: Time) -> Option<T> {
-        if self.first() != Some(time) {
-            return None;
-        }
-        self.0.pop_front().map(|(_, item)| item)
     }
 }
 
@@ -375,28 +342,4 @@ pub fn sink<'s>(
             }
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Timed;
-
-    #[test]
-    fn timed_items_come_out_in_time_order_and_by_time() {
-        let mut q = Timed::default();
-        for (t, x) in [(5, 'a'), (5, 'b'), (9, 'c'), (7, 'd'), (5, 'e'), (1, 'f')] {
-            q.push(t, x);
-        }
-        assert_eq!(q.first(), Some(1));
-        assert_eq!(q.pop_at(5), None, "the earliest is at 1");
-        assert_eq!(q.pop_at(1), Some('f'));
-        // Items of one time keep their order of arrival.
-        let at5: Vec<_> = std::iter::from_fn(|| q.pop_at(5)).collect();
-        assert_eq!(at5, ['a', 'b', 'e']);
-        assert_eq!(
-            (q.pop_at(7), q.pop_at(7), q.pop_at(9)),
-            (Some('d'), None, Some('c'))
-        );
-        assert_eq!(q.first(), None);
-    }
 }

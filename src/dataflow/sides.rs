@@ -21,12 +21,13 @@
 mod table;
 
 use super::stats::add;
+use super::timed::Timed;
 use super::{Divergence, SideRowRef, Stats, Time};
 use crate::cdc::{Change, SideId, Version};
 use crate::row::{CompareRules, Key};
 use differential_dataflow::hashable::Hashable;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use table::Table;
@@ -108,7 +109,8 @@ pub fn sides<'s>(
     let source = source.exchange(route).concat(source_truncates.broadcast());
     let target = target.exchange(route).concat(target_truncates.broadcast());
     source.binary_frontier(target, Pipeline, Pipeline, "Sides", move |_, _| {
-        let mut pending: BTreeMap<Time, Vec<(SideId, Change)>> = BTreeMap::new();
+        // Every change not yet complete, in time order once settled.
+        let mut pending: Timed<(SideId, Change)> = Timed::default();
         let shared = shared.0;
         let mut held: Option<Capability<Time>> = None;
         // The keys an event time's changes applied to, with their slots.
@@ -118,8 +120,7 @@ pub fn sides<'s>(
         // time (nearly one per event at 1 ms), which was the largest part of the cost
         // of a fine time resolution.
         let mut out: Vec<(DriftUpdate, Time)> = Vec::new();
-        // The completed times' changes, and the slots guessed for those ahead.
-        let mut ready: VecDeque<(Time, SideId, Change)> = VecDeque::new();
+        // The slots guessed for the completed changes ahead.
         let mut guesses: VecDeque<Option<usize>> = VecDeque::new();
         move |(source, source_frontier), (target, target_frontier), output| {
             for (side, input) in [(SideId::Source, source), (SideId::Target, target)] {
@@ -130,25 +131,21 @@ pub fn sides<'s>(
                         }
                     }
                     for (change, time) in data.drain(..) {
-                        pending.entry(time).or_default().push((side, change));
+                        pending.append(time, (side, change));
                     }
                 });
             }
             let Some(cap) = held.as_mut() else { return };
-            let done = |t: &Time| !source_frontier.less_equal(t) && !target_frontier.less_equal(t);
+            let done = |t: Time| !source_frontier.less_equal(&t) && !target_frontier.less_equal(&t);
             let mut counts = [[0u64; 3]; 2];
             let mut keyed = shared.borrow_mut();
-            while let Some(entry) = pending.first_entry() {
-                if !done(entry.key()) {
-                    break;
-                }
-                let (time, changes) = entry.remove_entry();
-                ready.extend(changes.into_iter().map(|(side, c)| (time, side, c)));
-            }
-            // The changes of every completed time, in order. A key's state and rows
-            // are cache misses (a table of 100k keys is far larger than the cache), so
-            // they are fetched a few changes ahead: the misses of several changes
-            // overlap instead of stalling one after another.
+            pending.settle();
+            let mut ready = pending.count_while(done);
+            // The changes of every completed time, in order: the first `ready` of
+            // `pending`. A key's state and rows are cache misses (a table of 100k keys
+            // is far larger than the cache), so they are fetched a few changes ahead:
+            // the misses of several changes overlap instead of stalling one after
+            // another.
             let Keyed {
                 keys: state,
                 floors,
@@ -162,12 +159,16 @@ pub fn sides<'s>(
                 state.prefetch(&c.key)
             };
             guesses.clear();
-            for (_, _, c) in ready.iter().take(AHEAD) {
+            for (_, (_, c)) in (0..ready.min(AHEAD)).filter_map(|i| pending.get(i)) {
                 guesses.push_back(fetch(state, c));
             }
-            while let Some((time, side, change)) = ready.pop_front() {
+            while ready > 0 {
+                let Some((time, (side, change))) = pending.pop() else {
+                    break;
+                };
+                ready -= 1;
                 guesses.pop_front();
-                if let Some((_, _, c)) = ready.get(AHEAD - 1) {
+                if let Some((_, (_, c))) = pending.get(AHEAD - 1).filter(|_| ready >= AHEAD) {
                     guesses.push_back(fetch(state, c));
                 }
                 if let Some(&Some(slot)) = guesses.get(AHEAD / 2) {
@@ -206,7 +207,7 @@ pub fn sides<'s>(
                     }
                 }
                 // After a time's last change, its touched keys are compared.
-                if ready.front().is_some_and(|(t, _, _)| *t == time) {
+                if ready > 0 && pending.first() == Some(time) {
                     continue;
                 }
                 for (key, slot) in touched.drain(..) {
@@ -233,14 +234,14 @@ pub fn sides<'s>(
                 add(&c.duplicate, duplicate);
                 add(&c.stale, stale);
             }
-            match pending.keys().next() {
-                Some(t) => cap.downgrade(t),
+            match pending.first() {
+                Some(t) => cap.downgrade(&t),
                 None => held = None,
             }
             let mut s = sizes.inner.borrow_mut();
             s.keys = keyed.keys.len();
             drop(keyed);
-            s.pending = pending.values().map(Vec::len).sum();
+            s.pending = pending.len();
         }
     })
 }
