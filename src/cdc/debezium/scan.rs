@@ -22,6 +22,7 @@ pub(crate) use shape::token;
 use shape::{same, Member, Passed, Shape};
 use std::borrow::Cow;
 
+mod number;
 mod shape;
 
 /// How deep a skipped value may nest before the scanner gives up.
@@ -293,70 +294,6 @@ impl<'a> Scan<'a> {
         self.text[self.at..]
             .starts_with(word)
             .then(|| self.at += word.len())
-    }
-
-    /// Digits from the position on; at least one.
-    fn digits(&mut self) -> Option<()> {
-        let b = self.bytes();
-        let start = self.at;
-        while b.get(self.at).is_some_and(u8::is_ascii_digit) {
-            self.at += 1;
-        }
-        (self.at > start).then_some(())
-    }
-
-    /// A number, converted as serde_json converts it: an integer within `i64` (or up
-    /// to `u64::MAX` when positive) exactly, `-0` and anything else as a float parsed
-    /// by serde_json itself (so the rounding is the same).
-    fn number(&mut self) -> Option<Scalar<'a>> {
-        let start = self.at;
-        let b = self.bytes();
-        let negative = b.get(self.at) == Some(&b'-');
-        if negative {
-            self.at += 1;
-        }
-        let first = self.at;
-        let mut value: u64 = 0;
-        match b.get(self.at)? {
-            b'0' => self.at += 1,
-            b'1'..=b'9' => {
-                while let Some(d) = b.get(self.at).filter(|c| c.is_ascii_digit()) {
-                    value = value.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
-                    self.at += 1;
-                }
-            }
-            _ => return None,
-        }
-        let digits = self.at - first;
-        let mut integer = true;
-        if b.get(self.at) == Some(&b'.') {
-            self.at += 1;
-            self.digits()?;
-            integer = false;
-        }
-        if matches!(b.get(self.at), Some(b'e' | b'E')) {
-            self.at += 1;
-            if matches!(b.get(self.at), Some(b'+' | b'-')) {
-                self.at += 1;
-            }
-            self.digits()?;
-            integer = false;
-        }
-        // Up to 18 digits cannot overflow: exact as it was accumulated.
-        if integer && digits <= 18 && !(negative && value == 0) {
-            let v = value as i64;
-            return Some(Scalar::I64(if negative { -v } else { v }));
-        }
-        let text = &self.text[start..self.at];
-        if integer && text != "-0" {
-            if let Ok(i) = text.parse::<i64>() {
-                return Some(Scalar::I64(i));
-            }
-            if let Ok(u) = text.parse::<u64>() {
-                return Some(Scalar::U64(u));
-            }
-        }
-        serde_json::from_str::<f64>(text).ok().map(Scalar::F64)
     }
 
     /// A scalar value; `None` for an object or an array.
