@@ -4,6 +4,7 @@
 use super::{Decimal, ValueRef};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use smallvec::SmallVec;
+use std::cmp::Ordering;
 use triomphe::ThinArc;
 
 const NULL: u8 = 0;
@@ -447,6 +448,10 @@ fn raw_reflexive(raw: &[u8]) -> bool {
 pub struct RowBuilder {
     scratch: Vec<u8>,
     index: Vec<(u32, u32, u32)>,
+    /// Each column's name's first 8 bytes, big-endian, zeros after a shorter name: two
+    /// names whose prefixes differ order as those do, so most comparisons of names
+    /// take one instruction instead of a `memcmp`.
+    prefixes: Vec<u64>,
     out: Vec<u8>,
     /// The last row's columns in name order (positions in `index`): a table's changes
     /// bring their columns in one order, so checking that it still sorts the names
@@ -463,6 +468,7 @@ impl RowBuilder {
     pub fn clear(&mut self) {
         self.scratch.clear();
         self.index.clear();
+        self.prefixes.clear();
         self.unknown = false;
         self.float = false;
     }
@@ -532,6 +538,7 @@ impl RowBuilder {
         }
         self.index
             .push((start, u32::from(len), self.scratch.len() as u32));
+        self.prefixes.push(name_prefix(name.as_bytes()));
         Ok(())
     }
 
@@ -555,21 +562,27 @@ impl RowBuilder {
         let RowBuilder {
             scratch,
             index,
+            prefixes,
             out,
             order,
             unknown,
             float,
         } = self;
         let name = |i: u32| column_name(scratch, &index[i as usize]);
+        let cmp = |a: u32, b: u32| {
+            prefixes[a as usize]
+                .cmp(&prefixes[b as usize])
+                .then_with(|| name(a).cmp(name(b)))
+        };
         // The last order still serves when it puts these names in strictly increasing
         // order (then it is the only one that does, and no name repeats).
-        let sorted =
-            order.len() == index.len() && order.windows(2).all(|w| name(w[0]) < name(w[1]));
+        let sorted = order.len() == index.len()
+            && order.windows(2).all(|w| cmp(w[0], w[1]) == Ordering::Less);
         if !sorted {
             order.clear();
             order.extend(0..index.len() as u32);
             // Stable: of repeated names, the last pushed stays last.
-            order.sort_by(|&a, &b| name(a).cmp(name(b)));
+            order.sort_by(|&a, &b| cmp(a, b));
         }
         out.clear();
         let mut flags = 0;
@@ -622,6 +635,17 @@ impl RowBuilder {
     }
 }
 
+/// A name's first 8 bytes as a big-endian number, zeros after a shorter name. Where
+/// two names' prefixes differ, they order as their names do: either a byte among the
+/// first 8 differs, or one name ends there and the other goes on (with zeros, which
+/// pad the shorter one, until its first larger byte).
+fn name_prefix(name: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = name.len().min(8);
+    bytes[..n].copy_from_slice(&name[..n]);
+    u64::from_be_bytes(bytes)
+}
+
 /// The name of the column at `entry` of a builder's index, in its `scratch`.
 fn column_name<'s>(scratch: &'s [u8], &(s, n, _): &(u32, u32, u32)) -> &'s [u8] {
     &scratch[s as usize + 1..(s + 1 + n) as usize]
@@ -659,6 +683,21 @@ fn push_bytes(b: &mut Vec<u8>, tag: u8, s: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Comparing prefixes first, then the names where they are equal, orders names
+        /// as comparing the names does. Short names of few letters and NULs, so that
+        /// prefixes, padding and real zeros meet.
+        #[test]
+        fn name_prefixes_order_as_names_do(
+            a in prop::collection::vec(prop::sample::select(vec![0u8, b'a', b'b']), 0..11),
+            b in prop::collection::vec(prop::sample::select(vec![0u8, b'a', b'b']), 0..11),
+        ) {
+            let by_prefix = name_prefix(&a).cmp(&name_prefix(&b)).then_with(|| a.cmp(&b));
+            prop_assert_eq!(by_prefix, a.cmp(&b));
+        }
+    }
 
     #[test]
     fn one_builder_sorts_every_row_whatever_the_order_of_the_one_before() {
