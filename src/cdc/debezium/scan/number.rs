@@ -132,8 +132,8 @@ mod tests {
     use crate::cdc::json::Scalar;
     use proptest::prelude::*;
 
-    /// What serde_json makes of `text` followed by `rest`: the number and how much of
-    /// the text it spans, or `None` when the text does not start with a number.
+    /// What serde_json makes of `text`: the number it starts with and where that ends,
+    /// or `None` when it does not start with one.
     fn oracle(text: &str) -> Option<(Scalar<'static>, usize)> {
         let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
         let value = stream.next()?.ok()?;
