@@ -339,6 +339,13 @@ pub(super) struct Resolution {
 #[derive(Default)]
 pub(crate) struct Resolutions(Vec<Resolution>);
 
+impl Resolution {
+    /// Whether the column holds exact decimals (a JSON number there is read as one).
+    pub(super) fn is_decimal(&self) -> bool {
+        matches!(self.kind, Kind::Decimal { .. })
+    }
+}
+
 impl Resolutions {
     /// The token of the column name resolved at position `at`, when it was read
     /// without an escape.
@@ -394,6 +401,21 @@ impl Image<'_> {
         value: Scalar<'_>,
     ) -> Result<(), DecodeError> {
         self.push(b, r.renamed.as_deref().unwrap_or(&r.wire), value, r.kind)
+    }
+
+    /// A resolved column (not dropped) of a decimal kind with the exact decimal its
+    /// JSON number makes (no placeholder is a number), as [`Image::column`] appends it.
+    pub(super) fn push_decimal(
+        &self,
+        b: &mut RowBuilder,
+        r: &Resolution,
+        value: Decimal,
+    ) -> Result<(), DecodeError> {
+        b.push(
+            r.renamed.as_deref().unwrap_or(&r.wire),
+            ValueRef::Decimal(value),
+        )
+        .map_err(DecodeError::new)
     }
 
     /// Whether column `wire` is dropped (its value is not read).
