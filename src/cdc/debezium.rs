@@ -126,10 +126,13 @@ fn positions_found(
     required: bool,
 ) -> Result<(Option<Version>, Option<u64>), DecodeError> {
     let parts = &found[..d.version_parts];
-    let version = if d.version_parts > 0 && (required || parts.iter().all(Option::is_some)) {
-        Some(d.version(parts)?)
-    } else {
-        None
+    let version = match parts {
+        // The common case, as `Version::from_parts` makes it, without copying the part.
+        [Some(Scalar::I64(n @ 0..))] => Some(Version::Num(*n as u64)),
+        _ if d.version_parts > 0 && (required || parts.iter().all(Option::is_some)) => {
+            Some(d.version(parts)?)
+        }
+        _ => None,
     };
     if !d.event_time {
         return Ok((version, None));
@@ -270,4 +273,27 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
         time_ms,
         row,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Decoder, SideId};
+    use super::{positions_found, Scalar};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The shortcut for a version of one integer makes what the general way makes
+        /// (a negative one refused alike).
+        #[test]
+        fn one_integer_version_is_the_general_one(n in any::<i64>()) {
+            let spec = crate::spec::load(
+                &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/orders.toml"),
+            )
+            .unwrap();
+            let d = Decoder::new(&spec, SideId::Source);
+            let found = [Some(Scalar::I64(n)), Some(Scalar::I64(1_772_323_200_000))];
+            let got = positions_found(&d, &found, true).map(|(v, _)| v);
+            prop_assert_eq!(got, d.version(&found[..1]).map(Some));
+        }
+    }
 }
