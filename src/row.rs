@@ -16,6 +16,7 @@ pub use canonical::{canonical_json, canonical_value};
 pub use compare::{CompareRules, FieldDiff, FieldFilter};
 pub use decimal::Decimal;
 pub(crate) use encode::prefetch;
+pub(crate) use encode::ColumnName;
 pub use encode::{fill_unavailable, Key, Row, RowBuilder, UNAVAILABLE};
 pub use json::{JsonKey, JsonRow, JsonValue};
 pub use time::{

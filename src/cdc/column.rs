@@ -5,8 +5,8 @@ use super::json::{Name, Scalar};
 use super::logical::{ColumnTypes, Kind, SchemaTypes};
 use super::DecodeError;
 use crate::row::{
-    canonical_json, canonical_value, parse_date, parse_time, parse_timestamp, Decimal, Row,
-    RowBuilder, ValueRef,
+    canonical_json, canonical_value, parse_date, parse_time, parse_timestamp, ColumnName, Decimal,
+    Row, RowBuilder, ValueRef,
 };
 use crate::spec::BytesEncoding;
 use base64::Engine as _;
@@ -30,16 +30,45 @@ fn decimal_from_base64(text: &str, scale: Option<u8>) -> Option<Decimal> {
     Decimal::from_be_bytes(&bytes[..n], scale?)
 }
 
+/// A column's name as the row builder takes it: text, or made ready once (a resolved
+/// column's, pushed for many rows).
+pub(crate) trait Named: Copy {
+    fn text(&self) -> &str;
+    /// Appends the column with `v` to the row.
+    fn push(self, b: &mut RowBuilder, v: ValueRef<'_>) -> Result<(), DecodeError>;
+}
+
+impl Named for &str {
+    fn text(&self) -> &str {
+        self
+    }
+    fn push(self, b: &mut RowBuilder, v: ValueRef<'_>) -> Result<(), DecodeError> {
+        b.push(self, v).map_err(DecodeError::new)
+    }
+}
+
+impl Named for &ColumnName {
+    fn text(&self) -> &str {
+        self.as_str()
+    }
+    #[inline]
+    fn push(self, b: &mut RowBuilder, v: ValueRef<'_>) -> Result<(), DecodeError> {
+        b.push_named(self, v);
+        Ok(())
+    }
+}
+
 /// Converts one JSON value of column `name` by its kind and appends it to the row.
-pub fn push_column(
+pub(crate) fn push_column(
     b: &mut RowBuilder,
-    name: &str,
+    name: impl Named,
     value: Scalar<'_>,
     kind: Kind,
 ) -> Result<(), DecodeError> {
     let bad = |what: &str| {
         DecodeError::new(format!(
-            "column `{name}`: {} is not {what}",
+            "column `{}`: {} is not {what}",
+            name.text(),
             value.describe()
         ))
     };
@@ -178,8 +207,8 @@ pub fn push_column(
     push(b, name, v)
 }
 
-fn push(b: &mut RowBuilder, name: &str, v: ValueRef<'_>) -> Result<(), DecodeError> {
-    b.push(name, v).map_err(DecodeError::new)
+fn push(b: &mut RowBuilder, name: impl Named, v: ValueRef<'_>) -> Result<(), DecodeError> {
+    name.push(b, v)
 }
 
 /// Bytes from their text: base64 (either alphabet, padded or not) or hex.
@@ -327,6 +356,8 @@ pub(super) struct Resolution {
     pub(super) drop: bool,
     /// The row's name, when it is not `wire` (a renamed column).
     renamed: Option<Box<str>>,
+    /// The row's name made ready to push; `None` when it is too long for a row.
+    column: Option<ColumnName>,
     kind: Kind,
     /// The column's place among the key columns, if it is one.
     pub(super) key: Option<usize>,
@@ -340,6 +371,11 @@ pub(super) struct Resolution {
 pub(crate) struct Resolutions(Vec<Resolution>);
 
 impl Resolution {
+    /// The column's name in the row.
+    fn name(&self) -> &str {
+        self.renamed.as_deref().unwrap_or(&self.wire)
+    }
+
     /// Whether the column holds exact decimals (a JSON number there is read as one).
     pub(super) fn is_decimal(&self) -> bool {
         matches!(self.kind, Kind::Decimal { .. })
@@ -384,6 +420,7 @@ impl Image<'_> {
                 token: plain.then(|| super::debezium::token(wire)),
                 drop: self.drops(wire),
                 renamed: renamed.map(|n| n.as_str().into()),
+                column: ColumnName::new(name),
                 kind: self.columns.kind(wire, name, None),
                 key: key_fields.iter().position(|k| k == name),
             };
@@ -400,7 +437,10 @@ impl Image<'_> {
         r: &Resolution,
         value: Scalar<'_>,
     ) -> Result<(), DecodeError> {
-        self.push(b, r.renamed.as_deref().unwrap_or(&r.wire), value, r.kind)
+        match &r.column {
+            Some(name) => self.push(b, name, value, r.kind),
+            None => self.push(b, r.name(), value, r.kind),
+        }
     }
 
     /// A resolved column (not dropped) of a decimal kind with the exact decimal its
@@ -411,11 +451,10 @@ impl Image<'_> {
         r: &Resolution,
         value: Decimal,
     ) -> Result<(), DecodeError> {
-        b.push(
-            r.renamed.as_deref().unwrap_or(&r.wire),
-            ValueRef::Decimal(value),
-        )
-        .map_err(DecodeError::new)
+        match &r.column {
+            Some(name) => name.push(b, ValueRef::Decimal(value)),
+            None => r.name().push(b, ValueRef::Decimal(value)),
+        }
     }
 
     /// Whether column `wire` is dropped (its value is not read).
@@ -440,12 +479,12 @@ impl Image<'_> {
     fn push(
         &self,
         b: &mut RowBuilder,
-        name: &str,
+        name: impl Named,
         value: Scalar<'_>,
         kind: Kind,
     ) -> Result<(), DecodeError> {
         if self.placeholders.is_some_and(|p| p.matches(&value)) {
-            let _ = b.push(name, ValueRef::Unavailable);
+            let _ = name.push(b, ValueRef::Unavailable);
             return Ok(());
         }
         push_column(b, name, value, kind)

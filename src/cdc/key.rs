@@ -106,7 +106,7 @@ fn push_key(d: &mut Decoder, i: usize, v: Scalar<'_>) -> Result<(), DecodeError>
     let name = &d.key_fields[i];
     let kind = d.columns.key_kind(name);
     let before = d.builder.len();
-    push_column(&mut d.builder, name, v, kind)?;
+    push_column(&mut d.builder, name.as_str(), v, kind)?;
     debug_assert_eq!(d.builder.len(), before + 1);
     check(name, d.builder.get(name)).map(|_| ())
 }

@@ -443,6 +443,33 @@ fn raw_reflexive(raw: &[u8]) -> bool {
     raw.first() != Some(&FLOAT)
 }
 
+/// A column name made ready for [`RowBuilder::push_named`]: its encoded head (length
+/// and bytes) and its prefix, made once where a column is resolved for many rows
+/// instead of for each value (a tenth of a pushed column's instructions).
+#[derive(Debug, Clone)]
+pub(crate) struct ColumnName {
+    head: Box<[u8]>,
+    prefix: u64,
+}
+
+impl ColumnName {
+    /// The name made ready; `None` when it is over 255 bytes (which
+    /// [`RowBuilder::push`] refuses with its message).
+    pub(crate) fn new(name: &str) -> Option<ColumnName> {
+        let len = u8::try_from(name.len()).ok()?;
+        Some(ColumnName {
+            head: [&[len], name.as_bytes()].concat().into(),
+            prefix: name_prefix(name.as_bytes()),
+        })
+    }
+
+    /// The name.
+    pub(crate) fn as_str(&self) -> &str {
+        // SAFETY: the bytes after the length are those of the `&str` it was made of.
+        unsafe { std::str::from_utf8_unchecked(&self.head[1..]) }
+    }
+}
+
 /// Builds rows and keys without allocating per column; reuse one per thread.
 #[derive(Default)]
 pub struct RowBuilder {
@@ -488,9 +515,22 @@ impl RowBuilder {
         let len = u8::try_from(name.len())
             .map_err(|_| format!("column name of {} bytes is over 255", name.len()))?;
         let start = self.scratch.len() as u32;
+        self.scratch.push(len);
+        self.scratch.extend_from_slice(name.as_bytes());
+        self.push_value(start, len, name_prefix(name.as_bytes()), value);
+        Ok(())
+    }
+
+    /// [`RowBuilder::push`] under a name made ready once for many rows.
+    pub(crate) fn push_named(&mut self, name: &ColumnName, value: ValueRef<'_>) {
+        let start = self.scratch.len() as u32;
+        self.scratch.extend_from_slice(&name.head);
+        self.push_value(start, name.head[0], name.prefix, value);
+    }
+
+    /// The value of the column whose name's `len` bytes were pushed from `start`.
+    fn push_value(&mut self, start: u32, len: u8, prefix: u64, value: ValueRef<'_>) {
         let b = &mut self.scratch;
-        b.push(len);
-        b.extend_from_slice(name.as_bytes());
         match value {
             ValueRef::Null => b.push(NULL),
             ValueRef::Bool(v) => b.push(if v { TRUE } else { FALSE }),
@@ -538,8 +578,7 @@ impl RowBuilder {
         }
         self.index
             .push((start, u32::from(len), self.scratch.len() as u32));
-        self.prefixes.push(name_prefix(name.as_bytes()));
-        Ok(())
+        self.prefixes.push(prefix);
     }
 
     /// The value of a pushed column (the last one pushed under that name).
@@ -697,6 +736,27 @@ mod tests {
             let by_prefix = name_prefix(&a).cmp(&name_prefix(&b)).then_with(|| a.cmp(&b));
             prop_assert_eq!(by_prefix, a.cmp(&b));
         }
+    }
+
+    proptest! {
+        /// A row pushed under names made ready is the row pushed under the names.
+        #[test]
+        fn named_pushes_make_the_rows_pushes_make(
+            columns in prop::collection::vec(("[a-z_]{0,12}", any::<i64>()), 0..8),
+        ) {
+            let (mut by_text, mut by_name) = (RowBuilder::default(), RowBuilder::default());
+            for (name, v) in &columns {
+                by_text.push(name, ValueRef::Int(*v)).unwrap();
+                by_name.push_named(&ColumnName::new(name).unwrap(), ValueRef::Int(*v));
+            }
+            prop_assert_eq!(by_text.finish_row(), by_name.finish_row());
+        }
+    }
+
+    #[test]
+    fn a_name_over_255_bytes_is_not_made_ready() {
+        assert!(ColumnName::new(&"n".repeat(255)).is_some());
+        assert!(ColumnName::new(&"n".repeat(256)).is_none());
     }
 
     #[test]

@@ -265,6 +265,12 @@ pub(super) mod tests {
                 line.replacen(r#""lsn":"#, r#""lsn":"x","y":"#, 1),
                 line.replacen(r#""after":{"#, r#""after":null,"x":{"#, 1),
                 line.replacen(r#""amount":"#, r#""amount":[1],"x":"#, 1),
+                // A column name too long for a row.
+                line.replacen(
+                    r#""items":"#,
+                    &format!(r#""{}":1,"items":"#, "n".repeat(300)),
+                    1,
+                ),
                 line.replacen(r#""source":{"#, r#""source":{"ts_ms":"soon","#, 1),
                 format!("{line} trailing"),
                 format!(r#"{{"schema":null,"payload":{line}}}"#),
