@@ -265,6 +265,14 @@ pub(super) mod tests {
                 line.replacen(r#""lsn":"#, r#""lsn":"x","y":"#, 1),
                 line.replacen(r#""after":{"#, r#""after":null,"x":{"#, 1),
                 line.replacen(r#""amount":"#, r#""amount":[1],"x":"#, 1),
+                // Numbers out of a float's range where values are passed over.
+                line.replacen(r#""txId":"#, r#""txId":1E310,"t":"#, 1),
+                line.replacen(r#""transaction":null"#, r#""transaction":-1e999"#, 1),
+                line.replacen(
+                    r#""xmin":null"#,
+                    &format!(r#""xmin":{}"#, "9".repeat(400)),
+                    1,
+                ),
                 // A column name too long for a row.
                 line.replacen(
                     r#""items":"#,

@@ -317,6 +317,7 @@ impl<'a> Scan<'a> {
             b'"' => {
                 self.string_as(false)?;
             }
+            b'-' | b'0'..=b'9' => self.pass_number()?,
             _ => {
                 self.scalar()?;
             }
