@@ -28,6 +28,17 @@ pub(super) struct Member<R> {
     pub(super) role: R,
     /// The value last passed over at this position.
     pub(super) last: Passed,
+    /// The members from this one on that were passed over as the same bytes as the
+    /// event before, each with its comma: two or more of them, passed by one
+    /// comparison while they stay the same (`"version":…,"connector":…,"name":…,`).
+    run: Option<Run>,
+}
+
+/// Members passed over as one text.
+struct Run {
+    text: Box<[u8]>,
+    /// How many members it holds.
+    members: usize,
 }
 
 /// The value last passed over at a member's position, to pass the next one there by
@@ -61,16 +72,47 @@ impl<R> Shape<R> {
         &mut self.0[i]
     }
 
-    /// Position `i` holds `key` from now on (and nothing is known beyond it).
+    /// Position `i` holds `key` from now on (and nothing is known beyond it, nor of a
+    /// run that reached it).
     #[cold]
     pub(super) fn learn(&mut self, i: usize, key: &str, plain: bool, role: R) -> &mut Member<R> {
         self.0.truncate(i);
+        for (j, m) in self.0.iter_mut().enumerate() {
+            if m.run.as_ref().is_some_and(|r| j + r.members > i) {
+                m.run = None;
+            }
+        }
         self.0.push(Member {
             token: plain.then(|| token(key)),
             role,
             last: Passed::default(),
+            run: None,
         });
         &mut self.0[i]
+    }
+
+    /// The run learned at position `i`: its text and how many members it holds.
+    #[inline]
+    pub(super) fn run(&self, i: usize) -> Option<(&[u8], usize)> {
+        let run = self.0.get(i)?.run.as_ref()?;
+        Some((&run.text, run.members))
+    }
+
+    /// The run at `i` no longer serves.
+    #[cold]
+    pub(super) fn forget_run(&mut self, i: usize) {
+        self.0[i].run = None;
+    }
+
+    /// The `members` members from position `i` on, each passed over as the same bytes
+    /// as the event before, are `text` (each followed by its comma).
+    #[cold]
+    pub(super) fn learn_run(&mut self, i: usize, members: usize, text: &[u8]) {
+        debug_assert!(members >= 2 && i + members <= self.0.len());
+        self.0[i].run = Some(Run {
+            text: text.into(),
+            members,
+        });
     }
 }
 
