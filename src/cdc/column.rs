@@ -380,6 +380,11 @@ impl Resolution {
     pub(super) fn is_decimal(&self) -> bool {
         matches!(self.kind, Kind::Decimal { .. })
     }
+
+    /// Whether the column has no declared kind (its JSON value is taken as it is).
+    pub(super) fn is_plain(&self) -> bool {
+        self.kind == Kind::Auto
+    }
 }
 
 impl Resolutions {
@@ -451,9 +456,40 @@ impl Image<'_> {
         r: &Resolution,
         value: Decimal,
     ) -> Result<(), DecodeError> {
+        Self::push_value(b, r, ValueRef::Decimal(value))
+    }
+
+    /// A resolved column (not dropped) of no declared kind with a string value, as
+    /// [`Image::column`] appends it (unknown when it is the placeholder), without the
+    /// conversion's dispatch on the value and the kind.
+    pub(super) fn push_text(
+        &self,
+        b: &mut RowBuilder,
+        r: &Resolution,
+        text: &str,
+    ) -> Result<(), DecodeError> {
+        if self.placeholders.is_some_and(|p| p.matches_text(text)) {
+            let _ = Self::push_value(b, r, ValueRef::Unavailable);
+            return Ok(());
+        }
+        Self::push_value(b, r, ValueRef::Str(text))
+    }
+
+    /// A resolved column (not dropped) of no declared kind with an integer, as
+    /// [`Image::column`] appends it (no placeholder is a number).
+    pub(super) fn push_int(
+        &self,
+        b: &mut RowBuilder,
+        r: &Resolution,
+        value: i64,
+    ) -> Result<(), DecodeError> {
+        Self::push_value(b, r, ValueRef::Int(value))
+    }
+
+    fn push_value(b: &mut RowBuilder, r: &Resolution, v: ValueRef<'_>) -> Result<(), DecodeError> {
         match &r.column {
-            Some(name) => name.push(b, ValueRef::Decimal(value)),
-            None => r.name().push(b, ValueRef::Decimal(value)),
+            Some(name) => name.push(b, v),
+            None => r.name().push(b, v),
         }
     }
 

@@ -73,14 +73,18 @@ impl Placeholders {
     /// Whether `value` is the placeholder in one of its forms.
     pub fn matches(&self, value: &Scalar<'_>) -> bool {
         match value {
-            Scalar::Str(s) => {
-                s.len() >= self.lengths.0
-                    && s.len() <= self.lengths.1
-                    && self.strings.iter().any(|p| p == s)
-            }
+            Scalar::Str(s) => self.matches_text(s),
             Scalar::Nested(n) => self.nested.iter().any(|p| p == n),
             _ => false,
         }
+    }
+
+    /// Whether a string value is the placeholder in one of its forms.
+    #[inline]
+    pub(crate) fn matches_text(&self, s: &str) -> bool {
+        s.len() >= self.lengths.0
+            && s.len() <= self.lengths.1
+            && self.strings.iter().any(|p| p == s)
     }
 }
 

@@ -590,6 +590,12 @@ fn image(s: &mut Scan<'_>, d: &mut Decoder) -> Option<(Option<Row>, Option<Key>)
                     Some(d) => image.push_decimal(builder, r, d).ok()?,
                     None => image.push_resolved(builder, r, s.scalar()?).ok()?,
                 },
+                // The common columns, pushed without the conversion's dispatch.
+                b'"' if r.is_plain() => image.push_text(builder, r, &s.string()?).ok()?,
+                b'-' | b'0'..=b'9' if r.is_plain() => match s.number()? {
+                    Scalar::I64(i) => image.push_int(builder, r, i).ok()?,
+                    other => image.push_resolved(builder, r, other).ok()?,
+                },
                 _ => image.push_resolved(builder, r, s.scalar()?).ok()?,
             }
             if let Some(part) = r.key.and_then(|k| key.get_mut(k)) {
