@@ -280,6 +280,16 @@ pub(super) mod tests {
                     &format!(r#""{}":1,"items":"#, "n".repeat(300)),
                     1,
                 ),
+                line.replacen(
+                    r#""items":"#,
+                    &format!(r#""{}":"x","items":"#, "s".repeat(300)),
+                    1,
+                ),
+                line.replacen(
+                    r#""items":"#,
+                    &format!(r#""{}":1.5,"items":"#, "f".repeat(300)),
+                    1,
+                ),
                 line.replacen(r#""source":{"#, r#""source":{"ts_ms":"soon","#, 1),
                 format!("{line} trailing"),
                 format!(r#"{{"schema":null,"payload":{line}}}"#),
