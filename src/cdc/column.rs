@@ -448,15 +448,19 @@ impl Image<'_> {
         }
     }
 
-    /// A resolved column (not dropped) of a decimal kind with the exact decimal its
-    /// JSON number makes (no placeholder is a number), as [`Image::column`] appends it.
-    pub(super) fn push_decimal(
+    /// A resolved column (not dropped) with its value as its kind makes it (a number's
+    /// exact decimal, a plain integer: no placeholder is a number), as
+    /// [`Image::column`] appends it.
+    pub(super) fn push_converted(
         &self,
         b: &mut RowBuilder,
         r: &Resolution,
-        value: Decimal,
+        v: ValueRef<'_>,
     ) -> Result<(), DecodeError> {
-        Self::push_value(b, r, ValueRef::Decimal(value))
+        match &r.column {
+            Some(name) => name.push(b, v),
+            None => r.name().push(b, v),
+        }
     }
 
     /// A resolved column (not dropped) of no declared kind with a string value, as
@@ -469,28 +473,10 @@ impl Image<'_> {
         text: &str,
     ) -> Result<(), DecodeError> {
         if self.placeholders.is_some_and(|p| p.matches_text(text)) {
-            let _ = Self::push_value(b, r, ValueRef::Unavailable);
+            let _ = self.push_converted(b, r, ValueRef::Unavailable);
             return Ok(());
         }
-        Self::push_value(b, r, ValueRef::Str(text))
-    }
-
-    /// A resolved column (not dropped) of no declared kind with an integer, as
-    /// [`Image::column`] appends it (no placeholder is a number).
-    pub(super) fn push_int(
-        &self,
-        b: &mut RowBuilder,
-        r: &Resolution,
-        value: i64,
-    ) -> Result<(), DecodeError> {
-        Self::push_value(b, r, ValueRef::Int(value))
-    }
-
-    fn push_value(b: &mut RowBuilder, r: &Resolution, v: ValueRef<'_>) -> Result<(), DecodeError> {
-        match &r.column {
-            Some(name) => name.push(b, v),
-            None => r.name().push(b, v),
-        }
+        self.push_converted(b, r, ValueRef::Str(text))
     }
 
     /// Whether column `wire` is dropped (its value is not read).

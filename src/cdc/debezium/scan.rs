@@ -17,7 +17,7 @@ use super::super::column::Image;
 use super::super::json::Scalar;
 use super::super::Decoder;
 use super::one_pass::{Found, Role};
-use crate::row::{Key, Row};
+use crate::row::{Key, Row, ValueRef};
 pub(crate) use shape::token;
 use shape::{same, Member, Passed, Shape};
 use std::borrow::Cow;
@@ -587,13 +587,15 @@ fn image(s: &mut Scan<'_>, d: &mut Decoder) -> Option<(Option<Row>, Option<Key>)
         } else {
             match s.peek()? {
                 b'-' | b'0'..=b'9' if r.is_decimal() => match s.exact_decimal() {
-                    Some(d) => image.push_decimal(builder, r, d).ok()?,
+                    Some(d) => image
+                        .push_converted(builder, r, ValueRef::Decimal(d))
+                        .ok()?,
                     None => image.push_resolved(builder, r, s.scalar()?).ok()?,
                 },
                 // The common columns, pushed without the conversion's dispatch.
                 b'"' if r.is_plain() => image.push_text(builder, r, &s.string()?).ok()?,
                 b'-' | b'0'..=b'9' if r.is_plain() => match s.number()? {
-                    Scalar::I64(i) => image.push_int(builder, r, i).ok()?,
+                    Scalar::I64(i) => image.push_converted(builder, r, ValueRef::Int(i)).ok()?,
                     other => image.push_resolved(builder, r, other).ok()?,
                 },
                 _ => image.push_resolved(builder, r, s.scalar()?).ok()?,
