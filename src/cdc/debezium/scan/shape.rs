@@ -6,8 +6,9 @@
 //! bytes each time. So a member whose key token (`"name":`) is byte for byte the one at
 //! its position last time is read by one comparison, and a passed-over value that is
 //! byte for byte the last one there is passed by another: the same bytes were read and
-//! checked then, so they are valid now. Anything else is read in full, and the shape
-//! learns it.
+//! checked then, so they are valid now. Two or more such members in a row (`version`,
+//! `connector`, `name`) are learned as a run, passed by one comparison of their whole
+//! text. Anything else is read in full, and the shape learns it.
 
 /// One object's members by position, as last read, each with its role `R` (what the
 /// reader does with it).
