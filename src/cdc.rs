@@ -340,3 +340,32 @@ impl Decoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::json::Scalar;
+    use super::{Decoder, SideId, Version};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A version of one part, read where it lies, is the version its part makes
+        /// (a negative or malformed one refused alike, with the path in the message);
+        /// two parts are copied and made into one.
+        #[test]
+        fn a_version_is_what_its_parts_make(n in any::<i64>(), text in "[0-9a-z]{0,22}") {
+            let spec = crate::spec::load(
+                &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/orders.toml"),
+            )
+            .unwrap();
+            let d = Decoder::new(&spec, SideId::Source);
+            for part in [Scalar::I64(n), Scalar::Str(text.clone().into()), Scalar::F64(0.5)] {
+                let want = Version::from_parts(std::slice::from_ref(&part))
+                    .map_err(|e| format!("version at `source.lsn` is {}", e.0));
+                prop_assert_eq!(d.version(&[Some(part)]).map_err(|e| e.0), want);
+            }
+            let two = [Scalar::I64(n), Scalar::Str(text.clone().into())];
+            prop_assert_eq!(d.version(&[Some(two[0].clone()), Some(two[1].clone())]).ok(), Version::from_parts(&two).ok());
+            prop_assert!(d.version(&[None]).is_err());
+        }
+    }
+}

@@ -58,6 +58,21 @@ impl Named for &ColumnName {
     }
 }
 
+/// A resolved column pushes under its name made ready, or (too long for a row) under
+/// its text, which the builder refuses with its message.
+impl Named for &Resolution {
+    fn text(&self) -> &str {
+        self.renamed.as_deref().unwrap_or(&self.wire)
+    }
+    #[inline]
+    fn push(self, b: &mut RowBuilder, v: ValueRef<'_>) -> Result<(), DecodeError> {
+        match &self.column {
+            Some(name) => name.push(b, v),
+            None => self.text().push(b, v),
+        }
+    }
+}
+
 /// Converts one JSON value of column `name` by its kind and appends it to the row.
 pub(crate) fn push_column(
     b: &mut RowBuilder,
@@ -371,11 +386,6 @@ pub(super) struct Resolution {
 pub(crate) struct Resolutions(Vec<Resolution>);
 
 impl Resolution {
-    /// The column's name in the row.
-    fn name(&self) -> &str {
-        self.renamed.as_deref().unwrap_or(&self.wire)
-    }
-
     /// Whether the column holds exact decimals (a JSON number there is read as one).
     pub(super) fn is_decimal(&self) -> bool {
         matches!(self.kind, Kind::Decimal { .. })
@@ -442,10 +452,7 @@ impl Image<'_> {
         r: &Resolution,
         value: Scalar<'_>,
     ) -> Result<(), DecodeError> {
-        match &r.column {
-            Some(name) => self.push(b, name, value, r.kind),
-            None => self.push(b, r.name(), value, r.kind),
-        }
+        self.push(b, r, value, r.kind)
     }
 
     /// A resolved column (not dropped) with its value as its kind makes it (a number's
@@ -457,10 +464,7 @@ impl Image<'_> {
         r: &Resolution,
         v: ValueRef<'_>,
     ) -> Result<(), DecodeError> {
-        match &r.column {
-            Some(name) => name.push(b, v),
-            None => r.name().push(b, v),
-        }
+        r.push(b, v)
     }
 
     /// A resolved column (not dropped) of no declared kind with a string value, as

@@ -126,13 +126,18 @@ fn positions_found(
     required: bool,
 ) -> Result<(Option<Version>, Option<u64>), DecodeError> {
     let parts = &found[..d.version_parts];
-    let version = match parts {
-        // The common case, as `Version::from_parts` makes it, without copying the part.
-        [Some(Scalar::I64(n @ 0..))] => Some(Version::Num(*n as u64)),
-        _ if d.version_parts > 0 && (required || parts.iter().all(Option::is_some)) => {
+    // The common case, one number, made where it lies (`Decoder::version` copies the
+    // parts first).
+    let number = match parts {
+        [Some(one)] => Version::number(one),
+        _ => None,
+    };
+    let version = match number {
+        Some(v) => Some(v),
+        None if d.version_parts > 0 && (required || parts.iter().all(Option::is_some)) => {
             Some(d.version(parts)?)
         }
-        _ => None,
+        None => None,
     };
     if !d.event_time {
         return Ok((version, None));

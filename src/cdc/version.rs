@@ -81,25 +81,32 @@ fn push_part(out: &mut Vec<u8>, part: &Scalar<'_>) -> Result<(), BadPart> {
 impl Version {
     /// The version made of `parts` (the values at the spec's version paths, in order).
     pub fn from_parts(parts: &[Scalar<'_>]) -> Result<Version, BadPart> {
-        if let [one] = parts {
-            match one {
-                Scalar::I64(i) if *i >= 0 => return Ok(Version::Num(*i as u64)),
-                Scalar::U64(u) => return Ok(Version::Num(*u)),
-                Scalar::Str(s) if s.len() < 20 => {
-                    if let Ok(n) = s.parse::<u64>() {
-                        if s.bytes().all(|b| b.is_ascii_digit()) {
-                            return Ok(Version::Num(n));
-                        }
-                    }
-                }
-                _ => {}
-            }
+        if let Some(v) = parts
+            .first()
+            .filter(|_| parts.len() == 1)
+            .and_then(Version::number)
+        {
+            return Ok(v);
         }
         let mut out = Vec::with_capacity(8 * parts.len());
         for p in parts {
             push_part(&mut out, p)?;
         }
         Ok(Version::from_encoded(&out))
+    }
+
+    /// The version of one part that is a non-negative integer (or its digits) within
+    /// 64 bits, the common case; `None` for any other.
+    #[inline]
+    pub(crate) fn number(one: &Scalar<'_>) -> Option<Version> {
+        match one {
+            Scalar::I64(i) if *i >= 0 => Some(Version::Num(*i as u64)),
+            Scalar::U64(u) => Some(Version::Num(*u)),
+            Scalar::Str(s) if s.len() < 20 && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse::<u64>().ok().map(Version::Num)
+            }
+            _ => None,
+        }
     }
 
     /// The version whose encoding is `bytes` (as [`Version::encoded`] gave them).

@@ -26,16 +26,8 @@ const TENS: [u64; 9] = [
 /// The ASCII digits that lead the 8 bytes at `at`: how many (0 to 8) and the number
 /// they spell; `None` when fewer than 8 bytes are left.
 fn leading_digits(b: &[u8], at: usize) -> Option<(usize, u64)> {
-    let chunk: [u8; 8] = b.get(at..at.checked_add(8)?)?.try_into().ok()?;
-    let x = u64::from_le_bytes(chunk);
-    // A digit's high nibble is 3, and stays 3 when 6 is added (0x3A..0x3F become 4):
-    // a byte of `not` is zero exactly when its byte is a digit. Adding 6 carries out
-    // of a byte only from 0xFA up, into the bytes after it: the first non-digit and
-    // those before it are read right.
-    let high = 0xF0F0_F0F0_F0F0_F0F0;
-    let threes = 0x3030_3030_3030_3030;
-    let not = ((x & high) ^ threes) | ((x.wrapping_add(0x0606_0606_0606_0606) & high) ^ threes);
-    let n = (not.trailing_zeros() / 8) as usize;
+    let x = chunk_at(b, at)?;
+    let n = digit_count(x);
     if n == 0 {
         return Some((0, 0));
     }
@@ -53,12 +45,27 @@ fn leading_digits(b: &[u8], at: usize) -> Option<(usize, u64)> {
 /// How many ASCII digits lead the 8 bytes at `at` ([`leading_digits`] without the
 /// number); `None` when fewer than 8 bytes are left.
 fn leading_digit_count(b: &[u8], at: usize) -> Option<usize> {
+    chunk_at(b, at).map(digit_count)
+}
+
+/// The 8 bytes at `at`, the first the lowest; `None` when fewer are left.
+#[inline]
+fn chunk_at(b: &[u8], at: usize) -> Option<u64> {
     let chunk: [u8; 8] = b.get(at..at.checked_add(8)?)?.try_into().ok()?;
-    let x = u64::from_le_bytes(chunk);
+    Some(u64::from_le_bytes(chunk))
+}
+
+/// How many ASCII digits lead the 8 bytes of `x`, the first the lowest.
+#[inline]
+fn digit_count(x: u64) -> usize {
+    // A digit's high nibble is 3, and stays 3 when 6 is added (0x3A..0x3F become 4):
+    // a byte of `not` is zero exactly when its byte is a digit. Adding 6 carries out
+    // of a byte only from 0xFA up, into the bytes after it: the first non-digit and
+    // those before it are read right.
     let high = 0xF0F0_F0F0_F0F0_F0F0;
     let threes = 0x3030_3030_3030_3030;
     let not = ((x & high) ^ threes) | ((x.wrapping_add(0x0606_0606_0606_0606) & high) ^ threes);
-    Some((not.trailing_zeros() / 8) as usize)
+    (not.trailing_zeros() / 8) as usize
 }
 
 impl<'a> Scan<'a> {
