@@ -81,12 +81,10 @@ fn push_part(out: &mut Vec<u8>, part: &Scalar<'_>) -> Result<(), BadPart> {
 impl Version {
     /// The version made of `parts` (the values at the spec's version paths, in order).
     pub fn from_parts(parts: &[Scalar<'_>]) -> Result<Version, BadPart> {
-        if let Some(v) = parts
-            .first()
-            .filter(|_| parts.len() == 1)
-            .and_then(Version::number)
-        {
-            return Ok(v);
+        if let [one] = parts {
+            if let Some(v) = Version::number(one) {
+                return Ok(v);
+            }
         }
         let mut out = Vec::with_capacity(8 * parts.len());
         for p in parts {
