@@ -1,4 +1,4 @@
-//! The global allocator: mimalloc (its v2 line).
+//! The global allocator: mimalloc (its v2 line), row-sized blocks made ahead.
 //!
 //! Workers allocate keys and rows on the thread that decodes them and free them on the
 //! thread that owns the key. With glibc's malloc that cross-thread traffic kept the
@@ -13,9 +13,15 @@
 //! fault zeroing a transparent huge page (`clear_page_erms` was 5% of a worker's profile).
 //! A stream job's working set is steady, so holding the pages it freed costs little peak
 //! memory and saves that churn (BENCHMARKS.md, issue 14).
+//!
+//! Row-sized blocks are allocated one request ahead and fetched into the cache then
+//! (`ahead`): a freed block's lines are long out of the cache, and writing a row into
+//! one stalled the decoder.
+
+mod ahead;
 
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: ahead::Ahead = ahead::Ahead;
 
 /// mimalloc's option number for the purge delay (`mi_option_purge_delay` in
 /// `mimalloc.h`, v2 and v3 alike; the Rust bindings name only some options).
