@@ -16,7 +16,6 @@
 use driftwatch::checkpoint::state::{EntityState, KeyEntry, SideEntry, WorkerState};
 use driftwatch::checkpoint::store::Store;
 use driftwatch::checkpoint::Bytes;
-use driftwatch::dataflow::grace::GraceState;
 use driftwatch::dataflow::sides::SidesState;
 use driftwatch::dataflow::State;
 use driftwatch::job::checkpoint::Restore;
@@ -116,8 +115,7 @@ fn restore(store: &Store, entities: usize) -> anyhow::Result<usize> {
     let mut restored = 0;
     for e in 0..entities {
         let target = State {
-            sides: SidesState::default(),
-            grace: GraceState::new(rules.clone(), Arc::default(), 5_000),
+            sides: SidesState::new(rules.clone(), Arc::default(), 5_000),
         };
         restore.apply(&entity_name(e), 0, 1, &target)?;
         restored += target.sides.snapshot().len();

@@ -2,14 +2,15 @@
 //!
 //! ```text
 //! source changes ─exchange(key)─┐  (truncates: broadcast)
-//!                               ├─ sides (both sides' keyed state, drift per key) → grace → sink
+//!                               ├─ sides (both sides' keyed state, drift and grace per key) → sink
 //! target changes ─exchange(key)─┘
 //! ```
 //!
 //! - [`sides`]: per key, both sides' version-gated rows (O(keys)), compared after every
-//!   event time that touched the key: missing, orphan, mismatch;
-//! - [`grace`]: event-time timers: a difference is reported once it lasted `grace`,
-//!   resolved when it heals, and each open record yields its correction;
+//!   event time that touched the key: missing, orphan, mismatch; and the key's grace
+//!   episode;
+//! - [`grace`]: the episodes' event-time timers: a difference is reported once it lasted
+//!   `grace`, resolved when it heals, and each open record yields its correction;
 //! - [`grace::sink`]: outputs in event-time order on worker 0.
 //!
 //! Timestamps are event times in ms (rounded to the spec's resolution). State is one
@@ -134,18 +135,38 @@ impl Divergence {
         source: Option<SideRowRef<'_>>,
         target: Option<SideRowRef<'_>>,
     ) -> Option<Divergence> {
-        let kind = match (source, target) {
-            (None, None) => return None,
-            (Some(_), None) => DriftKind::Missing,
-            (None, Some(_)) => DriftKind::Orphan,
-            (Some(s), Some(t)) if rules.equal(s.row, t.row) => return None,
-            (Some(_), Some(_)) => DriftKind::Mismatch,
-        };
-        Some(Divergence {
+        let kind = Divergence::kind_between(rules, source, target)?;
+        Some(Divergence::of_kind(kind, source, target))
+    }
+
+    /// The kind of difference between two sides' rows, if any, without making the
+    /// divergence: most differences heal within grace, and their rows are never needed.
+    pub fn kind_between(
+        rules: &CompareRules,
+        source: Option<SideRowRef<'_>>,
+        target: Option<SideRowRef<'_>>,
+    ) -> Option<DriftKind> {
+        match (source, target) {
+            (None, None) => None,
+            (Some(_), None) => Some(DriftKind::Missing),
+            (None, Some(_)) => Some(DriftKind::Orphan),
+            (Some(s), Some(t)) if rules.equal(s.row, t.row) => None,
+            (Some(_), Some(_)) => Some(DriftKind::Mismatch),
+        }
+    }
+
+    /// The divergence of `kind` (as [`Divergence::kind_between`] found it) between two
+    /// sides' rows.
+    pub(crate) fn of_kind(
+        kind: DriftKind,
+        source: Option<SideRowRef<'_>>,
+        target: Option<SideRowRef<'_>>,
+    ) -> Divergence {
+        Divergence {
             kind,
             source: source.map(SideRowRef::to_owned),
             target: target.map(SideRowRef::to_owned),
-        })
+        }
     }
 
     /// The record's details: differing fields, where each side's row came from, and the
@@ -292,10 +313,8 @@ pub struct Handles {
 /// A worker's operator state, as checkpoints write and restore it.
 #[derive(Clone)]
 pub struct State {
-    /// Both sides' keyed state.
+    /// Both sides' keyed state, with its grace episodes and timers.
     pub sides: sides::SidesState,
-    /// Grace episodes and timers.
-    pub grace: grace::GraceState,
 }
 
 /// Where a worker watches its dataflows' progress. Several entities' dataflows in one
@@ -350,22 +369,18 @@ pub fn build_probed(
     let sizes = sides::SizeProbe::default();
     let shared_sink: SharedSink = std::rc::Rc::new(std::cell::RefCell::new(sink));
     let state = State {
-        sides: sides::SidesState::default(),
-        grace: grace::GraceState::new(rules.clone(), stats.clone(), grace_ms),
+        sides: sides::SidesState::new(rules, stats.clone(), grace_ms),
     };
     worker.dataflow::<Time, _, _>(|scope| {
         let read = &probes.inputs;
-        let drift = sides::sides(
+        let outputs = sides::sides(
             [&mut source, &mut target].map(|i| i.to_stream(scope).probe_with(read)),
             truncates
                 .each_mut()
                 .map(|i| i.to_stream(scope).probe_with(read)),
-            rules.clone(),
-            stats.clone(),
             sizes.clone(),
             state.sides.clone(),
         );
-        let outputs = grace::grace(drift, state.grace.clone());
         let all = outputs.concat(dead.to_stream(scope)).exchange(|_| 0);
         grace::sink(all, shared_sink.clone(), stats, halt).probe_with(&probe);
     });

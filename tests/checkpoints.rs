@@ -97,8 +97,7 @@ fn every_checkpoint_is_a_cut_at_its_time_on_every_worker() {
         let restore = Restore::new(states).unwrap();
         for index in 0..3 {
             let state = driftwatch::dataflow::State {
-                sides: Default::default(),
-                grace: driftwatch::dataflow::grace::GraceState::new(
+                sides: driftwatch::dataflow::sides::SidesState::new(
                     Arc::new(driftwatch::row::CompareRules::new(&spec)),
                     Arc::default(),
                     spec.grace.as_millis(),

@@ -56,11 +56,11 @@ pub struct KeyEntry {
     pub source: Option<SideEntry>,
     /// The target side, if it has seen the key.
     pub target: Option<SideEntry>,
-    /// Whether the key's last emitted drift was a difference (1) or none (0).
+    /// Whether the key's sides differed (1: its grace episode was open) or not (0).
     pub drifting: u64,
 }
 
-/// A key's open episode in the grace operator.
+/// A key's open grace episode.
 #[derive(Debug, Clone, PartialEq, Eq, Abomonation)]
 pub struct EpisodeEntry {
     /// The key's encoding.

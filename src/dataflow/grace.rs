@@ -9,11 +9,22 @@
 //!
 //! Corrections follow open records: an upsert of the source row (missing, mismatch) or
 //! a delete (orphan), emitted again only when it would differ from the last one.
+//!
+//! Why the sides operator keeps the episodes, beside the rows they are about, rather
+//! than an operator of its own: a lagging replica puts nearly every key it touches in
+//! and out of drift, so an operator of its own received about one drift update per
+//! change, each a divergence holding both rows, and looked each up in a second table
+//! of its own. Its table and the rows' reference counts were out of the cache by then
+//! (a tenth of a `-w 2` file-mode run; BENCHMARKS.md, issue 14). Here an episode is a
+//! few bytes of its key's state, which the comparison has just read; a divergence is
+//! made only for an episode that is reported; and each timer holds its key's slot.
 
-use super::sides::DriftUpdate;
 use super::stats::add;
 use super::timed::Timed;
-use super::{Correction, Divergence, DriftKind, DriftRecord, Output, Stats, Status, Time};
+use super::{
+    Correction, Divergence, DriftKind, DriftRecord, Output, SideRowRef, Stats, Status, Time,
+};
+use crate::checkpoint::state::EpisodeEntry;
 use crate::row::CompareRules;
 use crate::row::{Key, Row};
 use crate::FastMap;
@@ -21,236 +32,209 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-struct Episode {
-    since: Time,
+/// A key's episode as its state holds it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Episode {
+    /// When it began (while open).
+    pub(super) since: Time,
+    /// Whether the key's sides differ.
+    pub(super) open: bool,
+    /// Whether it has been reported (then [`Grace`] keeps its divergence).
+    pub(super) reported: bool,
+}
+
+/// What a reported episode keeps: the divergence last reported and the last correction.
+struct Reported {
     current: Divergence,
-    reported: bool,
     corrected: Option<(DriftKind, Option<Row>)>,
 }
 
-/// One worker's episodes and timers, and what the current activation produced.
-pub struct Episodes {
-    rules: Arc<CompareRules>,
-    stats: Arc<Stats>,
+/// A worker's grace timers and reported episodes (the episodes themselves are in the
+/// keyed state), with the records of the current activation's healed episodes' lags.
+pub(super) struct Grace {
+    pub(super) rules: Arc<CompareRules>,
+    pub(super) stats: Arc<Stats>,
     grace_ms: u64,
-    open: FastMap<Key, Episode>,
-    /// Each episode's grace timer, in time order: an episode begins at the time being
-    /// processed, which only grows, so a timer goes to the back (a queue, not a map of
-    /// a vector per time: that cost an allocation per episode).
-    timers: Timed<Key>,
-    out: Vec<(Output, Time)>,
+    /// Each episode's grace timer, with its key's slot, in time order: an episode begins
+    /// at the time being processed, which only grows, so a timer goes to the back.
+    timers: Timed<usize>,
+    /// The reported episodes, by their keys' slots.
+    reported: FastMap<usize, Reported>,
     lags: Vec<u64>,
 }
 
-/// A worker's grace episodes, shared between the operator and the checkpointing driver.
-#[derive(Clone)]
-pub struct GraceState(std::rc::Rc<std::cell::RefCell<Episodes>>);
-
-impl GraceState {
-    /// Empty state.
-    pub fn new(rules: Arc<CompareRules>, stats: Arc<Stats>, grace_ms: u64) -> Self {
-        GraceState(std::rc::Rc::new(std::cell::RefCell::new(Episodes {
+impl Grace {
+    /// No episodes, under `rules`, reported after `grace_ms`.
+    pub(super) fn new(rules: Arc<CompareRules>, stats: Arc<Stats>, grace_ms: u64) -> Self {
+        Grace {
             rules,
             stats,
             grace_ms,
-            open: FastMap::default(),
             timers: Timed::default(),
-            out: Vec::new(),
+            reported: FastMap::default(),
             lags: Vec::new(),
-        })))
-    }
-
-    /// The open episodes as checkpoint entries.
-    pub fn snapshot(&self) -> Vec<crate::checkpoint::state::EpisodeEntry> {
-        use crate::checkpoint::Bytes;
-        self.0
-            .borrow()
-            .open
-            .iter()
-            .map(|(key, ep)| crate::checkpoint::state::EpisodeEntry {
-                key: Bytes::from(key.as_bytes()),
-                since: ep.since,
-                reported: u64::from(ep.reported),
-                corrected: ep.corrected.as_ref().map(|(kind, row)| {
-                    (
-                        *kind as u64,
-                        row.as_ref().map(|r| Bytes::from(r.as_bytes())),
-                    )
-                }),
-            })
-            .collect()
-    }
-
-    /// Restores episodes; each one's divergence is recomputed from the restored sides.
-    pub fn restore(
-        &self,
-        entries: &[crate::checkpoint::state::EpisodeEntry],
-        sides: &super::sides::SidesState,
-    ) -> anyhow::Result<()> {
-        let bad = || anyhow::anyhow!("checkpoint holds a malformed grace episode");
-        let mut eps = self.0.borrow_mut();
-        for e in entries {
-            let key = Key::from_encoded(&e.key.to_vec().ok_or_else(bad)?);
-            let current = sides
-                .divergence(&key, &eps.rules)
-                .ok_or_else(|| anyhow::anyhow!("checkpoint holds an episode for a key in sync"))?;
-            let corrected = match &e.corrected {
-                None => None,
-                Some((kind, row)) => {
-                    let kind = *DriftKind::ALL.get(*kind as usize).ok_or_else(bad)?;
-                    let row = match row {
-                        Some(b) => Some(Row::from_encoded(&b.to_vec().ok_or_else(bad)?)),
-                        None => None,
-                    };
-                    Some((kind, row))
-                }
-            };
-            let reported = e.reported != 0;
-            if reported {
-                eps.stats.add_open(current.kind, 1);
-            } else {
-                let at = e.since + eps.grace_ms;
-                eps.timers.push(at, key.clone());
-            }
-            let episode = Episode {
-                since: e.since,
-                current,
-                reported,
-                corrected,
-            };
-            eps.open.insert(key, episode);
         }
-        Ok(())
     }
-}
 
-/// Turns the drift updates into drift records and corrections.
-pub fn grace<'s>(
-    drift: Stream<'s, Time, Vec<(DriftUpdate, Time)>>,
-    shared: GraceState,
-) -> Stream<'s, Time, Vec<(Output, Time)>> {
-    drift.unary_frontier(Pipeline, "Grace", move |initial, _| {
-        // The sides operator sends its updates in time order: a queue, not a map.
-        let mut pending: Timed<DriftUpdate> = Timed::default();
-        // The initial capability serves timers restored from a checkpoint; it is
-        // dropped at the first activation when there are none.
-        let mut held: Option<Capability<Time>> = Some(initial);
-        let shared = shared.0;
-        move |(input, frontier), output| {
-            let mut eps = shared.borrow_mut();
-            input.for_each(|cap, data| {
-                if let Some(c) = cap.retain_least(0) {
-                    if held.as_ref().is_none_or(|h| c.time() < h.time()) {
-                        held = Some(c);
-                    }
-                }
-                for (update, time) in data.drain(..) {
-                    pending.push(time, update);
-                }
-            });
-            let Some(cap) = held.as_mut() else { return };
-            let done = |t: Time| !frontier.less_equal(&t);
-            loop {
-                let next_data = pending.first().filter(|&t| done(t));
-                let next_timer = eps
-                    .timers
-                    .first()
-                    .filter(|&t| done(t) || frontier.is_empty());
-                let now = match (next_data, next_timer) {
-                    (None, None) => break,
-                    (Some(d), Some(t)) => d.min(t),
-                    (Some(d), None) => d,
-                    (None, Some(t)) => t,
-                };
-                if next_data == Some(now) {
-                    // One update per key and time (the sides operator's contract).
-                    while let Some((key, new)) = pending.pop_at(now) {
-                        eps.change(key, new, now);
-                    }
-                }
-                if next_timer == Some(now) {
-                    while let Some(key) = eps.timers.pop_at(now) {
-                        eps.fire(key, now);
-                    }
-                }
-            }
-            // Hand the outputs over (moved, not cloned) in one message at the least of
-            // their times: each record carries its own, which the sink orders by.
-            if let Some(first) = eps.out.iter().map(|(_, t)| *t).min() {
-                output
-                    .session(&cap.delayed(&first))
-                    .give_container(&mut eps.out);
-                eps.out.clear();
-            }
-            eps.stats.record_sync_lag(&eps.lags);
-            eps.lags.clear();
-            let next = pending.first().into_iter().chain(eps.timers.first()).min();
-            match next {
-                Some(t) => cap.downgrade(&t.max(*cap.time())),
-                None => held = None,
-            }
-        }
-    })
-}
-
-impl Episodes {
-    /// The key's divergence is now `new` (`None`: back in sync).
-    fn change(&mut self, key: Key, new: Option<Divergence>, now: Time) {
-        match (self.open.get_mut(&key), new) {
-            (None, None) => {}
-            (None, Some(current)) => {
-                self.timers.push(now + self.grace_ms, key.clone());
-                let episode = Episode {
+    /// The key `key` in `slot` was compared after `now`'s changes: its sides are `rows`.
+    pub(super) fn compared(
+        &mut self,
+        key: &Key,
+        slot: usize,
+        ep: &mut Episode,
+        [source, target]: [Option<SideRowRef<'_>>; 2],
+        now: Time,
+        out: &mut Vec<(Output, Time)>,
+    ) {
+        let kind = Divergence::kind_between(&self.rules, source, target);
+        match (ep.open, kind) {
+            (false, None) => {}
+            (false, Some(_)) => {
+                *ep = Episode {
                     since: now,
-                    current,
+                    open: true,
                     reported: false,
-                    corrected: None,
                 };
-                self.open.insert(key, episode);
+                self.timers.push(now + self.grace_ms, slot);
             }
-            (Some(ep), Some(current)) => {
-                if ep.current != current {
-                    if ep.reported {
-                        self.stats.add_open(ep.current.kind, -1);
-                        self.stats.add_open(current.kind, 1);
-                        ep.current = current;
-                        report(&mut self.out, &self.rules, ep, key, now);
-                    } else {
-                        ep.current = current;
-                    }
+            // Unreported: its divergence is made when (if) its timer fires.
+            (true, Some(_)) if !ep.reported => {}
+            (true, Some(kind)) => {
+                let current = Divergence::of_kind(kind, source, target);
+                let Some(rep) = self.reported.get_mut(&slot) else {
+                    return;
+                };
+                if rep.current != current {
+                    self.stats.add_open(rep.current.kind, -1);
+                    self.stats.add_open(current.kind, 1);
+                    rep.current = current;
+                    report(out, &self.rules, rep, ep.since, key.clone(), now);
                 }
             }
-            (Some(_), None) => {
-                let ep = self.open.remove(&key).expect("present");
-                self.lags.push(now - ep.since);
-                if ep.reported {
-                    self.stats.add_open(ep.current.kind, -1);
+            (true, None) => {
+                let Episode {
+                    since, reported, ..
+                } = std::mem::take(ep);
+                self.lags.push(now - since);
+                if let Some(rep) = reported.then(|| self.reported.remove(&slot)).flatten() {
+                    self.stats.add_open(rep.current.kind, -1);
                     let record = DriftRecord {
-                        key,
+                        key: key.clone(),
                         status: Status::Resolved,
-                        drift: ep.current.details(&self.rules),
-                        since: ep.since,
+                        drift: rep.current.details(&self.rules),
+                        since,
                         reported: now,
                         resolved: Some(now),
                     };
-                    self.out.push((Output::Drift(record), now));
+                    out.push((Output::Drift(record), now));
                 }
             }
         }
     }
 
-    /// The grace timer set when `key`'s episode began fires at `now`.
-    fn fire(&mut self, key: Key, now: Time) {
-        if let Some(ep) = self.open.get_mut(&key) {
-            if !ep.reported && ep.since + self.grace_ms == now {
-                ep.reported = true;
-                self.stats.add_open(ep.current.kind, 1);
-                report(&mut self.out, &self.rules, ep, key, now);
-            }
+    /// The earliest pending timer's time.
+    pub(super) fn next_timer(&self) -> Option<Time> {
+        self.timers.first()
+    }
+
+    /// The slot of the next timer due at `now`, taken.
+    pub(super) fn pop_timer(&mut self, now: Time) -> Option<usize> {
+        self.timers.pop_at(now)
+    }
+
+    /// The slot of the `i`th pending timer (to fetch its state ahead).
+    pub(super) fn timer_slot(&self, i: usize) -> Option<usize> {
+        self.timers.get(i).map(|&(_, slot)| slot)
+    }
+
+    /// The timer of the key `key` in `slot`, set when an episode began, fires at `now`:
+    /// the episode is reported if it is the same one and still open.
+    pub(super) fn fire(
+        &mut self,
+        key: &Key,
+        slot: usize,
+        ep: &mut Episode,
+        [source, target]: [Option<SideRowRef<'_>>; 2],
+        now: Time,
+        out: &mut Vec<(Output, Time)>,
+    ) {
+        if !ep.open || ep.reported || ep.since + self.grace_ms != now {
+            return;
         }
+        let Some(kind) = Divergence::kind_between(&self.rules, source, target) else {
+            debug_assert!(false, "an open episode's sides agree");
+            return;
+        };
+        ep.reported = true;
+        self.stats.add_open(kind, 1);
+        let mut rep = Reported {
+            current: Divergence::of_kind(kind, source, target),
+            corrected: None,
+        };
+        report(out, &self.rules, &mut rep, ep.since, key.clone(), now);
+        self.reported.insert(slot, rep);
+    }
+
+    /// Hands the lags of the episodes healed since the last call to the statistics.
+    pub(super) fn record_lags(&mut self) {
+        self.stats.record_sync_lag(&self.lags);
+        self.lags.clear();
+    }
+
+    /// The open episode `ep` of `key` in `slot` as a checkpoint entry.
+    pub(super) fn entry(&self, key: &Key, slot: usize, ep: &Episode) -> EpisodeEntry {
+        use crate::checkpoint::Bytes;
+        let corrected = self.reported.get(&slot).and_then(|r| r.corrected.as_ref());
+        EpisodeEntry {
+            key: Bytes::from(key.as_bytes()),
+            since: ep.since,
+            reported: u64::from(ep.reported),
+            corrected: corrected.map(|(kind, row)| {
+                (
+                    *kind as u64,
+                    row.as_ref().map(|r| Bytes::from(r.as_bytes())),
+                )
+            }),
+        }
+    }
+
+    /// Restores the episode `e` of the key in `slot`, whose sides are `rows`.
+    pub(super) fn restore(
+        &mut self,
+        e: &EpisodeEntry,
+        slot: usize,
+        ep: &mut Episode,
+        [source, target]: [Option<SideRowRef<'_>>; 2],
+    ) -> anyhow::Result<()> {
+        let bad = || anyhow::anyhow!("checkpoint holds a malformed grace episode");
+        let kind = Divergence::kind_between(&self.rules, source, target)
+            .ok_or_else(|| anyhow::anyhow!("checkpoint holds an episode for a key in sync"))?;
+        let corrected = match &e.corrected {
+            None => None,
+            Some((kind, row)) => {
+                let kind = *DriftKind::ALL.get(*kind as usize).ok_or_else(bad)?;
+                let row = match row {
+                    Some(b) => Some(Row::from_encoded(&b.to_vec().ok_or_else(bad)?)),
+                    None => None,
+                };
+                Some((kind, row))
+            }
+        };
+        *ep = Episode {
+            since: e.since,
+            open: true,
+            reported: e.reported != 0,
+        };
+        if ep.reported {
+            self.stats.add_open(kind, 1);
+            let current = Divergence::of_kind(kind, source, target);
+            self.reported.insert(slot, Reported { current, corrected });
+        } else {
+            self.timers.push(e.since + self.grace_ms, slot);
+        }
+        Ok(())
     }
 }
 
@@ -258,16 +242,17 @@ impl Episodes {
 fn report(
     out: &mut Vec<(Output, Time)>,
     rules: &CompareRules,
-    ep: &mut Episode,
+    rep: &mut Reported,
+    since: Time,
     key: Key,
     now: Time,
 ) {
-    let fix = match ep.current.kind {
+    let fix = match rep.current.kind {
         DriftKind::Orphan => (DriftKind::Orphan, None),
-        kind => (kind, ep.current.source.as_ref().map(|s| s.row.clone())),
+        kind => (kind, rep.current.source.as_ref().map(|s| s.row.clone())),
     };
     // A kind change between missing and mismatch keeps the same upsert: not re-emitted.
-    if ep.corrected.as_ref().map(|(_, r)| r) != Some(&fix.1) {
+    if rep.corrected.as_ref().map(|(_, r)| r) != Some(&fix.1) {
         out.push((
             Output::Correction(Correction {
                 key: key.clone(),
@@ -276,13 +261,13 @@ fn report(
             }),
             now,
         ));
-        ep.corrected = Some(fix);
+        rep.corrected = Some(fix);
     }
     let record = DriftRecord {
         key,
         status: Status::Open,
-        drift: ep.current.details(rules),
-        since: ep.since,
+        drift: rep.current.details(rules),
+        since,
         reported: now,
         resolved: None,
     };

@@ -8,9 +8,10 @@
 //! Changes are applied in event-time order, one completed time at a time (when both
 //! inputs' frontiers have passed it), so the drift at every time is that of the two
 //! sides' rows at that time, whatever order the partitions were read in. After each
-//! time, every key it touched is compared, and a key whose drift changed yields one
-//! update `(key, Some(drift))` or `(key, None)` (back in sync) at that time: the drift
-//! as an upsert stream, which the grace operator consumes.
+//! time, every key it touched is compared, and its grace episode (`grace`: held in the
+//! key's state) begins, goes on or heals; a grace timer due fires once its time's changes
+//! are applied, before the next time's. What comes out is drift records and
+//! corrections, each at its event time.
 //!
 //! Why not `arrange_by_key` + `reduce`: that was the first version. On the file-mode
 //! benchmark it spent over half its time replaying per-key histories, copying keys and
@@ -20,9 +21,10 @@
 
 mod table;
 
+use super::grace::{Episode, Grace};
 use super::stats::add;
 use super::timed::Timed;
-use super::{Divergence, SideRowRef, Stats, Time};
+use super::{Output, SideRowRef, Stats, Time};
 use crate::cdc::{Change, SideId, Version};
 use crate::row::{CompareRules, Key};
 use differential_dataflow::hashable::Hashable;
@@ -39,14 +41,11 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::{Concat, Exchange};
 use timely::dataflow::Stream;
 
-/// A key's drift after a time: `Some` while its sides differ, `None` once they agree.
-pub type DriftUpdate = (Key, Option<Divergence>);
-
 /// One side's state for a key: the last applied version and its row (`None`: deleted),
 /// with the row's event time. The version is held once (a [`super::SideRow`] is made
-/// only for a drift), and rows and versions are thin pointers: a key's state is 72
-/// bytes (104 with fat pointers), and most of its cost is the cache misses of reaching
-/// it.
+/// only for a drift), and rows and versions are thin pointers: a key's state is 88
+/// bytes with its grace episode (120 with fat pointers), and most of its cost is the
+/// cache misses of reaching it.
 struct SideEntry {
     version: Version,
     /// The event time of the row's change, in ms (as read, before rounding).
@@ -69,18 +68,15 @@ impl SideEntry {
 /// How many changes ahead a key's state is fetched (its rows, half as far).
 const AHEAD: usize = 8;
 
-/// The most drift updates sent in one message. An activation that applies many changes
-/// updates nearly as many keys (a lagging replica's every change moves its key in or out
-/// of drift): gathered in one vector grown by doubling, the copies were 1.3% of a run's
-/// instructions. A message of a known bound is allocated once, at its size.
+/// The most records sent in one message.
 const OUT_CHUNK: usize = 1024;
 
-/// Sends `out`'s updates (if any) in one message at the least of their times (the
-/// first: they are in time order, as changes are applied).
+/// Sends `out`'s records (if any) in one message at the least of their times (the
+/// first: they are in time order, as changes are applied and timers fire).
 fn give(
-    output: &mut OutputBuilderSession<'_, Time, CapacityContainerBuilder<Vec<(DriftUpdate, Time)>>>,
+    output: &mut OutputBuilderSession<'_, Time, CapacityContainerBuilder<Vec<(Output, Time)>>>,
     cap: &Capability<Time>,
-    out: &mut Vec<(DriftUpdate, Time)>,
+    out: &mut Vec<(Output, Time)>,
 ) {
     if let Some(&(_, first)) = out.first() {
         output.session(&cap.delayed(&first)).give_container(out);
@@ -95,51 +91,70 @@ impl KeyState {
             row.prefetch();
         }
     }
+}
 
-    /// Each side's row, if it has one.
-    fn rows(&self) -> [Option<SideRowRef<'_>>; 2] {
-        SideId::BOTH.map(|s| self.sides[s as usize].as_ref()?.current(s))
-    }
+/// Each side's row, if it has one.
+fn rows(sides: &[Option<SideEntry>; 2]) -> [Option<SideRowRef<'_>>; 2] {
+    SideId::BOTH.map(|s| sides[s as usize].as_ref()?.current(s))
 }
 
 #[derive(Default)]
 struct KeyState {
     sides: [Option<SideEntry>; 2],
-    /// Whether the key's last emitted drift was `Some`.
-    drifting: bool,
+    /// Its grace episode: whether its sides differ, and since when.
+    episode: Episode,
     /// Whether the key is in this time's list of touched keys.
     touched: bool,
 }
 
-/// Applies both sides' changes by key and emits each key's drift when it changes.
+/// Fires the timers due at times that `due` takes, in time order, each on its key's
+/// state (fetched a few timers ahead: most timers are of episodes healed long since,
+/// and their states are out of the cache).
+fn fire(
+    state: &mut Table<KeyState>,
+    grace: &mut Grace,
+    due: impl Fn(Time) -> bool,
+    out: &mut Vec<(Output, Time)>,
+) {
+    while let Some(now) = grace.next_timer().filter(|&t| due(t)) {
+        while let Some(slot) = grace.pop_timer(now) {
+            if let Some(ahead) = grace.timer_slot(AHEAD) {
+                state.prefetch_slot(ahead);
+            }
+            let (key, ks) = state.entry(slot);
+            grace.fire(key, slot, &mut ks.episode, rows(&ks.sides), now, out);
+        }
+    }
+}
+
+/// Applies both sides' changes by key, keeps each key's grace episode, and emits the
+/// drift records and corrections.
 ///
 /// `changes` are each side's row changes (source, then target), routed to their key's
 /// worker; `truncates` each side's truncates, which reach every worker.
 pub fn sides<'s>(
     changes: [Stream<'s, Time, Vec<(Change, Time)>>; 2],
     truncates: [Stream<'s, Time, Vec<(Change, Time)>>; 2],
-    rules: Arc<CompareRules>,
-    stats: Arc<Stats>,
     sizes: SizeProbe,
     shared: SidesState,
-) -> Stream<'s, Time, Vec<(DriftUpdate, Time)>> {
+) -> Stream<'s, Time, Vec<(Output, Time)>> {
     let [source, target] = changes;
     let [source_truncates, target_truncates] = truncates;
     let route = |(c, _): &(Change, Time)| c.key.hashed();
     let source = source.exchange(route).concat(source_truncates.broadcast());
     let target = target.exchange(route).concat(target_truncates.broadcast());
-    source.binary_frontier(target, Pipeline, Pipeline, "Sides", move |_, _| {
+    source.binary_frontier(target, Pipeline, Pipeline, "Sides", move |initial, _| {
         // Every change not yet complete, in time order once settled.
         let mut pending: Timed<(SideId, Change)> = Timed::default();
         let shared = shared.0;
-        let mut held: Option<Capability<Time>> = None;
-        // The keys an event time's changes applied to, with their slots.
-        let mut touched: Vec<(Key, usize)> = Vec::new();
-        // The updates of an activation, each with its time, go out in messages of up to
-        // `OUT_CHUNK` at the least of their times: a session per time cost a fresh 8 KiB
-        // buffer per event time (nearly one per event at 1 ms), which was the largest
-        // part of the cost of a fine time resolution.
-        let mut out: Vec<(DriftUpdate, Time)> = Vec::new();
+        // The initial capability serves grace timers restored from a checkpoint; it is
+        // dropped at the first activation when there are none.
+        let mut held: Option<Capability<Time>> = Some(initial);
+        // The slots of the keys an event time's changes applied to.
+        let mut touched: Vec<usize> = Vec::new();
+        // An activation's records, each with its time, go out in messages of up to
+        // `OUT_CHUNK` at the least of their times.
+        let mut out: Vec<(Output, Time)> = Vec::new();
         // The slots guessed for the completed changes ahead.
         let mut guesses: VecDeque<Option<usize>> = VecDeque::new();
         move |(source, source_frontier), (target, target_frontier), output| {
@@ -169,6 +184,7 @@ pub fn sides<'s>(
             let Keyed {
                 keys: state,
                 floors,
+                grace,
             } = &mut *keyed;
             // A change's own row waited in `pending` since it was decoded and is out of
             // the cache too: it is fetched with its key's state.
@@ -179,16 +195,20 @@ pub fn sides<'s>(
                 state.prefetch(&c.key)
             };
             guesses.clear();
-            // At most one update a change (truncates aside): allocated once, not grown.
-            out.reserve(ready.min(OUT_CHUNK));
             for (_, (_, c)) in (0..ready.min(AHEAD)).filter_map(|i| pending.get(i)) {
                 guesses.push_back(fetch(state, c));
             }
+            // The time whose changes are being applied: the timers before it have fired.
+            let mut applying = None;
             while ready > 0 {
                 let Some((time, (side, change))) = pending.pop() else {
                     break;
                 };
                 ready -= 1;
+                if applying != Some(time) {
+                    applying = Some(time);
+                    fire(state, grace, |t| t < time, &mut out);
+                }
                 guesses.pop_front();
                 if let Some((_, (_, c))) = pending.get(AHEAD - 1).filter(|_| ready >= AHEAD) {
                     guesses.push_back(fetch(state, c));
@@ -225,38 +245,37 @@ pub fn sides<'s>(
                     counts[side as usize][outcome as usize] += 1;
                     if outcome == Outcome::Applied && !ks.touched {
                         ks.touched = true;
-                        touched.push((key, slot));
+                        touched.push(slot);
                     }
                 }
-                // After a time's last change, its touched keys are compared.
+                // After a time's last change, its touched keys are compared, and then
+                // its timers fire.
                 if ready > 0 && pending.first() == Some(time) {
                     continue;
                 }
-                for (key, slot) in touched.drain(..) {
-                    let ks = state.at(slot);
+                for slot in touched.drain(..) {
+                    let (key, ks) = state.entry(slot);
                     ks.touched = false;
-                    let [source, target] = ks.rows();
-                    let drift = Divergence::between(&rules, source, target);
-                    if drift.is_some() || ks.drifting {
-                        ks.drifting = drift.is_some();
-                        out.push(((key, drift), time));
-                        if out.len() == OUT_CHUNK {
-                            give(output, cap, &mut out);
-                            out.reserve(ready.min(OUT_CHUNK));
-                        }
-                    }
+                    grace.compared(key, slot, &mut ks.episode, rows(&ks.sides), time, &mut out);
+                }
+                fire(state, grace, |t| t <= time, &mut out);
+                if out.len() >= OUT_CHUNK {
+                    give(output, cap, &mut out);
                 }
             }
+            // Timers of completed times without changes (every timer, once time ends).
+            fire(state, grace, done, &mut out);
             give(output, cap, &mut out);
+            grace.record_lags();
             for side in SideId::BOTH {
                 let [applied, duplicate, stale] = counts[side as usize];
-                let c = stats.side(side);
+                let c = grace.stats.side(side);
                 add(&c.applied, applied);
                 add(&c.duplicate, duplicate);
                 add(&c.stale, stale);
             }
-            match pending.first() {
-                Some(t) => cap.downgrade(&t),
+            match pending.first().into_iter().chain(grace.next_timer()).min() {
+                Some(t) => cap.downgrade(&t.max(*cap.time())),
                 None => held = None,
             }
             let mut s = sizes.inner.borrow_mut();
@@ -281,14 +300,14 @@ fn truncate(
     side: SideId,
     version: Option<&Version>,
     floor: &mut Option<Version>,
-    touched: &mut Vec<(Key, usize)>,
+    touched: &mut Vec<usize>,
 ) {
     if let Some(v) = version {
         if floor.as_ref().is_none_or(|f| f < v) {
             *floor = Some(v.clone());
         }
     }
-    state.for_each_mut(|key, slot, ks| {
+    state.for_each_mut(|_, slot, ks| {
         let Some(entry) = ks.sides[side as usize].as_mut() else {
             return;
         };
@@ -299,7 +318,7 @@ fn truncate(
         }
         if entry.row.take().is_some() && !ks.touched {
             ks.touched = true;
-            touched.push((key.clone(), slot));
+            touched.push(slot);
         }
     });
 }
@@ -372,19 +391,29 @@ impl SizeProbe {
 }
 
 /// A worker's keyed state, shared between the operator and the checkpointing driver.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SidesState(Rc<RefCell<Keyed>>);
 
-/// Every key's state, and each side's last truncate.
-#[derive(Default)]
+/// Every key's state, each side's last truncate, and the grace timers.
 struct Keyed {
     keys: Table<KeyState>,
     /// Per side, the version of its last truncate: a change at or below it predates the
     /// truncate and is stale, even for a key this worker has never seen.
     floors: [Option<Version>; 2],
+    grace: Grace,
 }
 
 impl SidesState {
+    /// No keys: rows compared under `rules`, a difference reported once it has lasted
+    /// `grace_ms`, counted in `stats`.
+    pub fn new(rules: Arc<CompareRules>, stats: Arc<Stats>, grace_ms: u64) -> Self {
+        SidesState(Rc::new(RefCell::new(Keyed {
+            keys: Table::default(),
+            floors: [None, None],
+            grace: Grace::new(rules, stats, grace_ms),
+        })))
+    }
+
     /// The state as checkpoint entries.
     pub fn snapshot(&self) -> Vec<crate::checkpoint::state::KeyEntry> {
         use crate::checkpoint::{state, Bytes};
@@ -403,9 +432,21 @@ impl SidesState {
                 key: Bytes::from(k.as_bytes()),
                 source: side(&s.sides[0]),
                 target: side(&s.sides[1]),
-                drifting: u64::from(s.drifting),
+                drifting: u64::from(s.episode.open),
             })
             .collect()
+    }
+
+    /// The open grace episodes as checkpoint entries.
+    pub fn episodes(&self) -> Vec<crate::checkpoint::state::EpisodeEntry> {
+        let keyed = self.0.borrow();
+        let mut entries = Vec::new();
+        keyed.keys.for_each(|key, slot, s| {
+            if s.episode.open {
+                entries.push(keyed.grace.entry(key, slot, &s.episode));
+            }
+        });
+        entries
     }
 
     /// Each side's last truncate version, encoded (for checkpoints).
@@ -453,9 +494,10 @@ impl SidesState {
         let map = &mut self.0.borrow_mut().keys;
         for e in entries {
             let key = Key::from_encoded(&e.key.to_vec().ok_or_else(bad)?);
+            // Its episode, if open, is restored by `restore_episodes`.
             let state = KeyState {
                 sides: [side(&e.source)?, side(&e.target)?],
-                drifting: e.drifting != 0,
+                episode: Episode::default(),
                 touched: false,
             };
             map.insert(key, state);
@@ -463,12 +505,23 @@ impl SidesState {
         Ok(())
     }
 
-    /// A key's current divergence under `rules` (for restoring grace episodes).
-    pub fn divergence(&self, key: &Key, rules: &CompareRules) -> Option<Divergence> {
-        let map = self.0.borrow();
-        let ks = map.keys.get(key)?;
-        let [source, target] = ks.rows();
-        Divergence::between(rules, source, target)
+    /// Restores grace episodes, each of a key restored before (by [`SidesState::restore`])
+    /// whose sides differ; anything else is an error.
+    pub fn restore_episodes(
+        &self,
+        entries: &[crate::checkpoint::state::EpisodeEntry],
+    ) -> anyhow::Result<()> {
+        let bad = || anyhow::anyhow!("checkpoint holds a malformed grace episode");
+        let Keyed { keys, grace, .. } = &mut *self.0.borrow_mut();
+        for e in entries {
+            let key = Key::from_encoded(&e.key.to_vec().ok_or_else(bad)?);
+            let slot = keys
+                .slot_of(&key)
+                .ok_or_else(|| anyhow::anyhow!("checkpoint holds an episode for a key in sync"))?;
+            let (_, ks) = keys.entry(slot);
+            grace.restore(e, slot, &mut ks.episode, rows(&ks.sides))?;
+        }
+        Ok(())
     }
 }
 
@@ -490,12 +543,12 @@ mod tests {
     }
 
     /// A key's state is most of the keyed state's memory beside the rows: thin rows and
-    /// versions keep it at 72 bytes (104 with fat pointers).
+    /// versions keep it at 88 bytes with its grace episode (120 with fat pointers).
     #[test]
     fn a_key_state_is_small() {
         assert_eq!(std::mem::size_of::<Version>(), 16);
         assert_eq!(std::mem::size_of::<Option<SideEntry>>(), 32);
-        assert_eq!(std::mem::size_of::<KeyState>(), 72);
+        assert_eq!(std::mem::size_of::<KeyState>(), 88);
     }
 
     #[test]
@@ -533,17 +586,17 @@ mod tests {
             Outcome::Applied
         );
 
-        let state = SidesState::default();
+        let state = SidesState::new(Arc::default(), Arc::default(), 0);
         state.0.borrow_mut().keys.insert(
             key(1),
             KeyState {
                 sides: [None, entry],
-                drifting: false,
+                episode: Episode::default(),
                 touched: false,
             },
         );
         state.0.borrow_mut().floors[1] = Some(floor.clone());
-        let restored = SidesState::default();
+        let restored = SidesState::new(Arc::default(), Arc::default(), 0);
         restored.restore(&state.snapshot()).unwrap();
         restored.restore_floors(state.floors());
         let keyed = restored.0.borrow();

@@ -116,7 +116,7 @@ impl Restore {
             .filter(|e| mine(&e.key))
             .cloned()
             .collect();
-        state.grace.restore(&episodes, &state.sides)
+        state.sides.restore_episodes(&episodes)
     }
 }
 
@@ -309,7 +309,7 @@ fn snapshot(b: Time, jobs: &[Job], entities: &[Entity], inputs: &Inputs) -> Work
             EntityState {
                 name: Bytes::from(job.spec.entity.as_bytes()),
                 keys: e.state.sides.snapshot(),
-                episodes: e.state.grace.snapshot(),
+                episodes: e.state.sides.episodes(),
                 source_floor,
                 target_floor,
             }

@@ -61,11 +61,18 @@ impl<S> Table<S> {
     /// state is read), with its state asked to be fetched into the cache.
     pub(super) fn prefetch(&self, key: &Key) -> Option<usize> {
         let slot = *self.slots.find(self.hasher.hash_one(key), |_| true)? as usize;
-        let at: *const (Key, S) = &self.states[slot];
-        // A state is 96 bytes: it may straddle two cache lines.
-        crate::row::prefetch(at.cast());
-        crate::row::prefetch(at.cast::<u8>().wrapping_add(64));
+        self.prefetch_slot(slot);
         Some(slot)
+    }
+
+    /// Asks for the state in `slot` to be fetched into the cache.
+    pub(super) fn prefetch_slot(&self, slot: usize) {
+        if let Some(at) = self.states.get(slot) {
+            let at: *const (Key, S) = at;
+            // A key and its state are over 64 bytes: they may straddle two cache lines.
+            crate::row::prefetch(at.cast());
+            crate::row::prefetch(at.cast::<u8>().wrapping_add(64));
+        }
     }
 
     /// The state in `slot`, to read.
@@ -78,7 +85,19 @@ impl<S> Table<S> {
         &mut self.states[slot].1
     }
 
+    /// The key in `slot` and its state.
+    pub(super) fn entry(&mut self, slot: usize) -> (&Key, &mut S) {
+        let (key, state) = &mut self.states[slot];
+        (key, state)
+    }
+
+    /// The slot of `key`, if it has one.
+    pub(super) fn slot_of(&self, key: &Key) -> Option<usize> {
+        Some(*self.find(self.hasher.hash_one(key), key)? as usize)
+    }
+
     /// The state of `key`, if it has one.
+    #[cfg(test)]
     pub(super) fn get(&self, key: &Key) -> Option<&S> {
         let slot = *self.find(self.hasher.hash_one(key), key)?;
         Some(&self.states[slot as usize].1)
@@ -103,6 +122,13 @@ impl<S> Table<S> {
     /// Calls `f` on every key with its slot and state.
     pub(super) fn for_each_mut(&mut self, mut f: impl FnMut(&Key, usize, &mut S)) {
         for (slot, (k, s)) in self.states.iter_mut().enumerate() {
+            f(k, slot, s);
+        }
+    }
+
+    /// Calls `f` on every key with its slot and state, to read.
+    pub(super) fn for_each(&self, mut f: impl FnMut(&Key, usize, &S)) {
+        for (slot, (k, s)) in self.states.iter().enumerate() {
             f(k, slot, s);
         }
     }
