@@ -11,7 +11,7 @@
 //!   episode;
 //! - [`grace`]: the episodes' event-time timers: a difference is reported once it lasted
 //!   `grace`, resolved when it heals, and each open record yields its correction;
-//! - [`grace::sink`]: outputs in event-time order on worker 0.
+//! - [`sink`]: outputs in event-time order on worker 0.
 //!
 //! Timestamps are event times in ms (rounded to the spec's resolution). State is one
 //! entry per key and changes not yet complete (bounded by `max_read_ahead`), so memory
@@ -19,6 +19,7 @@
 
 pub mod grace;
 pub mod sides;
+pub mod sink;
 pub mod stats;
 mod timed;
 
@@ -26,6 +27,8 @@ use crate::cdc::{Change, Origin, SideId, Version};
 use crate::row::{CompareRules, FieldDiff, Key, Row};
 use crate::spec::Spec;
 use serde::{Deserialize, Serialize};
+use sides::Sides;
+use sink::Deliver;
 use std::sync::Arc;
 use timely::dataflow::operators::{Concat, Exchange, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
@@ -373,8 +376,8 @@ pub fn build_probed(
     };
     worker.dataflow::<Time, _, _>(|scope| {
         let read = &probes.inputs;
-        let outputs = sides::sides(
-            [&mut source, &mut target].map(|i| i.to_stream(scope).probe_with(read)),
+        let outputs = source.to_stream(scope).probe_with(read).sides(
+            target.to_stream(scope).probe_with(read),
             truncates
                 .each_mut()
                 .map(|i| i.to_stream(scope).probe_with(read)),
@@ -382,7 +385,8 @@ pub fn build_probed(
             state.sides.clone(),
         );
         let all = outputs.concat(dead.to_stream(scope)).exchange(|_| 0);
-        grace::sink(all, shared_sink.clone(), stats, halt).probe_with(&probe);
+        all.deliver(shared_sink.clone(), stats, halt)
+            .probe_with(&probe);
     });
     Handles {
         source,

@@ -1,4 +1,4 @@
-//! Grace in event time, drift records and corrections; and the ordered output sink.
+//! Grace in event time: when a difference becomes a drift record, and its corrections.
 //!
 //! A key's *episode* is a maximal interval of event time during which its sides differ.
 //! It is reported (an `open` record) once it has lasted `grace`: at `since + grace`, if
@@ -19,7 +19,6 @@
 //! few bytes of its key's state, which the comparison has just read; a divergence is
 //! made only for an episode that is reported; and each timer holds its key's slot.
 
-use super::stats::add;
 use super::timed::Timed;
 use super::{
     Correction, Divergence, DriftKind, DriftRecord, Output, SideRowRef, Stats, Status, Time,
@@ -28,11 +27,7 @@ use crate::checkpoint::state::EpisodeEntry;
 use crate::row::CompareRules;
 use crate::row::{Key, Row};
 use crate::FastMap;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::Stream;
 
 /// A key's episode as its state holds it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -272,59 +267,4 @@ fn report(
         resolved: None,
     };
     out.push((Output::Drift(record), now));
-}
-
-/// Delivers outputs to `sink` one completed event time at a time, sorted, so that the
-/// same input yields the same output files whatever the number of workers.
-pub fn sink<'s>(
-    outputs: Stream<'s, Time, Vec<(Output, Time)>>,
-    sink: super::SharedSink,
-    stats: Arc<Stats>,
-    halt: Arc<crate::job::Halt>,
-) -> Stream<'s, Time, Vec<()>> {
-    outputs.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
-        Pipeline,
-        "Sink",
-        move |_, _| {
-            let mut stash: BTreeMap<Time, Vec<Output>> = BTreeMap::new();
-            let (mut failed, mut finished) = (false, false);
-            move |(input, frontier), _output| {
-                input.for_each(|_cap, data| {
-                    for (o, t) in data.drain(..) {
-                        stash.entry(t).or_default().push(o);
-                    }
-                });
-                while let Some(entry) = stash.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let (time, mut outputs) = entry.remove_entry();
-                    outputs.sort();
-                    for o in &outputs {
-                        match o {
-                            Output::Drift(_) => add(&stats.drift_records, 1),
-                            Output::Correction(_) => add(&stats.corrections, 1),
-                            Output::DeadLetter(_) => {}
-                        }
-                    }
-                    if let (Some(s), false) = (sink.borrow_mut().as_mut(), failed) {
-                        if let Err(e) = s.emit(time, &outputs) {
-                            // The sink remembers its error; the job reports it at the end.
-                            failed = true;
-                            halt.output_failed(format!("{e:#}"));
-                        }
-                    }
-                }
-                if frontier.is_empty() && !finished {
-                    finished = true;
-                    if let (Some(s), false) = (sink.borrow_mut().as_mut(), failed) {
-                        if let Err(e) = s.finish() {
-                            failed = true;
-                            halt.output_failed(format!("{e:#}"));
-                        }
-                    }
-                }
-            }
-        },
-    )
 }

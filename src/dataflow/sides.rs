@@ -127,163 +127,241 @@ fn fire(
     }
 }
 
-/// Applies both sides' changes by key, keeps each key's grace episode, and emits the
-/// drift records and corrections.
-///
-/// `changes` are each side's row changes (source, then target), routed to their key's
-/// worker; `truncates` each side's truncates, which reach every worker.
-pub fn sides<'s>(
-    changes: [Stream<'s, Time, Vec<(Change, Time)>>; 2],
-    truncates: [Stream<'s, Time, Vec<(Change, Time)>>; 2],
-    sizes: SizeProbe,
-    shared: SidesState,
-) -> Stream<'s, Time, Vec<(Output, Time)>> {
-    let [source, target] = changes;
-    let [source_truncates, target_truncates] = truncates;
-    let route = |(c, _): &(Change, Time)| c.key.hashed();
-    let source = source.exchange(route).concat(source_truncates.broadcast());
-    let target = target.exchange(route).concat(target_truncates.broadcast());
-    source.binary_frontier(target, Pipeline, Pipeline, "Sides", move |initial, _| {
-        // Every change not yet complete, in time order once settled.
-        let mut pending: Timed<(SideId, Change)> = Timed::default();
-        let shared = shared.0;
-        // The initial capability serves grace timers restored from a checkpoint; it is
-        // dropped at the first activation when there are none.
-        let mut held: Option<Capability<Time>> = Some(initial);
-        // The slots of the keys an event time's changes applied to.
-        let mut touched: Vec<usize> = Vec::new();
-        // An activation's records, each with its time, go out in messages of up to
-        // `OUT_CHUNK` at the least of their times.
-        let mut out: Vec<(Output, Time)> = Vec::new();
-        // The slots guessed for the completed changes ahead.
-        let mut guesses: VecDeque<Option<usize>> = VecDeque::new();
-        move |(source, source_frontier), (target, target_frontier), output| {
-            for (side, input) in [(SideId::Source, source), (SideId::Target, target)] {
-                input.for_each(|cap, data| {
-                    if let Some(c) = cap.retain_least(0) {
-                        if held.as_ref().is_none_or(|h| c.time() < h.time()) {
-                            held = Some(c);
+/// Compares a source's changes with a target's, key by key, with grace.
+pub trait Sides<'s> {
+    /// Applies both sides' changes by key (`self`: the source's, `target`: the
+    /// target's, each `(change, event time)`, routed here to their key's worker;
+    /// `truncates`: each side's truncates, which reach every worker), keeps each key's
+    /// grace episode in `shared`, and emits the drift records and corrections, each at
+    /// its event time. `sizes` reports the state's size.
+    ///
+    /// Why one operator for both sides and their grace: a change is compared with the
+    /// other side's row for its key at its time, and a difference's episode begins, goes
+    /// on or heals there too: one look-up of the key does all of it, where collections
+    /// arranged apart and joined held every row twice and replayed each key's history
+    /// (BENCHMARKS.md).
+    ///
+    /// ```
+    /// use driftwatch::cdc::{Change, Version};
+    /// use driftwatch::dataflow::sides::{Sides, SidesState, SizeProbe};
+    /// use driftwatch::dataflow::{DriftKind, Output, Time};
+    /// use driftwatch::row::{Key, Row, RowBuilder, ValueRef};
+    /// use std::sync::Arc;
+    /// use timely::dataflow::operators::capture::{Capture, Extract};
+    /// use timely::dataflow::operators::ToStream;
+    ///
+    /// fn key(id: i64) -> Key {
+    ///     let mut b = RowBuilder::default();
+    ///     b.push("id", ValueRef::Int(id)).unwrap();
+    ///     b.finish_key()
+    /// }
+    /// fn row(id: i64, status: &str) -> Row {
+    ///     let mut b = RowBuilder::default();
+    ///     b.push("id", ValueRef::Int(id)).unwrap();
+    ///     b.push("status", ValueRef::Str(status)).unwrap();
+    ///     b.finish_row()
+    /// }
+    /// /// Order `id` is `status` at `ms` (event time), its version `version`.
+    /// fn change(id: i64, version: u64, ms: Time, status: &str) -> (Change, Time) {
+    ///     let change = Change {
+    ///         key: key(id),
+    ///         version: Some(Version::Num(version)),
+    ///         time_ms: Some(ms),
+    ///         row: Some(row(id, status)),
+    ///     };
+    ///     (change, ms)
+    /// }
+    /// let (send, recv) = std::sync::mpsc::channel();
+    /// timely::example(move |scope| {
+    ///     // Grace 5 ms: the target copies order 1 in 2 ms and never gets order 2.
+    ///     let source = vec![change(1, 1, 10, "new"), change(2, 2, 10, "new")];
+    ///     let target = vec![change(1, 7, 12, "new")];
+    ///     let none = || Vec::<(Change, Time)>::new().to_stream(scope);
+    ///     let shared = SidesState::new(Arc::default(), Arc::default(), 5);
+    ///     source
+    ///         .to_stream(scope)
+    ///         .sides(target.to_stream(scope), [none(), none()], SizeProbe::default(), shared)
+    ///         .capture_into(send);
+    /// });
+    /// // Each time's outputs, sorted: drift records before corrections.
+    /// let drift: Vec<(Time, Option<DriftKind>)> = recv
+    ///     .extract()
+    ///     .into_iter()
+    ///     .flat_map(|(_, outputs)| outputs)
+    ///     .map(|(output, time)| match output {
+    ///         Output::Drift(record) => (time, Some(record.drift.kind)),
+    ///         _ => (time, None), // its correction: the source row, to upsert
+    ///     })
+    ///     .collect();
+    /// // Order 2 is reported missing after grace, with its correction; order 1's
+    /// // difference healed within grace and is not reported.
+    /// assert_eq!(drift, [(15, Some(DriftKind::Missing)), (15, None)]);
+    /// ```
+    fn sides(
+        self,
+        target: Stream<'s, Time, Vec<(Change, Time)>>,
+        truncates: [Stream<'s, Time, Vec<(Change, Time)>>; 2],
+        sizes: SizeProbe,
+        shared: SidesState,
+    ) -> Stream<'s, Time, Vec<(Output, Time)>>;
+}
+
+impl<'s> Sides<'s> for Stream<'s, Time, Vec<(Change, Time)>> {
+    fn sides(
+        self,
+        target: Stream<'s, Time, Vec<(Change, Time)>>,
+        truncates: [Stream<'s, Time, Vec<(Change, Time)>>; 2],
+        sizes: SizeProbe,
+        shared: SidesState,
+    ) -> Stream<'s, Time, Vec<(Output, Time)>> {
+        let source = self;
+        let [source_truncates, target_truncates] = truncates;
+        let route = |(c, _): &(Change, Time)| c.key.hashed();
+        let source = source.exchange(route).concat(source_truncates.broadcast());
+        let target = target.exchange(route).concat(target_truncates.broadcast());
+        source.binary_frontier(target, Pipeline, Pipeline, "Sides", move |initial, _| {
+            // Every change not yet complete, in time order once settled.
+            let mut pending: Timed<(SideId, Change)> = Timed::default();
+            let shared = shared.0;
+            // The initial capability serves grace timers restored from a checkpoint; it is
+            // dropped at the first activation when there are none.
+            let mut held: Option<Capability<Time>> = Some(initial);
+            // The slots of the keys an event time's changes applied to.
+            let mut touched: Vec<usize> = Vec::new();
+            // An activation's records, each with its time, go out in messages of up to
+            // `OUT_CHUNK` at the least of their times.
+            let mut out: Vec<(Output, Time)> = Vec::new();
+            // The slots guessed for the completed changes ahead.
+            let mut guesses: VecDeque<Option<usize>> = VecDeque::new();
+            move |(source, source_frontier), (target, target_frontier), output| {
+                for (side, input) in [(SideId::Source, source), (SideId::Target, target)] {
+                    input.for_each(|cap, data| {
+                        if let Some(c) = cap.retain_least(0) {
+                            if held.as_ref().is_none_or(|h| c.time() < h.time()) {
+                                held = Some(c);
+                            }
                         }
-                    }
-                    for (change, time) in data.drain(..) {
-                        pending.append(time, (side, change));
-                    }
-                });
-            }
-            let Some(cap) = held.as_mut() else { return };
-            let done = |t: Time| !source_frontier.less_equal(&t) && !target_frontier.less_equal(&t);
-            let mut counts = [[0u64; 3]; 2];
-            let mut keyed = shared.borrow_mut();
-            pending.settle();
-            let mut ready = pending.count_while(done);
-            // The changes of every completed time, in order: the first `ready` of
-            // `pending`. A key's state and rows are cache misses (a table of 100k keys
-            // is far larger than the cache), so they are fetched a few changes ahead:
-            // the misses of several changes overlap instead of stalling one after
-            // another.
-            let Keyed {
-                keys: state,
-                floors,
-                grace,
-            } = &mut *keyed;
-            // A change's own row waited in `pending` since it was decoded and is out of
-            // the cache too: it is fetched with its key's state.
-            let fetch = |state: &Table<KeyState>, c: &Change| {
-                if let Some(row) = &c.row {
-                    row.prefetch();
+                        for (change, time) in data.drain(..) {
+                            pending.append(time, (side, change));
+                        }
+                    });
                 }
-                state.prefetch(&c.key)
-            };
-            guesses.clear();
-            for (_, (_, c)) in (0..ready.min(AHEAD)).filter_map(|i| pending.get(i)) {
-                guesses.push_back(fetch(state, c));
-            }
-            // The time whose changes are being applied: the timers before it have fired.
-            let mut applying = None;
-            while ready > 0 {
-                let Some((time, (side, change))) = pending.pop() else {
-                    break;
+                let Some(cap) = held.as_mut() else { return };
+                let done =
+                    |t: Time| !source_frontier.less_equal(&t) && !target_frontier.less_equal(&t);
+                let mut counts = [[0u64; 3]; 2];
+                let mut keyed = shared.borrow_mut();
+                pending.settle();
+                let mut ready = pending.count_while(done);
+                // The changes of every completed time, in order: the first `ready` of
+                // `pending`. A key's state and rows are cache misses (a table of 100k keys
+                // is far larger than the cache), so they are fetched a few changes ahead:
+                // the misses of several changes overlap instead of stalling one after
+                // another.
+                let Keyed {
+                    keys: state,
+                    floors,
+                    grace,
+                } = &mut *keyed;
+                // A change's own row waited in `pending` since it was decoded and is out of
+                // the cache too: it is fetched with its key's state.
+                let fetch = |state: &Table<KeyState>, c: &Change| {
+                    if let Some(row) = &c.row {
+                        row.prefetch();
+                    }
+                    state.prefetch(&c.key)
                 };
-                ready -= 1;
-                if applying != Some(time) {
-                    applying = Some(time);
-                    fire(state, grace, |t| t < time, &mut out);
-                }
-                guesses.pop_front();
-                if let Some((_, (_, c))) = pending.get(AHEAD - 1).filter(|_| ready >= AHEAD) {
+                guesses.clear();
+                for (_, (_, c)) in (0..ready.min(AHEAD)).filter_map(|i| pending.get(i)) {
                     guesses.push_back(fetch(state, c));
                 }
-                if let Some(&Some(slot)) = guesses.get(AHEAD / 2) {
-                    state.peek(slot).prefetch_rows();
-                }
-                if change.is_truncate() {
-                    let version = change.version.as_ref();
-                    truncate(
-                        state,
-                        side,
-                        version,
-                        &mut floors[side as usize],
-                        &mut touched,
-                    );
-                } else {
-                    let Change {
-                        key,
-                        version,
-                        time_ms,
-                        row,
-                    } = change;
-                    let slot = state.slot(&key);
-                    let ks = state.at(slot);
-                    let outcome = apply(
-                        &mut ks.sides[side as usize],
-                        floors[side as usize].as_ref(),
-                        version,
-                        time_ms,
-                        time,
-                        row,
-                    );
-                    counts[side as usize][outcome as usize] += 1;
-                    if outcome == Outcome::Applied && !ks.touched {
-                        ks.touched = true;
-                        touched.push(slot);
+                // The time whose changes are being applied: the timers before it have fired.
+                let mut applying = None;
+                while ready > 0 {
+                    let Some((time, (side, change))) = pending.pop() else {
+                        break;
+                    };
+                    ready -= 1;
+                    if applying != Some(time) {
+                        applying = Some(time);
+                        fire(state, grace, |t| t < time, &mut out);
+                    }
+                    guesses.pop_front();
+                    if let Some((_, (_, c))) = pending.get(AHEAD - 1).filter(|_| ready >= AHEAD) {
+                        guesses.push_back(fetch(state, c));
+                    }
+                    if let Some(&Some(slot)) = guesses.get(AHEAD / 2) {
+                        state.peek(slot).prefetch_rows();
+                    }
+                    if change.is_truncate() {
+                        let version = change.version.as_ref();
+                        truncate(
+                            state,
+                            side,
+                            version,
+                            &mut floors[side as usize],
+                            &mut touched,
+                        );
+                    } else {
+                        let Change {
+                            key,
+                            version,
+                            time_ms,
+                            row,
+                        } = change;
+                        let slot = state.slot(&key);
+                        let ks = state.at(slot);
+                        let outcome = apply(
+                            &mut ks.sides[side as usize],
+                            floors[side as usize].as_ref(),
+                            version,
+                            time_ms,
+                            time,
+                            row,
+                        );
+                        counts[side as usize][outcome as usize] += 1;
+                        if outcome == Outcome::Applied && !ks.touched {
+                            ks.touched = true;
+                            touched.push(slot);
+                        }
+                    }
+                    // After a time's last change, its touched keys are compared, and then
+                    // its timers fire.
+                    if ready > 0 && pending.first() == Some(time) {
+                        continue;
+                    }
+                    for slot in touched.drain(..) {
+                        let (key, ks) = state.entry(slot);
+                        ks.touched = false;
+                        grace.compared(key, slot, &mut ks.episode, rows(&ks.sides), time, &mut out);
+                    }
+                    fire(state, grace, |t| t <= time, &mut out);
+                    if out.len() >= OUT_CHUNK {
+                        give(output, cap, &mut out);
                     }
                 }
-                // After a time's last change, its touched keys are compared, and then
-                // its timers fire.
-                if ready > 0 && pending.first() == Some(time) {
-                    continue;
+                // Timers of completed times without changes (every timer, once time ends).
+                fire(state, grace, done, &mut out);
+                give(output, cap, &mut out);
+                grace.record_lags();
+                for side in SideId::BOTH {
+                    let [applied, duplicate, stale] = counts[side as usize];
+                    let c = grace.stats.side(side);
+                    add(&c.applied, applied);
+                    add(&c.duplicate, duplicate);
+                    add(&c.stale, stale);
                 }
-                for slot in touched.drain(..) {
-                    let (key, ks) = state.entry(slot);
-                    ks.touched = false;
-                    grace.compared(key, slot, &mut ks.episode, rows(&ks.sides), time, &mut out);
+                match pending.first().into_iter().chain(grace.next_timer()).min() {
+                    Some(t) => cap.downgrade(&t.max(*cap.time())),
+                    None => held = None,
                 }
-                fire(state, grace, |t| t <= time, &mut out);
-                if out.len() >= OUT_CHUNK {
-                    give(output, cap, &mut out);
-                }
+                let mut s = sizes.inner.borrow_mut();
+                s.keys = keyed.keys.len();
+                drop(keyed);
+                s.pending = pending.len();
             }
-            // Timers of completed times without changes (every timer, once time ends).
-            fire(state, grace, done, &mut out);
-            give(output, cap, &mut out);
-            grace.record_lags();
-            for side in SideId::BOTH {
-                let [applied, duplicate, stale] = counts[side as usize];
-                let c = grace.stats.side(side);
-                add(&c.applied, applied);
-                add(&c.duplicate, duplicate);
-                add(&c.stale, stale);
-            }
-            match pending.first().into_iter().chain(grace.next_timer()).min() {
-                Some(t) => cap.downgrade(&t.max(*cap.time())),
-                None => held = None,
-            }
-            let mut s = sizes.inner.borrow_mut();
-            s.keys = keyed.keys.len();
-            drop(keyed);
-            s.pending = pending.len();
-        }
-    })
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
