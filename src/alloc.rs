@@ -15,7 +15,7 @@
 //! memory and saves that churn (BENCHMARKS.md, issue 14). Nor does mimalloc ask for
 //! transparent huge pages: each first touch of one zeroes 2 MiB, of which the job's
 //! scattered blocks used a part, and on a virtual machine that first touch is dear;
-//! without them the file-mode run's peak is 0.85× (75 MiB against 88 at `-w 2`) at no
+//! without them the file-mode run's peak is 0.89× (79 MiB against 89 at `-w 2`) at no
 //! cost in time (BENCHMARKS.md).
 //!
 //! Row-sized blocks are allocated one request ahead and fetched into the cache then
