@@ -65,7 +65,8 @@ impl SideEntry {
     }
 }
 
-/// How many changes ahead a key's state is fetched (its rows, half as far).
+/// How many changes ahead a key's state is fetched (its rows, half as far; its index
+/// entry, twice as far).
 const AHEAD: usize = 8;
 
 /// The most records sent in one message.
@@ -275,6 +276,11 @@ impl<'s> Sides<'s> for Stream<'s, Time, Vec<(Change, Time)>> {
                 for (_, (_, c)) in (0..ready.min(AHEAD)).filter_map(|i| pending.get(i)) {
                     guesses.push_back(fetch(state, c));
                 }
+                // The index's entries are fetched twice as far ahead: a state's fetch
+                // starts from its slot, which the entry holds.
+                for (_, (_, c)) in (AHEAD..ready.min(2 * AHEAD)).filter_map(|i| pending.get(i)) {
+                    state.prefetch_index(&c.key);
+                }
                 // The time whose changes are being applied: the timers before it have fired.
                 let mut applying = None;
                 while ready > 0 {
@@ -289,6 +295,11 @@ impl<'s> Sides<'s> for Stream<'s, Time, Vec<(Change, Time)>> {
                     guesses.pop_front();
                     if let Some((_, (_, c))) = pending.get(AHEAD - 1).filter(|_| ready >= AHEAD) {
                         guesses.push_back(fetch(state, c));
+                    }
+                    if let Some((_, (_, c))) =
+                        pending.get(2 * AHEAD - 1).filter(|_| ready >= 2 * AHEAD)
+                    {
+                        state.prefetch_index(&c.key);
                     }
                     if let Some(&Some(slot)) = guesses.get(AHEAD / 2) {
                         state.peek(slot).prefetch_rows();
