@@ -40,6 +40,18 @@ pub(super) struct Episode {
     pub(super) reported: bool,
 }
 
+/// A key as grace reads it in the keyed state: its slot, its episode, its sides' rows.
+pub(super) struct KeyAt<'a> {
+    /// The key.
+    pub(super) key: &'a Key,
+    /// Its slot (what its timers and reported episode are found by).
+    pub(super) slot: usize,
+    /// Its episode.
+    pub(super) episode: &'a mut Episode,
+    /// Each side's row, if it has one.
+    pub(super) rows: [Option<SideRowRef<'a>>; 2],
+}
+
 /// What a reported episode keeps: the divergence last reported and the last correction.
 struct Reported {
     current: Divergence,
@@ -47,16 +59,20 @@ struct Reported {
 }
 
 /// A worker's grace timers and reported episodes (the episodes themselves are in the
-/// keyed state), with the records of the current activation's healed episodes' lags.
+/// keyed state), and the lags of the episodes healed in the current activation.
 pub(super) struct Grace {
+    /// How rows compare.
     pub(super) rules: Arc<CompareRules>,
+    /// Where open drift, sync lags and the sides' counts are counted.
     pub(super) stats: Arc<Stats>,
+    /// How long a difference lasts before it is reported.
     grace_ms: u64,
     /// Each episode's grace timer, with its key's slot, in time order: an episode begins
     /// at the time being processed, which only grows, so a timer goes to the back.
     timers: Timed<usize>,
     /// The reported episodes, by their keys' slots.
     reported: FastMap<usize, Reported>,
+    /// How long each episode healed since the last [`Grace::record_lags`] lasted.
     lags: Vec<u64>,
 }
 
@@ -73,16 +89,10 @@ impl Grace {
         }
     }
 
-    /// The key `key` in `slot` was compared after `now`'s changes: its sides are `rows`.
-    pub(super) fn compared(
-        &mut self,
-        key: &Key,
-        slot: usize,
-        ep: &mut Episode,
-        [source, target]: [Option<SideRowRef<'_>>; 2],
-        now: Time,
-        out: &mut Vec<(Output, Time)>,
-    ) {
+    /// The key `at` was compared after `now`'s changes.
+    pub(super) fn compared(&mut self, at: KeyAt<'_>, now: Time, out: &mut Vec<(Output, Time)>) {
+        let (key, slot, ep) = (at.key, at.slot, at.episode);
+        let [source, target] = at.rows;
         let kind = Divergence::kind_between(&self.rules, source, target);
         match (ep.open, kind) {
             (false, None) => {}
@@ -144,17 +154,11 @@ impl Grace {
         self.timers.get(i).map(|&(_, slot)| slot)
     }
 
-    /// The timer of the key `key` in `slot`, set when an episode began, fires at `now`:
-    /// the episode is reported if it is the same one and still open.
-    pub(super) fn fire(
-        &mut self,
-        key: &Key,
-        slot: usize,
-        ep: &mut Episode,
-        [source, target]: [Option<SideRowRef<'_>>; 2],
-        now: Time,
-        out: &mut Vec<(Output, Time)>,
-    ) {
+    /// The timer of the key `at`, set when an episode began, fires at `now`: the
+    /// episode is reported if it is the same one and still open.
+    pub(super) fn fire(&mut self, at: KeyAt<'_>, now: Time, out: &mut Vec<(Output, Time)>) {
+        let ep = at.episode;
+        let [source, target] = at.rows;
         if !ep.open || ep.reported || ep.since + self.grace_ms != now {
             return;
         }
@@ -168,8 +172,8 @@ impl Grace {
             current: Divergence::of_kind(kind, source, target),
             corrected: None,
         };
-        report(out, &self.rules, &mut rep, ep.since, key.clone(), now);
-        self.reported.insert(slot, rep);
+        report(out, &self.rules, &mut rep, ep.since, at.key.clone(), now);
+        self.reported.insert(at.slot, rep);
     }
 
     /// Hands the lags of the episodes healed since the last call to the statistics.
@@ -195,14 +199,10 @@ impl Grace {
         }
     }
 
-    /// Restores the episode `e` of the key in `slot`, whose sides are `rows`.
-    pub(super) fn restore(
-        &mut self,
-        e: &EpisodeEntry,
-        slot: usize,
-        ep: &mut Episode,
-        [source, target]: [Option<SideRowRef<'_>>; 2],
-    ) -> anyhow::Result<()> {
+    /// Restores the episode `e` of the key `at`.
+    pub(super) fn restore(&mut self, e: &EpisodeEntry, at: KeyAt<'_>) -> anyhow::Result<()> {
+        let (slot, ep) = (at.slot, at.episode);
+        let [source, target] = at.rows;
         let bad = || anyhow::anyhow!("checkpoint holds a malformed grace episode");
         let kind = Divergence::kind_between(&self.rules, source, target)
             .ok_or_else(|| anyhow::anyhow!("checkpoint holds an episode for a key in sync"))?;

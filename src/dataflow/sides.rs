@@ -21,7 +21,7 @@
 
 mod table;
 
-use super::grace::{Episode, Grace};
+use super::grace::{Episode, Grace, KeyAt};
 use super::stats::add;
 use super::timed::Timed;
 use super::{Output, SideRowRef, Stats, Time};
@@ -99,6 +99,17 @@ fn rows(sides: &[Option<SideEntry>; 2]) -> [Option<SideRowRef<'_>>; 2] {
     SideId::BOTH.map(|s| sides[s as usize].as_ref()?.current(s))
 }
 
+/// The key in `slot` as grace reads it.
+fn key_at(state: &mut Table<KeyState>, slot: usize) -> KeyAt<'_> {
+    let (key, KeyState { sides, episode, .. }) = state.entry(slot);
+    KeyAt {
+        key,
+        slot,
+        episode,
+        rows: rows(sides),
+    }
+}
+
 #[derive(Default)]
 struct KeyState {
     sides: [Option<SideEntry>; 2],
@@ -122,8 +133,7 @@ fn fire(
             if let Some(ahead) = grace.timer_slot(AHEAD) {
                 state.prefetch_slot(ahead);
             }
-            let (key, ks) = state.entry(slot);
-            grace.fire(key, slot, &mut ks.episode, rows(&ks.sides), now, out);
+            grace.fire(key_at(state, slot), now, out);
         }
     }
 }
@@ -342,9 +352,8 @@ impl<'s> Sides<'s> for Stream<'s, Time, Vec<(Change, Time)>> {
                         continue;
                     }
                     for slot in touched.drain(..) {
-                        let (key, ks) = state.entry(slot);
-                        ks.touched = false;
-                        grace.compared(key, slot, &mut ks.episode, rows(&ks.sides), time, &mut out);
+                        state.at(slot).touched = false;
+                        grace.compared(key_at(state, slot), time, &mut out);
                     }
                     fire(state, grace, |t| t <= time, &mut out);
                     if out.len() >= OUT_CHUNK {
@@ -607,8 +616,7 @@ impl SidesState {
             let slot = keys
                 .slot_of(&key)
                 .ok_or_else(|| anyhow::anyhow!("checkpoint holds an episode for a key in sync"))?;
-            let (_, ks) = keys.entry(slot);
-            grace.restore(e, slot, &mut ks.episode, rows(&ks.sides))?;
+            grace.restore(e, key_at(keys, slot))?;
         }
         Ok(())
     }
