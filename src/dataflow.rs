@@ -51,8 +51,8 @@ pub struct SideRow {
     pub row: Row,
 }
 
-/// A side's row as the keyed state holds it, borrowed: what [`Divergence::between`]
-/// compares, made a [`SideRow`] only when the sides differ.
+/// A side's row as the keyed state holds it, borrowed: what a key's sides are compared
+/// by, made a [`SideRow`] only for a divergence that is reported.
 #[derive(Debug, Clone, Copy)]
 pub struct SideRowRef<'a> {
     /// Which side.
@@ -132,19 +132,9 @@ pub struct Divergence {
 }
 
 impl Divergence {
-    /// The difference between two sides' rows for a key, if any.
-    pub fn between(
-        rules: &CompareRules,
-        source: Option<SideRowRef<'_>>,
-        target: Option<SideRowRef<'_>>,
-    ) -> Option<Divergence> {
-        let kind = Divergence::kind_between(rules, source, target)?;
-        Some(Divergence::of_kind(kind, source, target))
-    }
-
     /// The kind of difference between two sides' rows, if any, without making the
     /// divergence: most differences heal within grace, and their rows are never needed.
-    pub fn kind_between(
+    pub(crate) fn kind_between(
         rules: &CompareRules,
         source: Option<SideRowRef<'_>>,
         target: Option<SideRowRef<'_>>,
