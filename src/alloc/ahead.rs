@@ -45,6 +45,34 @@ fn bucket(layout: Layout) -> Option<(usize, usize)> {
     Some((b, SMALLEST + (b + 1) * BUCKET))
 }
 
+/// Asks for the block after `block` on its page's free list to be fetched: the next
+/// request of this size pops that block, and the pop reads its first word (the list's
+/// link), a miss that held up every allocation (`_mi_page_malloc_zero`, 4.6% of a
+/// two-worker run). mimalloc's release build leaves a block it hands out holding that
+/// link, unencoded; in any other build the word is something else, and a prefetch of
+/// whatever address it holds neither faults nor changes anything.
+///
+/// # Safety
+/// `block` must point to at least 8 readable bytes.
+#[inline]
+unsafe fn prefetch_next_free(block: *mut u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads the block's first word (8 bytes the caller vouches for) in
+    // assembly, so no typed read of memory that may be uninitialised happens in Rust;
+    // a prefetch cannot fault.
+    unsafe {
+        std::arch::asm!(
+            "mov {next}, qword ptr [{block}]",
+            "prefetcht0 byte ptr [{next}]",
+            block = in(reg) block,
+            next = out(reg) _,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = block;
+}
+
 // SAFETY: every block comes from mimalloc (`mi_malloc` of at least the request's size,
 // aligned to 16 ≥ the request's alignment) and goes back to it by `mi_free`, which
 // needs no size; a block served ahead is handed out once (taken out of its slot).
@@ -62,6 +90,8 @@ unsafe impl GlobalAlloc for Ahead {
                     for line in (0..full).step_by(64) {
                         crate::row::prefetch(ahead.wrapping_add(line));
                     }
+                    // SAFETY: `ahead` is a live block of at least 8 bytes.
+                    unsafe { prefetch_next_free(ahead) };
                 }
                 take
             });
