@@ -110,8 +110,8 @@ impl FilePartition {
         self.map.is_some()
     }
 
-    /// The next line (without its line end) and its number, reading as needed; `None` at the end of
-    /// the file.
+    /// The next line (without its line end) and its number, reading as needed; `None`
+    /// at the end of the file.
     fn next_line(&mut self) -> anyhow::Result<Option<(u64, &[u8])>> {
         if let Some(m) = &mut self.map {
             if m.at + POPULATE > m.populated {
@@ -128,6 +128,7 @@ impl FilePartition {
                     let from = m.at;
                     m.at += i + 1;
                     self.line += 1;
+                    // Borrowed again, shared: the line outlives the mutable borrow.
                     let m = self.map.as_ref().map_or(&[][..], |m| &m.map[..]);
                     return Ok(Some((self.line, &m[from..from + i])));
                 }
@@ -398,8 +399,6 @@ mod tests {
     /// Lines of every length around the chunk size, one far longer than a chunk,
     /// CRLF and empty lines, and no line end at the end of the text.
     fn text() -> (Vec<u8>, Vec<Vec<u8>>) {
-        // Lines of every length around the chunk size, one far longer than a chunk,
-        // CRLF and empty lines, and no line end at the end of the file.
         let mut expected: Vec<Vec<u8>> = Vec::new();
         let mut text = Vec::new();
         let mut seed = 7u64;
