@@ -18,6 +18,7 @@
 //! is proportional to keys, not to history.
 
 pub mod grace;
+pub mod route;
 pub mod sides;
 pub mod sink;
 pub mod stats;

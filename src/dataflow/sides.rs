@@ -22,12 +22,12 @@
 mod table;
 
 use super::grace::{Episode, Grace, KeyAt};
+use super::route::{ExchangeChanges, Packed};
 use super::stats::add;
 use super::timed::Timed;
 use super::{Output, SideRowRef, Stats, Time};
 use crate::cdc::{Change, SideId, Version};
 use crate::row::{CompareRules, Key};
-use differential_dataflow::hashable::Hashable;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -38,7 +38,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Capability;
-use timely::dataflow::operators::{Concat, Exchange};
+use timely::dataflow::operators::Concat;
 use timely::dataflow::Stream;
 
 /// One side's state for a key: the last applied version and its row (`None`: deleted),
@@ -227,9 +227,23 @@ impl<'s> Sides<'s> for Stream<'s, Time, Vec<(Change, Time)>> {
     ) -> Stream<'s, Time, Vec<(Output, Time)>> {
         let source = self;
         let [source_truncates, target_truncates] = truncates;
-        let route = |(c, _): &(Change, Time)| c.key.hashed();
-        let source = source.exchange(route).concat(source_truncates.broadcast());
-        let target = target.exchange(route).concat(target_truncates.broadcast());
+        let everywhere = |t: Stream<'s, Time, Vec<(Change, Time)>>| {
+            t.broadcast().unary(Pipeline, "Truncates", |_, _| {
+                |input, output| {
+                    input.for_each(|cap, data| {
+                        output
+                            .session(&cap)
+                            .give(Packed::local(std::mem::take(data)))
+                    })
+                }
+            })
+        };
+        let source = source
+            .exchange_changes()
+            .concat(everywhere(source_truncates));
+        let target = target
+            .exchange_changes()
+            .concat(everywhere(target_truncates));
         source.binary_frontier(target, Pipeline, Pipeline, "Sides", move |initial, _| {
             // Every change not yet complete, in time order once settled.
             let mut pending: Timed<(SideId, Change)> = Timed::default();
@@ -252,8 +266,8 @@ impl<'s> Sides<'s> for Stream<'s, Time, Vec<(Change, Time)>> {
                                 held = Some(c);
                             }
                         }
-                        for (change, time) in data.drain(..) {
-                            pending.append(time, (side, change));
+                        for packed in data.drain(..) {
+                            packed.unpack(|change, time| pending.append(time, (side, change)));
                         }
                     });
                 }

@@ -170,6 +170,11 @@ impl Row {
         all.extend_from_slice(columns);
         Row(ThinArc::from_header_and_slice((), &all))
     }
+    /// A row from the bytes of a row made in this process ([`Row::as_bytes`]), whose
+    /// flags are right: no column is read.
+    pub(crate) fn from_own(bytes: &[u8]) -> Row {
+        Row(ThinArc::from_header_and_slice((), bytes))
+    }
     /// The encoded bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0.slice

@@ -1,0 +1,203 @@
+//! Changes sent to the workers that keep their keys, rows bound elsewhere packed in one buffer.
+
+use super::Time;
+use crate::cdc::Change;
+use crate::row::Row;
+use differential_dataflow::hashable::Hashable;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::{Capability, Exchange};
+use timely::dataflow::Stream;
+
+/// A message's changes bound for one worker. Those bound for another keep their rows'
+/// bytes in `rows`, one after another, and have their own `row` taken out; those bound
+/// for the worker that made them keep their rows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Packed {
+    /// The worker they are bound for.
+    to: u64,
+    /// The changes with their times.
+    changes: Vec<(Change, Time)>,
+    /// The length of each change's row in `rows` (0: no row); empty when the rows are
+    /// the changes' own.
+    lengths: Vec<u32>,
+    /// The rows' bytes.
+    #[serde(with = "serde_bytes")]
+    rows: Vec<u8>,
+    /// Whether the rows were packed in this process (their flags are then right; bytes
+    /// from another process are read as a checkpoint's are).
+    #[serde(skip)]
+    own: bool,
+}
+
+impl Packed {
+    /// `changes` as they are, for the worker that has them.
+    pub fn local(changes: Vec<(Change, Time)>) -> Packed {
+        Packed {
+            changes,
+            ..Packed::default()
+        }
+    }
+
+    /// Hands each change, with its row, to `f`, in the order they were packed.
+    pub fn unpack(self, mut f: impl FnMut(Change, Time)) {
+        if self.lengths.is_empty() {
+            return self.changes.into_iter().for_each(|(c, t)| f(c, t));
+        }
+        let make = if self.own {
+            Row::from_own
+        } else {
+            Row::from_encoded
+        };
+        let mut at = 0;
+        for ((mut change, time), len) in self.changes.into_iter().zip(self.lengths) {
+            let end = at + len as usize;
+            if len > 0 {
+                change.row = self.rows.get(at..end).map(make);
+            }
+            at = end;
+            f(change, time);
+        }
+    }
+
+    /// None yet, bound for worker `to`; `packing` when that is another worker.
+    fn to(to: u64, packing: bool) -> Packed {
+        Packed {
+            to,
+            own: packing,
+            ..Packed::default()
+        }
+    }
+
+    /// Adds a change bound for another worker: its row goes into the buffer.
+    fn pack(&mut self, mut change: Change, time: Time) {
+        let len = match change.row.take() {
+            Some(row) => {
+                self.rows.extend_from_slice(row.as_bytes());
+                row.as_bytes().len() as u32
+            }
+            None => 0,
+        };
+        self.lengths.push(len);
+        self.changes.push((change, time));
+    }
+}
+
+/// Sends changes to the workers that keep their keys.
+pub trait ExchangeChanges<'s> {
+    /// Each change goes to the worker its key hashes to (`hash % peers`, as the
+    /// checkpoint's restore places keys), in messages of [`Packed`] changes.
+    ///
+    /// Why not `exchange` on the changes themselves: a row decoded on one worker and
+    /// kept by another was freed, when the next change replaced it, by the keeper, and a
+    /// block freed by a thread that did not allocate it takes the allocator's slow path
+    /// twice (the free, then the owner's collection of it) and bounces its page's cache
+    /// lines between cores: about a tenth of a two-worker run, the most of what a
+    /// second worker added (BENCHMARKS.md, issue 14). Packed, a row crosses as bytes in
+    /// one buffer per message and is allocated, and later freed, by the worker that
+    /// keeps it. The rows of the keys a worker keeps itself are not copied.
+    ///
+    /// ```
+    /// use driftwatch::cdc::{Change, Version};
+    /// use driftwatch::dataflow::route::ExchangeChanges;
+    /// use differential_dataflow::hashable::Hashable;
+    /// use driftwatch::row::{RowBuilder, ValueRef};
+    /// use std::sync::{Arc, Mutex};
+    /// use timely::dataflow::operators::generic::Operator;
+    /// use timely::dataflow::operators::ToStream;
+    /// use timely::dataflow::channels::pact::Pipeline;
+    ///
+    /// let got = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = got.clone();
+    /// timely::execute(timely::Config::process(3), move |worker| {
+    ///     let (index, seen) = (worker.index(), seen.clone());
+    ///     worker.dataflow::<u64, _, _>(|scope| {
+    ///         // Every worker reads ids 0..30, half of them deletes (no row).
+    ///         let changes = (0..30i64).map(move |id| {
+    ///             let mut b = RowBuilder::default();
+    ///             b.push("id", ValueRef::Int(id)).unwrap();
+    ///             let key = b.finish_key();
+    ///             b.push("id", ValueRef::Int(id)).unwrap();
+    ///             b.push("by", ValueRef::Int(index as i64)).unwrap();
+    ///             let row = (id % 2 == 0).then(|| b.finish_row());
+    ///             let change = Change { key, version: Some(Version::Num(1)), time_ms: Some(5), row };
+    ///             (change, id as u64)
+    ///         });
+    ///         changes.to_stream(scope).exchange_changes().sink(Pipeline, "Check", move |(input, _)| {
+    ///             input.for_each(|_, data| {
+    ///                 for packed in data.drain(..) {
+    ///                     packed.unpack(|change, time| {
+    ///                         seen.lock().unwrap().push((index, change, time));
+    ///                     });
+    ///                 }
+    ///             });
+    ///         });
+    ///     });
+    /// })
+    /// .unwrap();
+    /// let got = got.lock().unwrap();
+    /// assert_eq!(got.len(), 90);
+    /// for (worker, change, time) in got.iter() {
+    ///     // At the key's worker, the row as it was made (its maker's index in it).
+    ///     assert_eq!(change.key.hashed() % 3, *worker as u64);
+    ///     let id = *time as i64;
+    ///     assert_eq!(change.key.fields().next().unwrap().1, ValueRef::Int(id));
+    ///     match &change.row {
+    ///         Some(row) => assert_eq!(row.get("id"), Some(ValueRef::Int(id))),
+    ///         None => assert_eq!(id % 2, 1),
+    ///     }
+    /// }
+    /// // Each worker's rows arrived, from every worker.
+    /// for by in 0..3 {
+    ///     let rows = got.iter().filter(|(_, c, _)| c.row.as_ref().and_then(|r| r.get("by")) == Some(ValueRef::Int(by)));
+    ///     assert_eq!(rows.count(), 15);
+    /// }
+    /// ```
+    fn exchange_changes(self) -> Stream<'s, Time, Vec<Packed>>;
+}
+
+impl<'s> ExchangeChanges<'s> for Stream<'s, Time, Vec<(Change, Time)>> {
+    fn exchange_changes(self) -> Stream<'s, Time, Vec<Packed>> {
+        let (me, peers) = (self.scope().index() as u64, self.scope().peers() as u64);
+        let packed = self.unary(Pipeline, "Pack", move |_, _| {
+            move |input, output| {
+                // An activation's messages (a read round's) go out as one per worker, at
+                // the least of their times (each change keeps its own): a few messages
+                // of about a hundred changes each made as many bins, and their
+                // allocations cost more than the packing.
+                let mut least: Option<Capability<Time>> = None;
+                let mut bins: Vec<Packed> = Vec::new();
+                input.for_each(|cap, data| {
+                    if let Some(c) = cap.retain_least(0) {
+                        if least.as_ref().is_none_or(|l| c.time() < l.time()) {
+                            least = Some(c);
+                        }
+                    }
+                    if peers == 1 {
+                        return bins.push(Packed::local(std::mem::take(data)));
+                    }
+                    if bins.is_empty() {
+                        bins = (0..peers).map(|to| Packed::to(to, to != me)).collect();
+                    }
+                    for (change, time) in data.drain(..) {
+                        let to = change.key.hashed() % peers;
+                        let bin = &mut bins[to as usize];
+                        if to == me {
+                            bin.changes.push((change, time));
+                        } else {
+                            bin.pack(change, time);
+                        }
+                    }
+                });
+                if let Some(cap) = least {
+                    let mut session = output.session(&cap);
+                    for bin in bins.into_iter().filter(|b| !b.changes.is_empty()) {
+                        session.give(bin);
+                    }
+                }
+            }
+        });
+        packed.exchange(|p: &Packed| p.to)
+    }
+}
