@@ -66,6 +66,30 @@ fn wrapped_and_bare_events_decode_to_the_same_values() {
 }
 
 #[test]
+fn a_declared_scale_writes_both_sides_decimals_alike() {
+    // 123.40 and 123.4: the source's Decimal bytes at scale 2, the replica's JSON
+    // number (and a string) with its trailing zero gone. At the spec's scale they are
+    // the same bytes, so rows in sync compare by one comparison, not column by column.
+    let source = WRAPPED.replace(r#""amount":"MDk=""#, r#""amount":"MDQ=""#);
+    let s = change(SideId::Source, None, &source).row.unwrap();
+    for amount in ["123.4", "123.40", r#""123.4""#, "123.400"] {
+        let replica = BARE_REPLICA.replace("123.45", amount);
+        let t = change(SideId::Target, None, &replica).row.unwrap();
+        assert_eq!(t.get("amount"), s.get("amount"), "{amount}");
+        assert_eq!(t.as_bytes(), s.as_bytes(), "{amount}");
+    }
+    // More digits than the scale are kept (only zeros are dropped): 123.401 is not
+    // 123.40, and its difference is the tolerance's to judge.
+    let replica = BARE_REPLICA.replace("123.45", "123.401");
+    let t = change(SideId::Target, None, &replica).row.unwrap();
+    let exact = driftwatch::row::Decimal {
+        mantissa: 123_401,
+        scale: 3,
+    };
+    assert_eq!(t.get("amount"), Some(ValueRef::Decimal(exact)));
+}
+
+#[test]
 fn deletes_tombstones_and_snapshot_reads() {
     let d = change(
         SideId::Source,

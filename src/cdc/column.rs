@@ -219,7 +219,18 @@ pub(crate) fn push_column(
         (_, Kind::Set) => return Err(bad("a set")),
         (_, Kind::Bytes { .. }) => return Err(bad("bytes")),
     };
-    push(b, name, v)
+    push(b, name, canonical(v, kind))
+}
+
+/// `v` written as its column's kind writes it: a decimal at the declared scale.
+#[inline]
+pub(super) fn canonical(v: ValueRef<'_>, kind: Kind) -> ValueRef<'_> {
+    match (v, kind) {
+        (ValueRef::Decimal(d), Kind::Decimal { scale: Some(s), .. }) if d.scale != s => {
+            ValueRef::Decimal(d.at_scale(s))
+        }
+        _ => v,
+    }
 }
 
 fn push(b: &mut RowBuilder, name: impl Named, v: ValueRef<'_>) -> Result<(), DecodeError> {
@@ -464,7 +475,7 @@ impl Image<'_> {
         r: &Resolution,
         v: ValueRef<'_>,
     ) -> Result<(), DecodeError> {
-        r.push(b, v)
+        r.push(b, canonical(v, r.kind))
     }
 
     /// A resolved column (not dropped) of no declared kind with a string value, as

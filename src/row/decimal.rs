@@ -114,6 +114,26 @@ impl Decimal {
         })
     }
 
+    /// The same value written at `scale`: trailing zeros added (when the mantissa
+    /// holds them) or dropped (down to `scale`, where there are more digits). Two
+    /// sides' decimals of a column declared at one scale are then written alike
+    /// (`345.4` from a replica's JSON number, `345.40` from the source's bytes) and
+    /// compare as equal bytes.
+    pub fn at_scale(self, scale: u8) -> Decimal {
+        let mut d = self;
+        if d.scale < scale {
+            let up = POW10.get(usize::from(scale - d.scale));
+            if let Some(m) = up.and_then(|&p| d.mantissa.checked_mul(p)) {
+                return Decimal { mantissa: m, scale };
+            }
+        }
+        while d.scale > scale && d.mantissa % 10 == 0 {
+            d.mantissa /= 10;
+            d.scale -= 1;
+        }
+        d
+    }
+
     /// An approximation as a float.
     pub fn to_f64(self) -> f64 {
         self.mantissa as f64 / 10f64.powi(i32::from(self.scale))
@@ -177,6 +197,29 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        /// At any scale a decimal keeps its value, reaches the scale where its zeros
+        /// (or its room) allow, and two equal values end written alike.
+        #[test]
+        fn a_decimal_at_a_scale_keeps_its_value(
+            mantissa in -1_000_000_000_000i64..1_000_000_000_000,
+            zeros in 0u32..6,
+            scale in 0u8..12,
+            to in 0u8..12,
+        ) {
+            let d = Decimal { mantissa: i128::from(mantissa), scale };
+            let padded = Decimal {
+                mantissa: d.mantissa * 10i128.pow(zeros),
+                scale: scale + zeros as u8,
+            };
+            let (a, b) = (d.at_scale(to), padded.at_scale(to));
+            prop_assert_eq!(a.exact_cmp(d), Some(std::cmp::Ordering::Equal));
+            prop_assert_eq!(a, b);
+            prop_assert!(a.scale >= to);
+            if a.scale > to {
+                prop_assert!(a.mantissa % 10 != 0);
+            }
+        }
+
         #[test]
         fn a_float_converts_as_its_shortest_text_does(
             bits in any::<u64>(),

@@ -942,9 +942,11 @@ unit = "us"
     /// A decimal column's JSON numbers (the replica's amounts) decode to the same exact
     /// decimal whichever path reads them: the scanner's exact reading of short numbers,
     /// and the float path (correctly rounded, then the float's shortest text) for the
-    /// rest. `360300000000.24100` came out as `360300000000.24097` before serde_json
-    /// rounded floats correctly (its faster default is off by one unit in the last
-    /// place for such numbers), which the exact reading exposed.
+    /// rest; then written at the column's declared scale (2), as the source's bytes
+    /// write it, down to where the digits allow. `360300000000.24100` came out as
+    /// `360300000000.24097` before serde_json rounded floats correctly (its faster
+    /// default is off by one unit in the last place for such numbers), which the exact
+    /// reading exposed.
     #[test]
     fn decimal_numbers_decode_alike_on_every_path() {
         let line = lines()
@@ -955,13 +957,13 @@ unit = "us"
         let end = start + line[start..].find(',').unwrap();
         let cases = [
             ("360300000000.24100", Some((360_300_000_000_241, 3))),
-            ("230.50", Some((2305, 1))),
-            ("-0.0", Some((0, 0))),
+            ("230.50", Some((23050, 2))),
+            ("-0.0", Some((0, 2))),
             ("0.000123", Some((123, 6))),
-            ("7", Some((7, 0))),
-            ("123456789012345678", Some((123_456_789_012_345_678, 0))),
-            ("1.5e2", Some((150, 0))),
-            ("0.1000000000000000055511151231257827", Some((1, 1))),
+            ("7", Some((700, 2))),
+            ("123456789012345678", Some((12_345_678_901_234_567_800, 2))),
+            ("1.5e2", Some((15000, 2))),
+            ("0.1000000000000000055511151231257827", Some((10, 2))),
             ("12345678901234567.25", None),
         ];
         let mut d = decoder();
