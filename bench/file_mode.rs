@@ -83,6 +83,7 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     anyhow::ensure!(a.partitions > 0, "--partitions must be at least 1");
+    anyhow::ensure!(a.rounds > 0, "--rounds must be at least 1");
     Ok(a)
 }
 

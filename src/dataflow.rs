@@ -27,6 +27,7 @@ mod timed;
 use crate::cdc::{Change, Origin, SideId, Version};
 use crate::row::{CompareRules, FieldDiff, Key, Row};
 use crate::spec::Spec;
+use route::{ExchangeChanges, Packed};
 use serde::{Deserialize, Serialize};
 use sides::Sides;
 use sink::Deliver;
@@ -285,10 +286,11 @@ pub type SharedSink = std::rc::Rc<std::cell::RefCell<Option<Box<dyn Sink>>>>;
 
 /// The inputs and progress handles of one worker's dataflow.
 pub struct Handles {
-    /// Source changes, each with its effective (rounded, clamped) event time.
-    pub source: InputHandleVec<Time, (Change, Time)>,
+    /// Source changes, each with its effective (rounded, clamped) event time, packed
+    /// for the workers that keep their keys by a [`route::Packer`].
+    pub source: InputHandleVec<Time, Packed>,
     /// Target changes, likewise.
-    pub target: InputHandleVec<Time, (Change, Time)>,
+    pub target: InputHandleVec<Time, Packed>,
     /// Truncates ([`Change::truncate`]) of the source, then of the target: sent to every
     /// worker, since every worker holds some of the side's rows.
     pub truncates: [InputHandleVec<Time, (Change, Time)>; 2],
@@ -367,8 +369,11 @@ pub fn build_probed(
     };
     worker.dataflow::<Time, _, _>(|scope| {
         let read = &probes.inputs;
-        let outputs = source.to_stream(scope).probe_with(read).sides(
-            target.to_stream(scope).probe_with(read),
+        let changes = |i: &mut InputHandleVec<Time, Packed>| {
+            i.to_stream(scope).probe_with(read).exchange_changes()
+        };
+        let outputs = changes(&mut source).sides(
+            changes(&mut target),
             truncates
                 .each_mut()
                 .map(|i| i.to_stream(scope).probe_with(read)),

@@ -84,10 +84,80 @@ impl Packed {
     }
 }
 
+/// Changes packed for the workers that keep their keys, one [`Packed`] per worker.
+///
+/// The read loop packs each change as it is decoded, while its row is still in the
+/// cache: packed later, in an operator of its own, a row bound elsewhere had left the
+/// cache and was fetched again to be copied and freed (the atomic release of its count
+/// was a third of that operator's samples, BENCHMARKS.md issue 14).
+#[derive(Debug)]
+pub struct Packer {
+    me: u64,
+    peers: u64,
+    bins: Vec<Packed>,
+    /// The most changes and row bytes a bin took in a round: the next round's bins
+    /// start that large rather than growing to it again.
+    sized: (usize, usize),
+}
+
+impl Packer {
+    /// Packs for `peers` workers on worker `me`.
+    pub fn new(me: usize, peers: usize) -> Packer {
+        Packer {
+            me: me as u64,
+            peers: peers.max(1) as u64,
+            bins: Vec::new(),
+            sized: (0, 0),
+        }
+    }
+
+    /// Adds `change` at `time` to its key's worker's bin (`hash % peers`, as the
+    /// checkpoint's restore places keys).
+    pub fn push(&mut self, change: Change, time: Time) {
+        if self.bins.is_empty() {
+            let (me, (changes, rows)) = (self.me, self.sized);
+            let bin = |to| {
+                let mut bin = Packed::to(to, to != me);
+                bin.changes.reserve(changes);
+                if to != me {
+                    bin.lengths.reserve(changes);
+                    bin.rows.reserve(rows);
+                }
+                bin
+            };
+            self.bins = (0..self.peers).map(bin).collect();
+        }
+        if self.peers == 1 {
+            return self.bins[0].changes.push((change, time));
+        }
+        let to = change.key.hashed() % self.peers;
+        let bin = &mut self.bins[to as usize];
+        if to == self.me {
+            bin.changes.push((change, time));
+        } else {
+            bin.pack(change, time);
+        }
+    }
+
+    /// The bins that hold changes, each to be sent to its worker; the packer is empty
+    /// after.
+    pub fn take(&mut self) -> impl Iterator<Item = Packed> {
+        for bin in &self.bins {
+            self.sized.0 = self.sized.0.max(bin.changes.len());
+            self.sized.1 = self.sized.1.max(bin.rows.len());
+        }
+        std::mem::take(&mut self.bins)
+            .into_iter()
+            .filter(|b| !b.changes.is_empty())
+    }
+}
+
 /// Sends changes to the workers that keep their keys.
 pub trait ExchangeChanges<'s> {
     /// Each change goes to the worker its key hashes to (`hash % peers`, as the
-    /// checkpoint's restore places keys), in messages of [`Packed`] changes.
+    /// checkpoint's restore places keys), in messages of [`Packed`] changes: changes
+    /// are packed here by a [`Packer`] of this operator's own, and a stream packed
+    /// already (the job's inputs, packed as they are read) is sent as it is.
     ///
     /// Why not `exchange` on the changes themselves: a row decoded on one worker and
     /// kept by another was freed, when the next change replaced it, by the keeper, and a
@@ -124,7 +194,8 @@ pub trait ExchangeChanges<'s> {
     ///             let change = Change { key, version: Some(Version::Num(1)), time_ms: Some(5), row };
     ///             (change, id as u64)
     ///         });
-    ///         changes.to_stream(scope).exchange_changes().sink(Pipeline, "Check", move |(input, _)| {
+    ///         let changes = changes.to_stream(scope).container::<Vec<(Change, u64)>>();
+    ///         changes.exchange_changes().sink(Pipeline, "Check", move |(input, _)| {
     ///             input.for_each(|_, data| {
     ///                 for packed in data.drain(..) {
     ///                     packed.unpack(|change, time| {
@@ -159,45 +230,85 @@ pub trait ExchangeChanges<'s> {
 
 impl<'s> ExchangeChanges<'s> for Stream<'s, Time, Vec<(Change, Time)>> {
     fn exchange_changes(self) -> Stream<'s, Time, Vec<Packed>> {
-        let (me, peers) = (self.scope().index() as u64, self.scope().peers() as u64);
-        let packed = self.unary(Pipeline, "Pack", move |_, _| {
+        let mut packer = Packer::new(self.scope().index(), self.scope().peers());
+        let packed: Stream<'s, Time, Vec<Packed>> = self.unary(Pipeline, "Pack", move |_, _| {
             move |input, output| {
-                // An activation's messages (a read round's) go out as one per worker, at
-                // the least of their times (each change keeps its own): a few messages
-                // of about a hundred changes each made as many bins, and their
-                // allocations cost more than the packing.
+                // An activation's messages go out as one per worker, at the least of
+                // their times (each change keeps its own).
                 let mut least: Option<Capability<Time>> = None;
-                let mut bins: Vec<Packed> = Vec::new();
                 input.for_each(|cap, data| {
                     if let Some(c) = cap.retain_least(0) {
                         if least.as_ref().is_none_or(|l| c.time() < l.time()) {
                             least = Some(c);
                         }
                     }
-                    if peers == 1 {
-                        return bins.push(Packed::local(std::mem::take(data)));
-                    }
-                    if bins.is_empty() {
-                        bins = (0..peers).map(|to| Packed::to(to, to != me)).collect();
-                    }
-                    for (change, time) in data.drain(..) {
-                        let to = change.key.hashed() % peers;
-                        let bin = &mut bins[to as usize];
-                        if to == me {
-                            bin.changes.push((change, time));
-                        } else {
-                            bin.pack(change, time);
-                        }
-                    }
+                    data.drain(..).for_each(|(c, t)| packer.push(c, t));
                 });
                 if let Some(cap) = least {
-                    let mut session = output.session(&cap);
-                    for bin in bins.into_iter().filter(|b| !b.changes.is_empty()) {
-                        session.give(bin);
-                    }
+                    output.session(&cap).give_iterator(packer.take());
                 }
             }
         });
-        packed.exchange(|p: &Packed| p.to)
+        packed.exchange_changes()
+    }
+}
+
+impl<'s> ExchangeChanges<'s> for Stream<'s, Time, Vec<Packed>> {
+    fn exchange_changes(self) -> Stream<'s, Time, Vec<Packed>> {
+        self.exchange(|p: &Packed| p.to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdc::Version;
+    use crate::row::{RowBuilder, ValueRef};
+    use proptest::prelude::*;
+
+    fn change(id: i64, note: Option<&str>) -> Change {
+        let mut b = RowBuilder::default();
+        b.push("id", ValueRef::Int(id)).unwrap();
+        let key = b.finish_key();
+        let row = note.map(|note| {
+            b.push("id", ValueRef::Int(id)).unwrap();
+            b.push("note", ValueRef::Str(note)).unwrap();
+            b.finish_row()
+        });
+        Change {
+            key,
+            version: Some(Version::Num(id as u64)),
+            time_ms: Some(1),
+            row,
+        }
+    }
+
+    proptest! {
+        /// Round after round, each bin unpacks to the changes pushed for its worker, in
+        /// the order pushed, rows and all, whatever sizes the earlier rounds left.
+        #[test]
+        fn bins_unpack_to_the_changes_pushed_for_their_worker(
+            (peers, me) in (1usize..4).prop_flat_map(|p| (Just(p), 0..p)),
+            rounds in prop::collection::vec(
+                prop::collection::vec((0i64..50, prop::option::of("[a-z]{0,40}")), 0..30),
+                1..5),
+        ) {
+            let mut packer = Packer::new(me, peers);
+            for (round, pushes) in rounds.into_iter().enumerate() {
+                let mut want = vec![Vec::new(); peers];
+                for (id, note) in &pushes {
+                    let c = change(*id, note.as_deref());
+                    want[(c.key.hashed() % peers as u64) as usize].push((c.clone(), round as Time));
+                    packer.push(c, round as Time);
+                }
+                let mut got = vec![Vec::new(); peers];
+                for bin in packer.take() {
+                    let to = bin.to as usize;
+                    prop_assert!(got[to].is_empty(), "one bin per worker");
+                    bin.unpack(|c, t| got[to].push((c, t)));
+                }
+                prop_assert_eq!(got, want);
+            }
+        }
     }
 }

@@ -22,7 +22,7 @@
 mod table;
 
 use super::grace::{Episode, Grace, KeyAt};
-use super::route::{ExchangeChanges, Packed};
+use super::route::Packed;
 use super::stats::add;
 use super::timed::Timed;
 use super::{Output, SideRowRef, Stats, Time};
@@ -141,7 +141,8 @@ fn fire(
 /// Compares a source's changes with a target's, key by key, with grace.
 pub trait Sides<'s> {
     /// Applies both sides' changes by key (`self`: the source's, `target`: the
-    /// target's, each `(change, event time)`, routed here to their key's worker;
+    /// target's, each `(change, event time)`, routed to their key's worker by
+    /// [`ExchangeChanges`](super::route::ExchangeChanges);
     /// `truncates`: each side's truncates, which reach every worker), keeps each key's
     /// grace episode in `shared`, and emits the drift records and corrections, each at
     /// its event time. `sizes` reports the state's size.
@@ -154,6 +155,7 @@ pub trait Sides<'s> {
     ///
     /// ```
     /// use driftwatch::cdc::{Change, Version};
+    /// use driftwatch::dataflow::route::ExchangeChanges;
     /// use driftwatch::dataflow::sides::{Sides, SidesState, SizeProbe};
     /// use driftwatch::dataflow::{DriftKind, Output, Time};
     /// use driftwatch::row::{Key, Row, RowBuilder, ValueRef};
@@ -189,9 +191,17 @@ pub trait Sides<'s> {
     ///     let target = vec![change(1, 7, 12, "new")];
     ///     let none = || Vec::<(Change, Time)>::new().to_stream(scope);
     ///     let shared = SidesState::new(Arc::default(), Arc::default(), 5);
-    ///     source
-    ///         .to_stream(scope)
-    ///         .sides(target.to_stream(scope), [none(), none()], SizeProbe::default(), shared)
+    ///     // Each side's changes go to their keys' workers, packed.
+    ///     let routed = |changes: Vec<(Change, Time)>| {
+    ///         changes.to_stream(scope).container::<Vec<_>>().exchange_changes()
+    ///     };
+    ///     routed(source)
+    ///         .sides(
+    ///             routed(target),
+    ///             [none(), none()],
+    ///             SizeProbe::default(),
+    ///             shared,
+    ///         )
     ///         .capture_into(send);
     /// });
     /// // Each time's outputs, sorted: drift records before corrections.
@@ -210,17 +220,17 @@ pub trait Sides<'s> {
     /// ```
     fn sides(
         self,
-        target: Stream<'s, Time, Vec<(Change, Time)>>,
+        target: Stream<'s, Time, Vec<Packed>>,
         truncates: [Stream<'s, Time, Vec<(Change, Time)>>; 2],
         sizes: SizeProbe,
         shared: SidesState,
     ) -> Stream<'s, Time, Vec<(Output, Time)>>;
 }
 
-impl<'s> Sides<'s> for Stream<'s, Time, Vec<(Change, Time)>> {
+impl<'s> Sides<'s> for Stream<'s, Time, Vec<Packed>> {
     fn sides(
         self,
-        target: Stream<'s, Time, Vec<(Change, Time)>>,
+        target: Stream<'s, Time, Vec<Packed>>,
         truncates: [Stream<'s, Time, Vec<(Change, Time)>>; 2],
         sizes: SizeProbe,
         shared: SidesState,
@@ -238,12 +248,8 @@ impl<'s> Sides<'s> for Stream<'s, Time, Vec<(Change, Time)>> {
                 }
             })
         };
-        let source = source
-            .exchange_changes()
-            .concat(everywhere(source_truncates));
-        let target = target
-            .exchange_changes()
-            .concat(everywhere(target_truncates));
+        let source = source.concat(everywhere(source_truncates));
+        let target = target.concat(everywhere(target_truncates));
         source.binary_frontier(target, Pipeline, Pipeline, "Sides", move |initial, _| {
             // Every change not yet complete, in time order once settled.
             let mut pending: Timed<(SideId, Change)> = Timed::default();

@@ -2,7 +2,8 @@
 //! how its changes are stamped. A job watching many entities has one per entity, all
 //! fed by the same read loop.
 
-use crate::cdc::{Decoder, SideId};
+use crate::cdc::{Change, Decoder, SideId};
+use crate::dataflow::route::{Packed, Packer};
 use crate::dataflow::{self, Handles, Output, Sink, Stats, Time};
 use crate::spec::Spec;
 use std::sync::Arc;
@@ -18,14 +19,18 @@ fn advance<D: Clone + 'static>(input: &mut Option<InputHandleVec<Time, D>>, leas
     }
 }
 
-type Changes = InputHandleVec<Time, (crate::cdc::Change, Time)>;
+type Changes = InputHandleVec<Time, Packed>;
+type Truncates = InputHandleVec<Time, (Change, Time)>;
 
 /// One entity's dataflow inputs and decoders on this worker.
 pub(super) struct Entity {
     /// Each side's changes (source, target); `None` once closed.
-    pub(super) changes: [Option<Changes>; 2],
+    changes: [Option<Changes>; 2],
+    /// Each side's changes read since its input last moved, packed for their keys'
+    /// workers.
+    packers: [Packer; 2],
     /// Each side's truncates.
-    pub(super) truncates: [Option<Changes>; 2],
+    pub(super) truncates: [Option<Truncates>; 2],
     /// Dead letters.
     pub(super) dead: Option<InputHandleVec<Time, (Output, Time)>>,
     /// Each side's decoder.
@@ -68,8 +73,10 @@ impl Entity {
             Decoder::new(spec, SideId::Target),
         ];
         decoders[SideId::Source as usize].publish_schema(schema);
+        let packer = || Packer::new(worker.index(), worker.peers());
         Entity {
             changes: [Some(source), Some(target)],
+            packers: [packer(), packer()],
             truncates: truncates.map(Some),
             dead: Some(dead),
             decoders,
@@ -80,6 +87,13 @@ impl Entity {
             sink,
             sizes,
         }
+    }
+
+    /// Sends `change` at event time `time` to `side`'s input, whose partitions are
+    /// open.
+    pub(super) fn send_change(&mut self, side: SideId, change: Change, time: Time) {
+        debug_assert!(self.changes[side as usize].is_some());
+        self.packers[side as usize].push(change, time);
     }
 
     /// Delivers everything its sink (worker 0's) has been given.
@@ -102,7 +116,13 @@ impl Entity {
         };
         for side in SideId::BOTH {
             let l = capped(least(Some(side)));
-            advance(&mut self.changes[side as usize], l);
+            let changes = &mut self.changes[side as usize];
+            if let Some(input) = changes.as_mut() {
+                self.packers[side as usize]
+                    .take()
+                    .for_each(|packed| input.send(packed));
+            }
+            advance(changes, l);
             advance(&mut self.truncates[side as usize], l);
         }
         advance(&mut self.dead, capped(least(None)));

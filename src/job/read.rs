@@ -323,10 +323,7 @@ impl Feed<'_> {
                 if !versioned {
                     change.version = Some(crate::cdc::Version::Num(pos));
                 }
-                entity.changes[side]
-                    .as_mut()
-                    .expect("a side with open partitions has an open input")
-                    .send((change, *progress));
+                entity.send_change(self.side, change, *progress);
             }
             Ok(Decoded::Truncate { version, time_ms }) => {
                 rise(time_ms - time_ms % resolution, progress);
