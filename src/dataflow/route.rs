@@ -95,8 +95,8 @@ pub struct Packer {
     me: u64,
     peers: u64,
     bins: Vec<Packed>,
-    /// The most changes and row bytes a bin took in a round: the next round's bins
-    /// start that large rather than growing to it again.
+    /// The most changes and row bytes a bin took in the last round: the next round's
+    /// bins start that large rather than growing to it again.
     sized: (usize, usize),
 }
 
@@ -142,9 +142,10 @@ impl Packer {
     /// The bins that hold changes, each to be sent to its worker; the packer is empty
     /// after.
     pub fn take(&mut self) -> impl Iterator<Item = Packed> {
-        for bin in &self.bins {
-            self.sized.0 = self.sized.0.max(bin.changes.len());
-            self.sized.1 = self.sized.1.max(bin.rows.len());
+        if !self.bins.is_empty() {
+            self.sized = self.bins.iter().fold((0, 0), |(c, r), bin| {
+                (c.max(bin.changes.len()), r.max(bin.rows.len()))
+            });
         }
         std::mem::take(&mut self.bins)
             .into_iter()
