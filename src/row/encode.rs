@@ -94,11 +94,14 @@ impl Row {
             bytes: self.0.slice.get(1..).unwrap_or_default(),
         }
     }
-    /// Asks for the row's first bytes (a typical row's whole) to be fetched into the
-    /// cache, without reading them.
+    /// Asks for the row's first 320 bytes (a typical row's whole) to be fetched into the
+    /// cache, without reading them (its length is in its first line, itself not yet in
+    /// the cache). Three lines left the bench's rows (about 280 bytes with the header)
+    /// to be finished by the compare's `memcmp`, 4.4% of a `-w 1` run (BENCHMARKS.md,
+    /// issue 14).
     pub(crate) fn prefetch(&self) {
         let p = self.0.ptr().cast::<u8>();
-        for line in 0..3 {
+        for line in 0..5 {
             prefetch(p.wrapping_add(64 * line));
         }
     }
