@@ -234,8 +234,10 @@ impl<'s> ExchangeChanges<'s> for Stream<'s, Time, Vec<(Change, Time)>> {
         let mut packer = Packer::new(self.scope().index(), self.scope().peers());
         let packed: Stream<'s, Time, Vec<Packed>> = self.unary(Pipeline, "Pack", move |_, _| {
             move |input, output| {
-                // An activation's messages go out as one per worker, at the least of
-                // their times (each change keeps its own).
+                // An activation's messages (a read round's) go out as one per worker, at
+                // the least of their times (each change keeps its own): a few messages
+                // of about a hundred changes each made as many bins, and their
+                // allocations cost more than the packing.
                 let mut least: Option<Capability<Time>> = None;
                 input.for_each(|cap, data| {
                     if let Some(c) = cap.retain_least(0) {

@@ -90,9 +90,12 @@ impl Entity {
     }
 
     /// Sends `change` at event time `time` to `side`'s input, whose partitions are
-    /// open.
+    /// open (packed now, sent when the input next moves).
     pub(super) fn send_change(&mut self, side: SideId, change: Change, time: Time) {
-        debug_assert!(self.changes[side as usize].is_some());
+        assert!(
+            self.changes[side as usize].is_some(),
+            "a side with open partitions has an open input"
+        );
         self.packers[side as usize].push(change, time);
     }
 
