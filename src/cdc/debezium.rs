@@ -196,7 +196,12 @@ pub fn decode(d: &mut Decoder, msg: &Message<'_>) -> Result<Decoded, DecodeError
         return Ok(Decoded::Skip);
     };
     let text = super::utf8(value).map_err(|e| DecodeError::new(format!("not UTF-8: {e}")))?;
-    let trimmed = text.trim();
+    // Nearly every message is an object with nothing around it, which `trim` leaves as
+    // it is: it decoded a character at each end to see that (50 instructions an event).
+    let trimmed = match text.as_bytes() {
+        [b'{', .., b'}'] => text,
+        _ => text.trim(),
+    };
     if trimmed.is_empty() || trimmed == "null" {
         return Ok(Decoded::Skip);
     }

@@ -110,7 +110,52 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
 }
 
 /// Prints nanoseconds since the epoch as RFC 3339 UTC with as few fraction digits as exact.
+///
+/// Digits are written into a buffer: `format!` spent about 3,400 instructions a
+/// timestamp (two formatted strings), a tenth of rendering a correction's row on the
+/// sink's worker (BENCHMARKS.md, issue 14). Years outside 0–9999, which `format!`
+/// pads and signs its own way, take [`format_timestamp_slow`].
 pub fn format_timestamp(nanos: i64) -> String {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let frac = nanos.rem_euclid(1_000_000_000) as u32;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    if !(0..=9999).contains(&y) {
+        return format_timestamp_slow(nanos);
+    }
+    let sod = secs.rem_euclid(86_400) as u32;
+    let mut out = [0u8; 30];
+    let mut put = |at: usize, value: u32, width: usize| {
+        let mut v = value;
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, y as u32, 4);
+    put(5, m, 2);
+    put(8, d, 2);
+    put(11, sod / 3600, 2);
+    put(14, sod % 3600 / 60, 2);
+    put(17, sod % 60, 2);
+    let mut len = 19;
+    if frac != 0 {
+        put(20, frac, 9);
+        len = 29;
+        while out[len - 1] == b'0' {
+            len -= 1;
+        }
+        out[19] = b'.';
+    }
+    for (at, sep) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
+        out[at] = sep;
+    }
+    out[len] = b'Z';
+    // Every byte written is an ASCII digit or separator.
+    String::from_utf8_lossy(&out[..=len]).into_owned()
+}
+
+/// [`format_timestamp`] by `format!`, for every year.
+fn format_timestamp_slow(nanos: i64) -> String {
     let secs = nanos.div_euclid(1_000_000_000);
     let frac = nanos.rem_euclid(1_000_000_000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
@@ -157,6 +202,20 @@ pub fn format_date(days: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The buffer-writing path prints what `format!` prints, at every instant
+        /// (years before 0 and after 9999 included, which it leaves to `format!`).
+        #[test]
+        fn timestamps_print_as_format_prints_them(nanos in any::<i64>(), secs in -1i64 << 36..1 << 36, frac in 0i64..1_000_000_000, tens in 0u32..9) {
+            prop_assert_eq!(format_timestamp(nanos), format_timestamp_slow(nanos));
+            // Instants near today, and fractions with trailing zeros.
+            let frac = frac - frac % 10i64.pow(tens);
+            let n = secs.saturating_mul(1_000_000_000).saturating_add(frac);
+            prop_assert_eq!(format_timestamp(n), format_timestamp_slow(n));
+        }
+    }
 
     #[test]
     fn instants_compare_whatever_the_spelling() {
