@@ -702,6 +702,36 @@ mod tests {
         }
     }
 
+    /// One `source` member that is both the version's and the event time's path gives
+    /// both, event after event, read by the scanner itself.
+    #[test]
+    fn one_member_can_be_the_version_and_the_event_time() {
+        let side = r#"format = "debezium"
+version = "source.ts_ms"
+event_time = "source.ts_ms"
+input = { files = ["unused"] }"#;
+        let spec = crate::spec::load_str(&format!(
+            "entity = \"t\"\nkey = [\"id\"]\n[source]\n{side}\n[target]\n{side}\n"
+        ))
+        .unwrap();
+        let mut d = Decoder::new(&spec, SideId::Source);
+        for ts in [1_772_323_200_004u64, 1_772_323_200_009, 1_772_323_200_013] {
+            let line = format!(
+                r#"{{"before":null,"after":{{"id":1}},"source":{{"lsn":7,"ts_ms":{ts}}},"op":"c"}}"#
+            );
+            let Decoded::Change(c) = both(&mut d, None, &line) else {
+                panic!("no change from {line}");
+            };
+            assert_eq!(c.version, Some(crate::cdc::Version::Num(ts)));
+            assert_eq!(c.time_ms, Some(ts));
+            // The scanner itself read it (not the paths it leaves the event to).
+            let mut found = super::super::one_pass::Found::default();
+            assert!(super::envelope(&mut d, &line, &mut found).is_some());
+            let want = Some(crate::cdc::json::Scalar::I64(ts as i64));
+            assert_eq!(found.positions[..2], [want.clone(), want]);
+        }
+    }
+
     /// Columns are resolved by position and rechecked by name: rows whose columns come
     /// in another order, with one more or one fewer, decode as the general decoder
     /// decodes them (renamed, dropped and typed columns included).
