@@ -118,7 +118,7 @@ impl Packer {
             // A quarter more than the last round's largest: bins vary from round to
             // round (a key's worker is its hash), and one that outgrew its buffer
             // copied all its rows to a buffer twice as large (about half the rounds
-            // did: 2% of a two-worker run's instructions).
+            // did: 0.8% of a two-worker run's instructions, BENCHMARKS.md issue 14).
             let room = |n: usize| n + n / 4;
             let (me, (changes, rows)) = (self.me, self.sized);
             let (changes, rows) = (room(changes), room(rows));
