@@ -21,10 +21,19 @@ impl Serialize for CorrectionJson<'_> {
         m.serialize_entry("entity", self.0)?;
         m.serialize_entry("key", &JsonKey(&self.1.key))?;
         m.serialize_entry("value", &self.1.row.as_ref().map(JsonRow))?;
-        m.serialize_entry(
-            "headers",
-            &serde_json::json!({"driftwatch.kind": self.1.kind.name()}),
-        )?;
+        m.serialize_entry("headers", &KindHeader(self.1.kind.name()))?;
+        m.end()
+    }
+}
+
+/// A correction's headers, `{"driftwatch.kind": kind}`, written as they are (a
+/// `serde_json::json!` value built a map and two strings for each correction).
+struct KindHeader<'a>(&'a str);
+
+impl Serialize for KindHeader<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("driftwatch.kind", self.0)?;
         m.end()
     }
 }
@@ -74,4 +83,40 @@ pub fn write_line(buf: &mut Vec<u8>, entity: &str, output: &Output) -> serde_jso
     }
     buf.push(b'\n');
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataflow::DriftKind;
+    use crate::row::{RowBuilder, ValueRef};
+
+    /// A correction's line, byte for byte: its headers name the drift kind.
+    #[test]
+    fn a_correction_renders_its_key_row_and_kind() {
+        let mut b = RowBuilder::default();
+        b.push("id", ValueRef::Int(7)).unwrap();
+        let key = b.finish_key();
+        b.push("id", ValueRef::Int(7)).unwrap();
+        b.push("note", ValueRef::Str("x")).unwrap();
+        let row = Some(b.finish_row());
+        let mut line = Vec::new();
+        for (kind, row) in [(DriftKind::Missing, row), (DriftKind::Orphan, None)] {
+            let c = Correction {
+                key: key.clone(),
+                kind,
+                row,
+            };
+            write_line(&mut line, "orders", &Output::Correction(c)).unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            concat!(
+                r#"{"entity":"orders","key":{"id":7},"value":{"id":7,"note":"x"},"headers":{"driftwatch.kind":"missing"}}"#,
+                "\n",
+                r#"{"entity":"orders","key":{"id":7},"value":null,"headers":{"driftwatch.kind":"orphan"}}"#,
+                "\n"
+            )
+        );
+    }
 }
