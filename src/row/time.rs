@@ -112,8 +112,8 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
 /// Prints nanoseconds since the epoch as RFC 3339 UTC with as few fraction digits as exact.
 ///
 /// Digits are written into a buffer: `format!` spent about 3,400 instructions a
-/// timestamp (two formatted strings), a tenth of rendering a correction's row on the
-/// sink's worker (BENCHMARKS.md, issue 14). Years outside 0–9999, which `format!`
+/// timestamp (two formatted strings), about a quarter of the sink's rendering on its
+/// worker (BENCHMARKS.md, issue 14). Years outside 0–9999, which `format!`
 /// pads and signs its own way, take [`format_timestamp_slow`].
 pub fn format_timestamp(nanos: i64) -> String {
     let secs = nanos.div_euclid(1_000_000_000);
