@@ -113,27 +113,13 @@ fn parse_utc(b: &[u8]) -> Option<i64> {
             }
             nanos = nanos * 10 + i64::from(v);
         }
-        nanos *= TENS[9 - fraction.len()];
+        nanos *= 10i64.pow(9 - fraction.len() as u32);
     }
     let days = days_from_civil(i64::from(y), m, day);
     let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + s);
     // Beyond about 2262 nanoseconds overflow: refused, as the general parser refuses it.
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
-
-/// Powers of ten up to the ninth.
-const TENS: [i64; 10] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-    1_000_000_000,
-];
 
 /// [`parse_timestamp`] for every form it takes.
 fn parse_timestamp_general(text: &str) -> Option<i64> {
