@@ -1,7 +1,6 @@
 //! Instants and dates: RFC 3339 parsing and printing without allocation on the parse path.
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-#[inline]
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -54,7 +53,8 @@ pub fn parse_date(text: &str) -> Option<i32> {
 ///
 /// The form a replica's connector writes (`2026-03-01T12:00:00.000195Z`: UTC, up to
 /// nine fraction digits) is read by [`parse_utc`]: 293 instructions a call where the
-/// general parser spent 352 (1.7% of a file-mode run's, BENCHMARKS.md issue 14).
+/// general parser spent 352 (1.7% of a file-mode run's instructions, BENCHMARKS.md
+/// issue 14).
 /// Anything else, or anything it doubts, is the general parser's.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
     parse_utc(text.as_bytes()).or_else(|| parse_timestamp_general(text))
@@ -78,9 +78,9 @@ fn parse_utc(b: &[u8]) -> Option<i64> {
     }
     let head: &[u8; 19] = b[..19].try_into().ok()?;
     let word = |at: usize| u64::from_le_bytes(*head[at..].first_chunk::<8>().unwrap_or(&[0; 8]));
-    // The 14 digits' places checked eight at a time: a byte less '0' is a digit when
-    // neither it nor it plus 6 reaches 0x10 (a carry out of a byte only comes from a
-    // non-digit, itself refused, and at worst refuses a digit: the general parser
+    // The 14 digits' places checked eight at a time: a byte XOR 0x30 is a digit's value
+    // when neither it nor it plus 6 reaches 0x10 (a carry out of a byte only comes from
+    // a non-digit, itself refused, and at worst refuses a digit: the general parser
     // then reads it).
     let not_digits = |w: u64, places: u64| {
         let y = w ^ 0x3030_3030_3030_3030;
@@ -117,7 +117,7 @@ fn parse_utc(b: &[u8]) -> Option<i64> {
     }
     let days = days_from_civil(i64::from(y), m, day);
     let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + s);
-    // Beyond about 2262 nanoseconds overflow: refused, as the general parser refuses it.
+    // Beyond 292 years of 1970 the nanoseconds overflow: refused, as the general parser does.
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
