@@ -54,8 +54,7 @@ pub fn parse_date(text: &str) -> Option<i32> {
 /// The form a replica's connector writes (`2026-03-01T12:00:00.000195Z`: UTC, up to
 /// nine fraction digits) is read by [`parse_utc`]: 293 instructions a call where the
 /// general parser spent 352 (1.7% of a file-mode run's instructions, BENCHMARKS.md
-/// issue 14).
-/// Anything else, or anything it doubts, is the general parser's.
+/// issue 14). Anything else, or anything it doubts, is the general parser's.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
     parse_utc(text.as_bytes()).or_else(|| parse_timestamp_general(text))
 }
@@ -101,19 +100,12 @@ fn parse_utc(b: &[u8]) -> Option<i64> {
     }
     let mut nanos: i64 = 0;
     if n > 20 {
-        // A dot, then 1 to 9 digits before the `Z`.
+        // A dot, then 1 to 9 digits before the `Z` (under 10^9: a `u32`).
         let fraction = &b[20..n - 1];
         if b[19] != b'.' || fraction.is_empty() {
             return None;
         }
-        for &c in fraction {
-            let v = c.wrapping_sub(b'0');
-            if v > 9 {
-                return None;
-            }
-            nanos = nanos * 10 + i64::from(v);
-        }
-        nanos *= 10i64.pow(9 - fraction.len() as u32);
+        nanos = i64::from(digits(fraction)?) * 10i64.pow(9 - fraction.len() as u32);
     }
     let days = days_from_civil(i64::from(y), m, day);
     let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + s);
