@@ -52,7 +52,7 @@ pub fn parse_date(text: &str) -> Option<i32> {
 /// instead of `T`, or no offset meaning UTC) into nanoseconds since the epoch.
 ///
 /// The form a replica's connector writes (`2026-03-01T12:00:00.000195Z`: UTC, up to
-/// nine fraction digits) is read by [`parse_utc`]: 293 instructions a call where the
+/// nine fraction digits) is read by [`parse_utc`]: 294 instructions a call where the
 /// general parser spent 352 (1.7% of a file-mode run's instructions, BENCHMARKS.md
 /// issue 14). Anything else, or anything it doubts, is the general parser's.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
