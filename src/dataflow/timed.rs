@@ -54,8 +54,8 @@ impl<T> Timed<T> {
     /// their order of arrival) and adaptive: a queue made of a few sorted runs (the
     /// held remainder, one run per input partition) sorts in about n·log(runs). The
     /// lead that is in place already (up to the first descent, and at or before every
-    /// time after it) is left out: 18% of the sort's instructions (BENCHMARKS.md, issue
-    /// 14).
+    /// time after it) is left out: 18% of the sort's instructions at `-w 2`, 2% at `-w 1`
+    /// (BENCHMARKS.md, issue 14).
     pub(crate) fn settle(&mut self) {
         if std::mem::take(&mut self.unsorted) {
             let (items, at) = (self.items.make_contiguous(), self.descent);
