@@ -11,6 +11,8 @@
 //!   episode;
 //! - [`grace`]: the episodes' event-time timers: a difference is reported once it lasted
 //!   `grace`, resolved when it heals, and each open record yields its correction;
+//! - [`render`]: outputs rendered as bytes on the workers that make them, for a sink
+//!   that writes bytes;
 //! - [`sink`]: outputs in event-time order on worker 0.
 //!
 //! Timestamps are event times in ms (rounded to the spec's resolution). State is one
@@ -18,6 +20,7 @@
 //! is proportional to keys, not to history.
 
 pub mod grace;
+pub mod render;
 pub mod route;
 pub mod sides;
 pub mod sink;
@@ -27,6 +30,7 @@ mod timed;
 use crate::cdc::{Change, Origin, SideId, Version};
 use crate::row::{CompareRules, FieldDiff, Key, Row};
 use crate::spec::Spec;
+use render::RenderOutputs;
 use route::{ExchangeChanges, Packed};
 use serde::{Deserialize, Serialize};
 use sides::Sides;
@@ -266,10 +270,55 @@ pub enum Output {
     DeadLetter(DeadLetter),
 }
 
+impl Output {
+    /// Which of the outputs it is.
+    pub fn lane(&self) -> Lane {
+        match self {
+            Output::Drift(_) => Lane::Drift,
+            Output::Correction(_) => Lane::Correction,
+            Output::DeadLetter(_) => Lane::DeadLetter,
+        }
+    }
+}
+
+/// The three outputs, in the order a time's outputs are delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Lane {
+    /// Drift records.
+    Drift,
+    /// Corrections.
+    Correction,
+    /// Dead letters.
+    DeadLetter,
+}
+
+/// An output rendered, on the worker that made it, as the bytes its sink writes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Rendered {
+    /// Which output it was.
+    pub lane: Lane,
+    /// Its bytes (for the file sink, its JSON line).
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// Renders outputs as bytes, on every worker: for a sink that writes bytes, the workers
+/// that make the outputs render them, and worker 0's sink only writes them.
+pub trait Render: Send + Sync + 'static {
+    /// Appends `output`'s bytes to `bytes`.
+    fn render(&self, output: &Output, bytes: &mut Vec<u8>) -> anyhow::Result<()>;
+}
+
 /// Receives outputs on worker 0, one completed event time at a time, sorted.
 pub trait Sink: 'static {
     /// All outputs at event time `time`, in a deterministic order.
     fn emit(&mut self, time: Time, outputs: &[Output]) -> anyhow::Result<()>;
+    /// All outputs at event time `time`, rendered by the entity's [`Render`], sorted
+    /// (by lane, then by bytes). Only an entity with a renderer calls it.
+    fn emit_rendered(&mut self, time: Time, rendered: &[Rendered]) -> anyhow::Result<()> {
+        let _ = (time, rendered);
+        anyhow::bail!("this sink takes outputs, not rendered outputs")
+    }
     /// Time has ended (every input closed): deliver whatever is still buffered.
     fn finish(&mut self) -> anyhow::Result<()> {
         Ok(())
@@ -341,17 +390,21 @@ pub fn build(
         spec,
         stats,
         sink,
+        None,
         &Probes::default(),
         Arc::default(),
     )
 }
 
-/// [`build`], reporting progress to `probes`, and an output's failure to `halt`.
+/// [`build`], reporting progress to `probes`, and an output's failure to `halt`. With
+/// `render` (on every worker), each worker renders the outputs it makes, and the sink
+/// is given them rendered ([`Sink::emit_rendered`]).
 pub fn build_probed(
     worker: &mut timely::worker::Worker,
     spec: &Spec,
     stats: Arc<Stats>,
     sink: Option<Box<dyn Sink>>,
+    render: Option<Arc<dyn Render>>,
     probes: &Probes,
     halt: Arc<crate::job::Halt>,
 ) -> Handles {
@@ -380,9 +433,18 @@ pub fn build_probed(
             sizes.clone(),
             state.sides.clone(),
         );
-        let all = outputs.concat(dead.to_stream(scope)).exchange(|_| 0);
-        all.deliver(shared_sink.clone(), stats, halt)
-            .probe_with(&probe);
+        let all = outputs.concat(dead.to_stream(scope));
+        let delivered = match render {
+            Some(render) => all.render(render, halt.clone()).exchange(|_| 0).deliver(
+                shared_sink.clone(),
+                stats,
+                halt,
+            ),
+            None => all
+                .exchange(|_| 0)
+                .deliver(shared_sink.clone(), stats, halt),
+        };
+        delivered.probe_with(&probe);
     });
     Handles {
         source,

@@ -37,6 +37,9 @@ pub(crate) struct Job {
     pub(crate) stats: Arc<Stats>,
     /// Where its source's Connect schema is published (for connect-json corrections).
     pub(crate) schema: crate::cdc::RowSchema,
+    /// How every worker renders its outputs for the sink (`None`: the sink takes them
+    /// as they are).
+    pub(crate) render: Option<Arc<dyn crate::dataflow::Render>>,
 }
 
 impl Job {
@@ -54,6 +57,7 @@ impl Job {
                     spec: Arc::new(s.clone()),
                     schema: own.source_schema.clone(),
                     stats: own,
+                    render: None,
                 }
             })
             .collect()

@@ -163,8 +163,12 @@ pub fn run_files_many(
     });
     let stats = Arc::new(Stats::default());
     let specs: Vec<Spec> = entities.iter().map(|e| e.spec.clone()).collect();
+    let mut jobs = Job::of(&specs, &stats);
+    for job in &mut jobs {
+        job.render = Some(FileOutputs::render(&job.spec.entity));
+    }
     let plan = Plan {
-        jobs: Job::of(&specs, &stats),
+        jobs,
         parts,
         sinks: Some(Arc::new(move |e| sink_outputs.sink(&names[e]))),
         sample_every: u64::MAX,

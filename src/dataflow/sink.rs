@@ -1,7 +1,7 @@
 //! The ordered output sink: every output, one completed event time at a time, sorted.
 
 use super::stats::add;
-use super::{Output, SharedSink, Stats, Time};
+use super::{Lane, Output, Rendered, SharedSink, Sink, Stats, Time};
 use crate::job::Halt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +9,33 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
-/// Delivers a stream of outputs to a [`super::Sink`].
+/// What the sink operator hands a sink: outputs as they are, or rendered.
+pub trait Deliverable: Ord + Clone + 'static {
+    /// Which output it is.
+    fn lane(&self) -> Lane;
+    /// Hands `sink` the items of event time `time`, sorted.
+    fn emit(sink: &mut dyn Sink, time: Time, items: &[Self]) -> anyhow::Result<()>;
+}
+
+impl Deliverable for Output {
+    fn lane(&self) -> Lane {
+        Output::lane(self)
+    }
+    fn emit(sink: &mut dyn Sink, time: Time, items: &[Self]) -> anyhow::Result<()> {
+        sink.emit(time, items)
+    }
+}
+
+impl Deliverable for Rendered {
+    fn lane(&self) -> Lane {
+        self.lane
+    }
+    fn emit(sink: &mut dyn Sink, time: Time, items: &[Self]) -> anyhow::Result<()> {
+        sink.emit_rendered(time, items)
+    }
+}
+
+/// Delivers a stream of outputs, or of rendered outputs, to a [`super::Sink`].
 pub trait Deliver<'s> {
     /// Delivers the outputs to `sink` one completed event time at a time, sorted, and
     /// tells it when time ends; an output's failure is reported to `halt` and ends
@@ -67,7 +93,7 @@ pub trait Deliver<'s> {
     ) -> Stream<'s, Time, Vec<()>>;
 }
 
-impl<'s> Deliver<'s> for Stream<'s, Time, Vec<(Output, Time)>> {
+impl<'s, D: Deliverable> Deliver<'s> for Stream<'s, Time, Vec<(D, Time)>> {
     fn deliver(
         self,
         sink: SharedSink,
@@ -78,7 +104,7 @@ impl<'s> Deliver<'s> for Stream<'s, Time, Vec<(Output, Time)>> {
             Pipeline,
             "Sink",
             move |_, _| {
-                let mut stash: BTreeMap<Time, Vec<Output>> = BTreeMap::new();
+                let mut stash: BTreeMap<Time, Vec<D>> = BTreeMap::new();
                 let (mut failed, mut finished) = (false, false);
                 move |(input, frontier), _output| {
                     input.for_each(|_cap, data| {
@@ -93,14 +119,14 @@ impl<'s> Deliver<'s> for Stream<'s, Time, Vec<(Output, Time)>> {
                         let (time, mut outputs) = entry.remove_entry();
                         outputs.sort();
                         for o in &outputs {
-                            match o {
-                                Output::Drift(_) => add(&stats.drift_records, 1),
-                                Output::Correction(_) => add(&stats.corrections, 1),
-                                Output::DeadLetter(_) => {}
+                            match o.lane() {
+                                Lane::Drift => add(&stats.drift_records, 1),
+                                Lane::Correction => add(&stats.corrections, 1),
+                                Lane::DeadLetter => {}
                             }
                         }
                         if let (Some(s), false) = (sink.borrow_mut().as_mut(), failed) {
-                            if let Err(e) = s.emit(time, &outputs) {
+                            if let Err(e) = D::emit(s.as_mut(), time, &outputs) {
                                 // The sink remembers its error; the job reports it at the end.
                                 failed = true;
                                 halt.output_failed(format!("{e:#}"));

@@ -3,7 +3,7 @@
 use super::render;
 use super::{Partition, Poll};
 use crate::cdc::{Message, Origin, SideId};
-use crate::dataflow::{Output, Sink, Time};
+use crate::dataflow::{Lane, Output, Rendered, Sink, Time};
 use anyhow::Context as _;
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -298,6 +298,19 @@ struct Writers {
     line: Vec<u8>,
 }
 
+impl Writers {
+    /// Appends `bytes` to `lane`'s file.
+    fn write(&mut self, lane: Lane, bytes: &[u8]) -> anyhow::Result<()> {
+        let file = match lane {
+            Lane::Drift => &mut self.drift,
+            Lane::Correction => &mut self.corrections,
+            Lane::DeadLetter => &mut self.dlq,
+        };
+        file.write_all(bytes)
+            .with_context(|| format!("cannot write outputs in {}", self.dir.display()))
+    }
+}
+
 impl FileOutputs {
     /// Creates (truncates) the three files in `dir`, creating it if needed.
     pub fn create(dir: &Path) -> anyhow::Result<Self> {
@@ -331,6 +344,13 @@ impl FileOutputs {
         })
     }
 
+    /// How every worker renders `entity`'s outputs for these files: as their lines.
+    pub fn render(entity: &str) -> Arc<dyn crate::dataflow::Render> {
+        Arc::new(render::Lines {
+            entity: entity.to_string(),
+        })
+    }
+
     /// Flushes everything written.
     pub fn flush(&self) -> anyhow::Result<()> {
         let mut guard = self
@@ -356,24 +376,29 @@ impl Sink for FileOutputs {
         FileOutputs::flush(self)
     }
 
+    fn emit_rendered(&mut self, _time: Time, rendered: &[Rendered]) -> anyhow::Result<()> {
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| anyhow::anyhow!("output writer poisoned"))?;
+        let w = &mut *guard;
+        rendered.iter().try_for_each(|r| w.write(r.lane, &r.bytes))
+    }
+
     fn emit(&mut self, _time: Time, outputs: &[Output]) -> anyhow::Result<()> {
         let mut guard = self
             .inner
             .lock()
             .map_err(|_| anyhow::anyhow!("output writer poisoned"))?;
         let w = &mut *guard;
-        for o in outputs {
-            w.line.clear();
-            render::write_line(&mut w.line, &self.entity, o)?;
-            let file = match o {
-                Output::Drift(_) => &mut w.drift,
-                Output::Correction(_) => &mut w.corrections,
-                Output::DeadLetter(_) => &mut w.dlq,
-            };
-            file.write_all(&w.line)
-                .with_context(|| format!("cannot write outputs in {}", w.dir.display()))?;
-        }
-        Ok(())
+        let mut line = std::mem::take(&mut w.line);
+        let written = outputs.iter().try_for_each(|o| {
+            line.clear();
+            render::write_line(&mut line, &self.entity, o)?;
+            w.write(o.lane(), &line)
+        });
+        w.line = line;
+        written
     }
 }
 

@@ -72,6 +72,18 @@ impl Serialize for DeadJson<'_> {
     }
 }
 
+/// Renders one entity's outputs as JSON lines, on every worker (the file sink's).
+pub(crate) struct Lines {
+    /// The entity each line names.
+    pub(crate) entity: String,
+}
+
+impl crate::dataflow::Render for Lines {
+    fn render(&self, output: &Output, bytes: &mut Vec<u8>) -> anyhow::Result<()> {
+        Ok(write_line(bytes, &self.entity, output)?)
+    }
+}
+
 /// Appends one output as a JSON line.
 pub fn write_line(buf: &mut Vec<u8>, entity: &str, output: &Output) -> serde_json::Result<()> {
     match output {

@@ -4,7 +4,7 @@
 
 use crate::cdc::{Change, Decoder, SideId};
 use crate::dataflow::route::{Packed, Packer};
-use crate::dataflow::{self, Handles, Output, Sink, Stats, Time};
+use crate::dataflow::{self, Handles, Output, Sink, Time};
 use crate::spec::Spec;
 use std::sync::Arc;
 use timely::dataflow::InputHandleVec;
@@ -48,16 +48,16 @@ pub(super) struct Entity {
 }
 
 impl Entity {
-    /// Builds `spec`'s dataflow on `worker`, reporting to `probes`.
+    /// Builds `job`'s dataflow on `worker`, reporting to `probes`, its outputs rendered
+    /// by the job's renderer when it has one.
     pub(super) fn build(
         worker: &mut timely::worker::Worker,
-        spec: &Spec,
-        stats: &Arc<Stats>,
+        job: &super::Job,
         sink: Option<Box<dyn Sink>>,
         probes: &dataflow::Probes,
-        schema: crate::cdc::RowSchema,
         halt: &Arc<super::Halt>,
     ) -> Entity {
+        let spec: &Spec = &job.spec;
         let Handles {
             source,
             target,
@@ -67,12 +67,20 @@ impl Entity {
             state,
             sink,
             ..
-        } = dataflow::build_probed(worker, spec, stats.clone(), sink, probes, halt.clone());
+        } = dataflow::build_probed(
+            worker,
+            spec,
+            job.stats.clone(),
+            sink,
+            job.render.clone(),
+            probes,
+            halt.clone(),
+        );
         let mut decoders = [
             Decoder::new(spec, SideId::Source),
             Decoder::new(spec, SideId::Target),
         ];
-        decoders[SideId::Source as usize].publish_schema(schema);
+        decoders[SideId::Source as usize].publish_schema(job.schema.clone());
         let packer = || Packer::new(worker.index(), worker.peers());
         Entity {
             changes: [Some(source), Some(target)],

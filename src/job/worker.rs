@@ -106,17 +106,7 @@ fn build(
 ) -> Vec<Entity> {
     jobs.iter()
         .zip(sinks)
-        .map(|(job, sink)| {
-            Entity::build(
-                worker,
-                &job.spec,
-                &job.stats,
-                sink,
-                probes,
-                job.schema.clone(),
-                shared.halt,
-            )
-        })
+        .map(|(job, sink)| Entity::build(worker, job, sink, probes, shared.halt))
         .collect()
 }
 
