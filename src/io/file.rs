@@ -351,12 +351,16 @@ impl FileOutputs {
         })
     }
 
+    /// The files, locked (every entity's sink writes to them).
+    fn writers(&self) -> anyhow::Result<std::sync::MutexGuard<'_, Writers>> {
+        self.inner
+            .lock()
+            .map_err(|_| anyhow::anyhow!("output writer poisoned"))
+    }
+
     /// Flushes everything written.
     pub fn flush(&self) -> anyhow::Result<()> {
-        let mut guard = self
-            .inner
-            .lock()
-            .map_err(|_| anyhow::anyhow!("output writer poisoned"))?;
+        let mut guard = self.writers()?;
         let w = &mut *guard;
         let dir = w.dir.display().to_string();
         for f in [&mut w.drift, &mut w.corrections, &mut w.dlq] {
@@ -377,19 +381,13 @@ impl Sink for FileOutputs {
     }
 
     fn emit_rendered(&mut self, _time: Time, rendered: &[Rendered]) -> anyhow::Result<()> {
-        let mut guard = self
-            .inner
-            .lock()
-            .map_err(|_| anyhow::anyhow!("output writer poisoned"))?;
+        let mut guard = self.writers()?;
         let w = &mut *guard;
         rendered.iter().try_for_each(|r| w.write(r.lane, &r.bytes))
     }
 
     fn emit(&mut self, _time: Time, outputs: &[Output]) -> anyhow::Result<()> {
-        let mut guard = self
-            .inner
-            .lock()
-            .map_err(|_| anyhow::anyhow!("output writer poisoned"))?;
+        let mut guard = self.writers()?;
         let w = &mut *guard;
         let mut line = std::mem::take(&mut w.line);
         let written = outputs.iter().try_for_each(|o| {
