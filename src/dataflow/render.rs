@@ -17,8 +17,8 @@ pub trait RenderOutputs<'s> {
     /// the sink, all of it fell to worker 0 while the other workers waited for it at
     /// the next event time (the file sink was 2.8% of worker 0's instructions in a
     /// two-worker file-mode run, BENCHMARKS.md issue 14); done here, each worker
-    /// renders what it made, and worker 0 only writes bytes. The bytes are sorted for delivery, so the order is still the same
-    /// whatever the number of workers.
+    /// renders what it made, and worker 0 only writes bytes. The bytes are sorted for
+    /// delivery, so the order is still the same whatever the number of workers.
     ///
     /// ```
     /// use driftwatch::dataflow::render::RenderOutputs;
