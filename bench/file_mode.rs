@@ -7,7 +7,10 @@
 //! files per side like Kafka partitions, then runs, round after round, the baseline,
 //! DuckDB (`file_mode/duckdb_baseline.py`: the batch SQL over the same files, on every
 //! core) and the engine at each worker count, each in a child process of its own so that
-//! its peak resident memory is its own. It prints medians and ratios as a Markdown table.
+//! its peak resident memory is its own; at each count above one, the engine also runs
+//! with the inputs declared co-partitioned (`engine-Nc`: `co_partitioned = true`, which
+//! the files are, split by key alike on both sides). It prints medians and ratios as a
+//! Markdown table.
 //!
 //! Every run's open drift must equal the generator's ground truth, else the benchmark
 //! fails: a fast wrong answer is not a result. Without `--bench` (that is, under
@@ -120,10 +123,15 @@ fn real_main() -> anyhow::Result<()> {
             });
         }
         Some(w) => {
-            let workers: usize = w.trim_start_matches("engine-").parse()?;
-            let spec = driftwatch::spec::load(
+            // `engine-Nc`: the inputs declared co-partitioned, which the files are (split
+            // by key alike on both sides).
+            let w = w.trim_start_matches("engine-");
+            let (w, co_partitioned) = w.strip_suffix('c').map_or((w, false), |w| (w, true));
+            let workers: usize = w.parse()?;
+            let mut spec = driftwatch::spec::load(
                 &Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/orders.toml"),
             )?;
+            spec.co_partitioned = co_partitioned;
             let out = dir.join(format!("out-w{workers}"));
             let r = run_files(&spec, &Cluster::local(workers), source, target, &out)?;
             let bytes = dataset_bytes(&dir)?;
@@ -140,6 +148,8 @@ fn real_main() -> anyhow::Result<()> {
     let truth = prepare(&args, &dir)?;
     let mut roles = vec!["baseline".to_string(), "duckdb".to_string()];
     roles.extend(args.workers.iter().map(|w| format!("engine-{w}")));
+    let several = args.workers.iter().filter(|w| **w > 1);
+    roles.extend(several.map(|w| format!("engine-{w}c")));
     let mut results: BTreeMap<String, Vec<Measured>> = BTreeMap::new();
     for round in 0..args.rounds {
         for role in &roles {

@@ -19,6 +19,7 @@
 //! entry per key and changes not yet complete (bounded by `max_read_ahead`), so memory
 //! is proportional to keys, not to history.
 
+pub mod claims;
 pub mod grace;
 pub mod render;
 pub mod route;
@@ -433,6 +434,15 @@ pub fn build_probed(
             sizes.clone(),
             state.sides.clone(),
         );
+        if spec.co_partitioned {
+            let claims = claims::Claims::default();
+            state.sides.claim_into(claims.clone());
+            use claims::CheckClaims;
+            let checked = outputs
+                .clone()
+                .check_claims(claims, &spec.entity, halt.clone());
+            checked.probe_with(&probe);
+        }
         let all = outputs.concat(dead.to_stream(scope));
         let delivered = match render {
             Some(render) => all.render(render, halt.clone()).exchange(|_| 0).deliver(

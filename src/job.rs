@@ -206,6 +206,26 @@ pub(crate) fn execute(plan: Plan, cluster: &Cluster) -> anyhow::Result<Report> {
     })
 }
 
+/// The inputs worker `index` of `peers` reads, of `inputs` with their partition numbers:
+/// where `by_partition`, those whose number is `index` modulo `peers`, so that partition
+/// `i` of every side is read by one worker (inputs co-partitioned by key); else every
+/// `peers`-th from `index`, as [`assigned`].
+pub(crate) fn assigned_by<T>(
+    inputs: impl IntoIterator<Item = (usize, T)>,
+    by_partition: bool,
+    index: usize,
+    peers: usize,
+) -> Vec<T> {
+    let inputs = inputs.into_iter();
+    match by_partition {
+        true => inputs
+            .filter(|(p, _)| p % peers.max(1) == index)
+            .map(|(_, t)| t)
+            .collect(),
+        false => assigned(inputs.map(|(_, t)| t), index, peers).collect(),
+    }
+}
+
 /// The items worker `index` of `peers` takes: every `peers`-th from `index`. This is the
 /// static assignment of inputs to workers, the same in every run.
 pub fn assigned<T>(

@@ -11,7 +11,7 @@ use crate::cdc::SideId;
 use crate::dataflow::{Sink, Stats};
 use crate::io::file::{FileOutputs, FilePartition};
 use crate::io::{Partition, Route};
-use crate::job::{checkpoint::Checkpoints, Job, Plan};
+use crate::job::{assigned_by, checkpoint::Checkpoints, Job, Plan};
 use crate::spec::Spec;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
@@ -96,6 +96,61 @@ pub fn per_side<L: Clone + Send + Sync + 'static>(
     })
 }
 
+/// An input file's partition number: its place in the list of the side of the first
+/// entity that reads it.
+fn file_number(entities: &[EntityFiles], (routes, path): &(Vec<Route>, PathBuf)) -> usize {
+    let Route { entity, side } = routes[0];
+    let files = &entities[entity];
+    let list = match side {
+        SideId::Source => &files.source,
+        SideId::Target => &files.target,
+    };
+    list.iter().position(|p| same_file(p, path)).unwrap_or(0)
+}
+
+/// Whether the files are read by partition number (an entity declares its inputs
+/// co-partitioned): file `i` of every side on one worker. Refuses what cannot be: sides
+/// of different numbers of files, or a file shared with another entity at another place.
+fn co_partitioned_files(
+    entities: &[EntityFiles],
+    all: &[(Vec<Route>, PathBuf)],
+) -> anyhow::Result<bool> {
+    let mut any = false;
+    for (e, files) in entities.iter().enumerate() {
+        if !files.spec.co_partitioned {
+            continue;
+        }
+        any = true;
+        let name = &files.spec.entity;
+        let (s, t) = (files.source.len(), files.target.len());
+        anyhow::ensure!(
+            s == t,
+            "entity {name} declares co_partitioned, but has {s} source and {t} target \
+             files: co-partitioned inputs have as many files on each side, file i of each \
+             holding the same keys"
+        );
+        for input in all
+            .iter()
+            .filter(|(routes, _)| routes.iter().any(|r| r.entity == e))
+        {
+            let route = input.0.iter().find(|r| r.entity == e).expect("filtered");
+            let list = match route.side {
+                SideId::Source => &files.source,
+                SideId::Target => &files.target,
+            };
+            let here = list.iter().position(|p| same_file(p, &input.1));
+            anyhow::ensure!(
+                here == Some(file_number(entities, input)),
+                "entity {name} declares co_partitioned, but reads {} at another place in its \
+                 list than an entity it shares the file with: list shared files in the same \
+                 place",
+                input.1.display()
+            );
+        }
+    }
+    Ok(any)
+}
+
 /// One entity's input files in a file-mode job.
 #[derive(Debug, Clone)]
 pub struct EntityFiles {
@@ -150,11 +205,19 @@ pub fn run_files_many(
             }
         }
     }
+    let by_partition = co_partitioned_files(entities, &all)?;
     let outputs = FileOutputs::create(out)?;
     let sink_outputs = outputs.clone();
     let names: Vec<String> = entities.iter().map(|e| e.spec.entity.clone()).collect();
+    // A file's partition number is its place in its side's list.
+    let numbered: Vec<(usize, (Vec<Route>, PathBuf))> = all
+        .iter()
+        .map(|input| (file_number(entities, input), input.clone()))
+        .collect();
     let parts: crate::job::PartitionFactory = Arc::new(move |index, peers| {
-        assigned(all.iter(), index, peers)
+        let inputs = numbered.iter().map(|(n, input)| (*n, input));
+        assigned_by(inputs, by_partition, index, peers)
+            .into_iter()
             .map(|(routes, path)| {
                 FilePartition::open(routes[0].side, path)
                     .map(|p| (routes.clone(), Box::new(p) as Box<dyn Partition>))

@@ -40,6 +40,19 @@ pub struct Spec {
     /// Messages larger than this many bytes are rejected to the dead-letter output.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Whether the two sides' inputs are co-partitioned by key: partition (or input
+    /// file) `i` of the source and partition `i` of the target carry the same keys, and
+    /// every key is in one partition of each side. Two Kafka topics keyed alike (the
+    /// Debezium key) with the same number of partitions are, under Kafka's default
+    /// partitioner. Declared, both sides' partition `i` are read by one worker (`i`
+    /// modulo the workers), which keeps those keys itself: no change crosses to another
+    /// worker, the second core adds what the first does (BENCHMARKS.md, issue 14).
+    /// Every key a worker keeps is checked against the other workers' as it is first
+    /// seen: a key read on two workers (a wrong declaration, or a repartitioned topic)
+    /// stops the job with one line naming it. Drift reported before that point may be
+    /// wrong. Not yet combined with `[checkpoint]` (a restore places keys by hash).
+    #[serde(default)]
+    pub co_partitioned: bool,
     /// The system of record.
     pub source: Side,
     /// The copy that should equal the source.

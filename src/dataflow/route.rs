@@ -94,6 +94,8 @@ impl Packed {
 pub struct Packer {
     me: u64,
     peers: u64,
+    /// Every change stays on this worker (inputs declared co-partitioned).
+    local: bool,
     bins: Vec<Packed>,
     /// The most changes and row bytes a bin took in the last round: the next round's
     /// bins start that large rather than growing to it again.
@@ -106,6 +108,20 @@ impl Packer {
         Packer {
             me: me as u64,
             peers: peers.max(1) as u64,
+            local: false,
+            bins: Vec::new(),
+            sized: (0, 0),
+        }
+    }
+
+    /// Keeps every change on worker `me`, its rows unpacked: for inputs co-partitioned
+    /// by key, whose keys are all read on the worker that keeps them (the job checks
+    /// that they are, see [`crate::dataflow::claims`]).
+    pub fn local(me: usize) -> Packer {
+        Packer {
+            me: me as u64,
+            peers: 1,
+            local: true,
             bins: Vec::new(),
             sized: (0, 0),
         }
@@ -131,7 +147,10 @@ impl Packer {
                 }
                 bin
             };
-            self.bins = (0..self.peers).map(bin).collect();
+            self.bins = match self.local {
+                true => vec![bin(me)],
+                false => (0..self.peers).map(bin).collect(),
+            };
         }
         if self.peers == 1 {
             return self.bins[0].changes.push((change, time));
@@ -294,20 +313,29 @@ mod tests {
 
     proptest! {
         /// Round after round, each bin unpacks to the changes pushed for its worker, in
-        /// the order pushed, rows and all, whatever sizes the earlier rounds left.
+        /// the order pushed, rows and all, whatever sizes the earlier rounds left; a
+        /// local packer's one bin, to its own worker, holds them all.
         #[test]
         fn bins_unpack_to_the_changes_pushed_for_their_worker(
             (peers, me) in (1usize..4).prop_flat_map(|p| (Just(p), 0..p)),
+            local in any::<bool>(),
             rounds in prop::collection::vec(
                 prop::collection::vec((0i64..50, prop::option::of("[a-z]{0,40}")), 0..30),
                 1..5),
         ) {
-            let mut packer = Packer::new(me, peers);
+            let mut packer = match local {
+                true => Packer::local(me),
+                false => Packer::new(me, peers),
+            };
+            let worker = |c: &Change| match local {
+                true => me,
+                false => (c.key.hashed() % peers as u64) as usize,
+            };
             for (round, pushes) in rounds.into_iter().enumerate() {
                 let mut want = vec![Vec::new(); peers];
                 for (id, note) in &pushes {
                     let c = change(*id, note.as_deref());
-                    want[(c.key.hashed() % peers as u64) as usize].push((c.clone(), round as Time));
+                    want[worker(&c)].push((c.clone(), round as Time));
                     packer.push(c, round as Time);
                 }
                 let mut got = vec![Vec::new(); peers];

@@ -293,6 +293,7 @@ impl<'s> Sides<'s> for Stream<'s, Time, Vec<Packed>> {
                     keys: state,
                     floors,
                     grace,
+                    claims,
                 } = &mut *keyed;
                 // A change's own row waited in `pending` since it was decoded and is out of
                 // the cache too: it is fetched with its key's state.
@@ -350,7 +351,11 @@ impl<'s> Sides<'s> for Stream<'s, Time, Vec<Packed>> {
                             time_ms,
                             row,
                         } = change;
+                        let known = state.len();
                         let slot = state.slot(&key);
+                        if let Some(claims) = claims.as_ref().filter(|_| state.len() > known) {
+                            claims.claim(&key);
+                        }
                         let ks = state.at(slot);
                         let outcome = apply(
                             &mut ks.sides[side as usize],
@@ -519,6 +524,8 @@ struct Keyed {
     /// truncate and is stale, even for a key this worker has never seen.
     floors: [Option<Version>; 2],
     grace: Grace,
+    /// Where the keys new to this worker are claimed (inputs declared co-partitioned).
+    claims: Option<super::claims::Claims>,
 }
 
 impl SidesState {
@@ -529,7 +536,13 @@ impl SidesState {
             keys: Table::default(),
             floors: [None, None],
             grace: Grace::new(rules, stats, grace_ms),
+            claims: None,
         })))
+    }
+
+    /// Claims every key added to the state from now on in `claims`.
+    pub fn claim_into(&self, claims: super::claims::Claims) {
+        self.0.borrow_mut().claims = Some(claims);
     }
 
     /// The state as checkpoint entries.

@@ -81,7 +81,12 @@ impl Entity {
             Decoder::new(spec, SideId::Target),
         ];
         decoders[SideId::Source as usize].publish_schema(job.schema.clone());
-        let packer = || Packer::new(worker.index(), worker.peers());
+        // Co-partitioned inputs' changes stay on the worker that read them (their keys'
+        // claims are checked in the dataflow, see `dataflow::claims`).
+        let packer = || match spec.co_partitioned {
+            true => Packer::local(worker.index()),
+            false => Packer::new(worker.index(), worker.peers()),
+        };
         Entity {
             changes: [Some(source), Some(target)],
             packers: [packer(), packer()],

@@ -104,6 +104,7 @@ pub fn run_many(
         .collect();
     let mut inputs = KafkaInputs::discover_entities(configs[0].clone(), &sides)?;
     inputs.starts = options.starts.clone();
+    inputs.by_partition = co_partitioned_topics(specs, &inputs)?;
     let restored = checkpoints(&specs[0], &options, &mut inputs)?;
     if let Some(r) = restored.as_ref().and_then(|c| c.restore.as_ref()) {
         let entities: Vec<(&str, Vec<&str>)> = specs
@@ -174,4 +175,46 @@ pub fn run_many(
         checkpoints: restored,
     };
     crate::job::execute(plan, cluster)
+}
+
+/// Whether partitions are assigned by number (an entity declares its inputs
+/// co-partitioned): partition `i` of every topic on one worker. Refuses what cannot be:
+/// a co-partitioned entity's topics of different partition counts, or checkpoints (a
+/// restore places keys by their hash, not by partition).
+fn co_partitioned_topics(specs: &[Spec], inputs: &KafkaInputs) -> anyhow::Result<bool> {
+    let mut any = false;
+    for spec in specs.iter().filter(|s| s.co_partitioned) {
+        any = true;
+        let topics = spec
+            .source
+            .input
+            .topics
+            .iter()
+            .chain(&spec.target.input.topics);
+        let counts: Vec<(&String, usize)> = topics
+            .map(|t| {
+                (
+                    t,
+                    inputs.partitions.iter().filter(|p| &p.topic == t).count(),
+                )
+            })
+            .collect();
+        if let Some(((a, n), (b, m))) = counts
+            .iter()
+            .flat_map(|x| counts.iter().map(move |y| (x, y)))
+            .find(|((_, n), (_, m))| n != m)
+        {
+            anyhow::bail!(
+                "entity {} declares co_partitioned, but topic {a} has {n} partitions and \
+                 topic {b} {m}: co-partitioned topics have the same number of partitions",
+                spec.entity
+            );
+        }
+    }
+    anyhow::ensure!(
+        !any || specs.iter().all(|s| s.checkpoint.is_none()),
+        "co_partitioned cannot be combined with [checkpoint] yet (a restore places keys by \
+         their hash, not by partition): remove one of them"
+    );
+    Ok(any)
 }

@@ -76,6 +76,10 @@ pub struct KafkaInputs {
     pub starts: BTreeMap<(String, i32), i64>,
     /// Stop at the high watermarks seen at start (time then ends, as with files).
     pub stop_at_end: bool,
+    /// Assign partitions to workers by partition number (`i` modulo the workers), so
+    /// that partition `i` of every topic is read by one worker: an entity declares its
+    /// inputs co-partitioned. Else by position in `partitions`.
+    pub by_partition: bool,
     /// Each entity's event-time allowance for clock skew, in ms.
     pub clock_skew_ms: Vec<u64>,
     /// A pause between assigning the partitions and splitting their queues (zero; a
@@ -130,6 +134,7 @@ impl KafkaInputs {
             partitions,
             starts: BTreeMap::new(),
             stop_at_end: false,
+            by_partition: false,
             clock_skew_ms: entities.iter().map(|(_, _, skew)| *skew).collect(),
             split_delay: Duration::ZERO,
         })
@@ -152,8 +157,9 @@ impl KafkaInputs {
         index: usize,
         peers: usize,
     ) -> anyhow::Result<Vec<crate::io::Routed>> {
+        let numbered = self.partitions.iter().map(|p| (p.partition as usize, p));
         let mine: Vec<&TopicPartition> =
-            crate::job::assigned(&self.partitions, index, peers).collect();
+            crate::job::assigned_by(numbered, self.by_partition, index, peers);
         if mine.is_empty() {
             return Ok(Vec::new());
         }
