@@ -212,7 +212,7 @@ fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
             broker.produce_raw(topic, partition, &[(id(partition + 1), None)]);
         }
     }
-    for out in ["eq.w1", "eq.w4", "eq.n2"] {
+    for out in ["eq.w1", "eq.w4", "eq.n2", "eq.c2", "eq.cn2"] {
         broker.create_outputs(out);
     }
     let one = run_job(&broker, "eq", "eq.w1", &["-w", "1"]);
@@ -269,6 +269,62 @@ fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
         );
     }
 
+    // Declared co-partitioned (both topics keyed alike, two partitions each): each
+    // partition's keys kept by the worker that reads it, in one process and in two
+    // (whose claims cross between the processes).
+    let co = dir.path().join("orders-co.toml");
+    let spec = std::fs::read_to_string("dataflows/orders.toml").unwrap();
+    std::fs::write(&co, format!("co_partitioned = true\n{spec}")).unwrap();
+    let co = co.to_str().unwrap();
+    let run_co = |out: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+            .args(["run", co, "--stop-at-end", "--brokers"])
+            .arg(broker.addr())
+            .args(["--source-topic", "eq.src", "--target-topic", "eq.tgt"])
+            .args(["--drift-topic", &format!("{out}.drift")])
+            .args(["--corrections-topic", &format!("{out}.corrections")])
+            .args(["--dlq-topic", &format!("{out}.dlq")])
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let two = run_co("eq.c2", &["-w", "2"]).wait_with_output().unwrap();
+    assert!(
+        two.status.success(),
+        "{}",
+        String::from_utf8_lossy(&two.stderr)
+    );
+    let procs: Vec<_> = (0..2)
+        .map(|p| run_co("eq.cn2", &["-n", "2", "-p", &p.to_string(), "-h", &hosts]))
+        .collect();
+    for child in procs {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Topics of different partition counts cannot be co-partitioned: refused.
+    broker.create_topic("eq.tgt3", 3);
+    let refused = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .args(["run", co, "--stop-at-end", "--brokers"])
+        .arg(broker.addr())
+        .args(["--source-topic", "eq.src", "--target-topic", "eq.tgt3"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(
+            "declares co_partitioned, but topic eq.src has 2 partitions and topic eq.tgt3 3"
+        ),
+        "{said}"
+    );
+
     let drift = |out: &str| per_key(&broker.consume_all(&format!("{out}.drift")));
     let corrections = |out: &str| per_key(&broker.consume_all(&format!("{out}.corrections")));
     let reference = drift("eq.w1");
@@ -276,9 +332,17 @@ fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
     assert!(!reference.is_empty());
     assert_eq!(drift("eq.w4"), reference, "1x4 vs 1x1");
     assert_eq!(drift("eq.n2"), reference, "2x2 vs 1x1");
+    assert_eq!(drift("eq.c2"), reference, "1x2 co-partitioned vs 1x1");
+    assert_eq!(drift("eq.cn2"), reference, "2x1 co-partitioned vs 1x1");
     let reference = corrections("eq.w1");
     assert_eq!(corrections("eq.w4"), reference, "1x4 vs 1x1");
     assert_eq!(corrections("eq.n2"), reference, "2x2 vs 1x1");
+    assert_eq!(corrections("eq.c2"), reference, "1x2 co-partitioned vs 1x1");
+    assert_eq!(
+        corrections("eq.cn2"),
+        reference,
+        "2x1 co-partitioned vs 1x1"
+    );
     // Every malformed message is a dead letter once, with its origin, in every shape.
     let dead = |out: &str| {
         let mut d: Vec<Record> = broker.consume_all(&format!("{out}.dlq"));
@@ -295,6 +359,8 @@ fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
     }
     assert_eq!(dead("eq.w4"), reference, "1x4 vs 1x1");
     assert_eq!(dead("eq.n2"), reference, "2x2 vs 1x1");
+    assert_eq!(dead("eq.c2"), reference, "1x2 co-partitioned vs 1x1");
+    assert_eq!(dead("eq.cn2"), reference, "2x1 co-partitioned vs 1x1");
 }
 
 #[test]
