@@ -50,7 +50,8 @@ pub struct Spec {
     /// Every key a worker keeps is checked against the other workers' as it is first
     /// seen: a key read on two workers (a wrong declaration, or a repartitioned topic)
     /// stops the job with one line naming it. Drift reported before that point may be
-    /// wrong. Not yet combined with `[checkpoint]` (a restore places keys by hash).
+    /// wrong. A checkpoint of such a job is restored on the same number of workers (each
+    /// restores what it wrote: a key is kept where its partition is read).
     #[serde(default)]
     pub co_partitioned: bool,
     /// The system of record.

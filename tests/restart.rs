@@ -14,10 +14,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::broker::{free_port, keyed, scrape, Broker, Record};
 
-/// The orders spec with checkpoints every second of event time, as often as possible.
-fn spec_with_checkpoints(dir: &Path) -> std::path::PathBuf {
+/// The orders spec with checkpoints every second of event time, as often as possible,
+/// its inputs declared co-partitioned where `co` (the test's topics are: keyed alike,
+/// two partitions each).
+fn spec_with_checkpoints(dir: &Path, co: bool) -> std::path::PathBuf {
     let spec = dir.join("orders.toml");
-    let text = std::fs::read_to_string("dataflows/orders.toml").unwrap()
+    let declared = if co { "co_partitioned = true\n" } else { "" };
+    let text = declared.to_string()
+        + &std::fs::read_to_string("dataflows/orders.toml").unwrap()
         + &format!(
             "\n[checkpoint]\ndir = {:?}\ninterval = \"1s\"\nmin_wall_interval = \"0ms\"\nkeep = 3\n",
             dir.join("checkpoints").display().to_string()
@@ -105,9 +109,14 @@ fn orders_broker(seed: u64) -> Broker {
     broker
 }
 
-/// Runs the reference, crashes a 2 × 2 cluster mid-stream, restarts it as `restart`,
-/// and compares. Returns what later checks need.
-fn crash_and_restart(restart: (usize, usize)) -> (Broker, tempfile::TempDir, std::path::PathBuf) {
+/// Runs the reference, crashes a cluster of shape `crash` mid-stream (its inputs
+/// declared co-partitioned where `co`), restarts it as `restart`, and compares. Returns
+/// what later checks need.
+fn crash_and_restart(
+    crash: (usize, usize),
+    restart: (usize, usize),
+    co: bool,
+) -> (Broker, tempfile::TempDir, std::path::PathBuf) {
     let broker = orders_broker(77);
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
@@ -120,9 +129,9 @@ fn crash_and_restart(restart: (usize, usize)) -> (Broker, tempfile::TempDir, std
 
     // The crash: SIGKILL process 1 mid-stream, once a checkpoint 15 s of event time into
     // the 40 s of input is complete (drift has been reported by then).
-    let spec = spec_with_checkpoints(dir.path());
+    let spec = spec_with_checkpoints(dir.path(), co);
     let store = driftwatch::checkpoint::store::Store::new(dir.path().join("checkpoints"));
-    let mut children = cluster(&broker, &spec, "crash", &hosts, (2, 2), &[]);
+    let mut children = cluster(&broker, &spec, "crash", &hosts, crash, &[]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let start = GenConfig::default().start_ms;
     while store
@@ -207,13 +216,32 @@ fn assert_same(broker: &Broker, context: &str) {
 
 #[test]
 fn sigkill_mid_stream_then_restart_from_the_checkpoint_gives_the_same_drift() {
-    crash_and_restart((2, 2));
+    crash_and_restart((2, 2), (2, 2), false);
+}
+
+#[test]
+fn co_partitioned_inputs_restart_on_the_same_shape_and_refuse_another() {
+    // Each of 2 processes of one worker reads its partition of both topics, keeps its
+    // keys, and restores them from its own file.
+    let (broker, dir, spec) = crash_and_restart((2, 1), (2, 1), true);
+    let hosts = dir.path().join("hosts");
+    let other = wait_all(cluster(&broker, &spec, "crash", &hosts, (1, 3), &[]));
+    assert_eq!(other[0].status.code(), Some(2));
+    let err = String::from_utf8_lossy(&other[0].stderr);
+    assert!(
+        err.contains("declares co_partitioned, and its checkpoint at")
+            && err.contains("was written by 2 workers: restore it on 2 workers"),
+        "{err}"
+    );
+    // The line saying which checkpoint it found, then the one error line.
+    let errors = err.lines().filter(|l| l.starts_with("driftwatch: "));
+    assert_eq!(errors.count(), 1, "{err}");
 }
 
 #[test]
 fn restart_with_another_shape_repartitions_state_and_bad_checkpoints_are_refused() {
     // 2 processes × 2 workers wrote the checkpoint; 1 process × 3 workers resumes it.
-    let (broker, dir, spec) = crash_and_restart((1, 3));
+    let (broker, dir, spec) = crash_and_restart((2, 2), (1, 3), false);
 
     // Corrupt the newest complete checkpoint: refused by name, and with
     // --require-checkpoint the job stops; without it, it replays from the beginning and

@@ -622,9 +622,14 @@ impl SidesState {
                 })
                 .transpose()
         };
-        let map = &mut self.0.borrow_mut().keys;
+        let keyed = &mut *self.0.borrow_mut();
+        let map = &mut keyed.keys;
         for e in entries {
             let key = Key::from_encoded(&e.key.to_vec().ok_or_else(bad)?);
+            // Claimed as a key the state adds (inputs declared co-partitioned).
+            if let Some(claims) = &keyed.claims {
+                claims.claim(&key);
+            }
             // Its episode, if open, is restored by `restore_episodes`.
             let state = KeyState {
                 sides: [side(&e.source)?, side(&e.target)?],

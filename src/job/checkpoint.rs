@@ -79,23 +79,41 @@ impl Restore {
     }
 
     /// Restores entity `name`'s keys (and their episodes) that route to worker `index`
-    /// of `peers`, whatever the number of workers that wrote the checkpoint.
+    /// of `peers`, whatever the number of workers that wrote the checkpoint. An entity
+    /// whose inputs are co-partitioned keeps a key where its partition is read, which
+    /// only the worker that wrote it knows: its keys are restored from the same worker's
+    /// file, on the same number of workers (else an error that says so).
     pub fn apply(
         &self,
         name: &str,
+        co_partitioned: bool,
         index: usize,
         peers: usize,
         state: &crate::dataflow::State,
     ) -> anyhow::Result<()> {
         use differential_dataflow::hashable::Hashable;
+        if co_partitioned {
+            if let Some(s) = self.states.iter().find(|s| s.peers != peers as u64) {
+                anyhow::bail!(
+                    "entity {name} declares co_partitioned, and its checkpoint at {} was \
+                     written by {} workers: restore it on {} workers (a co-partitioned key \
+                     is kept where its partition is read), or start from the beginning",
+                    self.time,
+                    s.peers,
+                    s.peers
+                );
+            }
+        }
         let mine = |key: &Bytes| {
-            key.to_vec().is_some_and(|k| {
-                crate::row::Key::from_encoded(&k).hashed() % peers as u64 == index as u64
-            })
+            co_partitioned
+                || key.to_vec().is_some_and(|k| {
+                    crate::row::Key::from_encoded(&k).hashed() % peers as u64 == index as u64
+                })
         };
         let entity = || {
             self.states
                 .iter()
+                .filter(move |s| !co_partitioned || s.index == index as u64)
                 .flat_map(|s| &s.entities)
                 .filter(|e| e.name.to_vec().as_deref() == Some(name.as_bytes()))
         };
@@ -230,7 +248,8 @@ impl Checkpointing {
         }
         let (index, peers) = (worker.index(), worker.peers());
         for (job, entity) in jobs.iter().zip(entities) {
-            r.apply(&job.spec.entity, index, peers, &entity.state)?;
+            let co = job.spec.co_partitioned;
+            r.apply(&job.spec.entity, co, index, peers, &entity.state)?;
         }
         for p in inputs.all.iter_mut() {
             if let Some(progress) = p.part.topic_partition().and_then(|tp| r.progress(&tp)) {

@@ -211,10 +211,5 @@ fn co_partitioned_topics(specs: &[Spec], inputs: &KafkaInputs) -> anyhow::Result
             );
         }
     }
-    anyhow::ensure!(
-        !any || specs.iter().all(|s| s.checkpoint.is_none()),
-        "co_partitioned cannot be combined with [checkpoint] yet (a restore places keys by \
-         their hash, not by partition): remove one of them"
-    );
     Ok(any)
 }

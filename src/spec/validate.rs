@@ -121,14 +121,6 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     if spec.max_message_bytes < 64 {
         err("max_message_bytes", "must be at least 64 bytes".into());
     }
-    if spec.co_partitioned && spec.checkpoint.is_some() {
-        err(
-            "co_partitioned",
-            "cannot be combined with [checkpoint] yet (a restore places keys by their hash, \
-             not by partition): remove one of them"
-                .into(),
-        );
-    }
     if let Some(c) = &spec.checkpoint {
         if c.dir.trim().is_empty() {
             err("checkpoint.dir", "must name a directory".into());
