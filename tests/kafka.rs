@@ -23,8 +23,22 @@ fn setup(broker: &Broker, g: &Generated, prefix: &str) {
 
 /// Runs the orders job over `prefix`'s topics to their ends; extra args (cluster).
 fn run_job(broker: &Broker, prefix: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    spawn_job(broker, "dataflows/orders.toml", prefix, out, extra)
+        .wait_with_output()
+        .unwrap()
+}
+
+/// Starts the job of `spec` over `prefix`'s topics to their ends, writing to `out`'s;
+/// extra args (cluster).
+fn spawn_job(
+    broker: &Broker,
+    spec: &str,
+    prefix: &str,
+    out: &str,
+    extra: &[&str],
+) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_driftwatch"))
-        .args(["run", "dataflows/orders.toml", "--stop-at-end", "--brokers"])
+        .args(["run", spec, "--stop-at-end", "--brokers"])
         .arg(broker.addr())
         .args(["--source-topic", &format!("{prefix}.src")])
         .args(["--target-topic", &format!("{prefix}.tgt")])
@@ -33,8 +47,22 @@ fn run_job(broker: &Broker, prefix: &str, out: &str, extra: &[&str]) -> std::pro
         .args(["--dlq-topic", &format!("{out}.dlq")])
         .args(extra)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap()
+}
+
+/// Waits for every process of a job; each must succeed.
+fn succeed(children: Vec<std::process::Child>) {
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// The latest record per key.
@@ -241,33 +269,13 @@ fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
     )
     .unwrap();
     let hosts = hostfile.to_str().unwrap().to_string();
-    let procs: Vec<_> = (0..2)
+    let n2: Vec<_> = (0..2)
         .map(|p| {
-            let (broker, hosts) = (&broker, hosts.clone());
-            let p = p.to_string();
-            let args = ["-w", "2", "-n", "2", "-p", &p, "-h", &hosts];
-            Command::new(env!("CARGO_BIN_EXE_driftwatch"))
-                .args(["run", "dataflows/orders.toml", "--stop-at-end", "--brokers"])
-                .arg(broker.addr())
-                .args(["--source-topic", "eq.src", "--target-topic", "eq.tgt"])
-                .args(["--drift-topic", "eq.n2.drift"])
-                .args(["--corrections-topic", "eq.n2.corrections"])
-                .args(["--dlq-topic", "eq.n2.dlq"])
-                .args(args)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+            let args = ["-w", "2", "-n", "2", "-p", &p.to_string(), "-h", &hosts];
+            spawn_job(&broker, "dataflows/orders.toml", "eq", "eq.n2", &args)
         })
         .collect();
-    for child in procs {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    succeed(n2);
 
     // Declared co-partitioned (both topics keyed alike, two partitions each): each
     // partition's keys kept by the worker that reads it, in one process and in two
@@ -276,37 +284,14 @@ fn one_worker_four_workers_and_two_processes_give_the_same_drift() {
     let spec = std::fs::read_to_string("dataflows/orders.toml").unwrap();
     std::fs::write(&co, format!("co_partitioned = true\n{spec}")).unwrap();
     let co = co.to_str().unwrap();
-    let run_co = |out: &str, extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_driftwatch"))
-            .args(["run", co, "--stop-at-end", "--brokers"])
-            .arg(broker.addr())
-            .args(["--source-topic", "eq.src", "--target-topic", "eq.tgt"])
-            .args(["--drift-topic", &format!("{out}.drift")])
-            .args(["--corrections-topic", &format!("{out}.corrections")])
-            .args(["--dlq-topic", &format!("{out}.dlq")])
-            .args(extra)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let two = run_co("eq.c2", &["-w", "2"]).wait_with_output().unwrap();
-    assert!(
-        two.status.success(),
-        "{}",
-        String::from_utf8_lossy(&two.stderr)
-    );
-    let procs: Vec<_> = (0..2)
-        .map(|p| run_co("eq.cn2", &["-n", "2", "-p", &p.to_string(), "-h", &hosts]))
+    succeed(vec![spawn_job(&broker, co, "eq", "eq.c2", &["-w", "2"])]);
+    let cn2: Vec<_> = (0..2)
+        .map(|p| {
+            let args = ["-n", "2", "-p", &p.to_string(), "-h", &hosts];
+            spawn_job(&broker, co, "eq", "eq.cn2", &args)
+        })
         .collect();
-    for child in procs {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    succeed(cn2);
     // Topics of different partition counts cannot be co-partitioned: refused.
     broker.create_topic("eq.tgt3", 3);
     let refused = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
