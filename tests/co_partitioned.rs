@@ -1,14 +1,19 @@
 //! Inputs declared co-partitioned give the drift that routing by key gives, on random
 //! inputs split into files by key, at every worker count; a wrong declaration stops the
-//! job with one line naming a key, and sides of different numbers of files are refused.
+//! job with one line naming a key, sides of different numbers of files are refused, and a
+//! co-partitioned entity shares a job (and its files) with a routed one.
 
-use driftwatch::run::{run_files, Cluster};
+use driftwatch::run::{run_files, run_files_many, Cluster, EntityFiles};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
 fn spec(co_partitioned: bool) -> driftwatch::spec::Spec {
+    named("t", co_partitioned)
+}
+
+fn named(entity: &str, co_partitioned: bool) -> driftwatch::spec::Spec {
     let side = |name: &str| {
         format!(
             "[{name}]\nformat = \"upsert\"\nversion = \"_v\"\nevent_time = \"ts\"\n\
@@ -16,7 +21,7 @@ fn spec(co_partitioned: bool) -> driftwatch::spec::Spec {
         )
     };
     let text = format!(
-        "entity = \"t\"\nkey = [\"k\"]\ngrace = \"20ms\"\ntime_resolution = \"5ms\"\n\
+        "entity = \"{entity}\"\nkey = [\"k\"]\ngrace = \"20ms\"\ntime_resolution = \"5ms\"\n\
          max_read_ahead = \"10ms\"\nco_partitioned = {co_partitioned}\n{}{}\
          [compare]\nignore = [\"_v\", \"ts\"]\n",
         side("source"),
@@ -138,6 +143,48 @@ fn sides_of_different_numbers_of_files_are_refused() {
     };
     assert!(
         format!("{e:#}").contains("declares co_partitioned, but has 2 source and 3 target files"),
+        "{e:#}"
+    );
+}
+
+#[test]
+fn a_co_partitioned_entity_and_a_routed_one_share_a_job_and_its_files() {
+    let mut rng = SmallRng::seed_from_u64(3);
+    let (src, tgt) = (side(&mut rng, 300, 30), side(&mut rng, 300, 30));
+    let dir = tempfile::tempdir().unwrap();
+    let sources = split(dir.path(), "source", &src, 3, 0);
+    let targets = split(dir.path(), "target", &tgt, 3, 0);
+    let entity = |name: &str, co: bool, targets: Vec<PathBuf>| EntityFiles {
+        spec: named(name, co),
+        source: sources.clone(),
+        target: targets,
+    };
+    let out = dir.path().join("out");
+    let both = [
+        entity("co", true, targets.clone()),
+        entity("routed", false, targets.clone()),
+    ];
+    run_files_many(&both, &Cluster::local(2), &out).unwrap();
+    let [drift, ..] = outputs(&out);
+    let of = |name: &str| -> Vec<String> {
+        let tag = format!("\"entity\":\"{name}\"");
+        let lines = drift.lines().filter(|l| l.contains(&tag));
+        lines.map(|l| l.replace(&tag, "")).collect()
+    };
+    assert!(!of("co").is_empty());
+    assert_eq!(of("co"), of("routed"));
+    // A file both read, at another place in the co-partitioned entity's list: refused.
+    let mut swapped = targets.clone();
+    swapped.swap(0, 1);
+    let both = [
+        entity("routed", false, targets),
+        entity("co", true, swapped),
+    ];
+    let Err(e) = run_files_many(&both, &Cluster::local(2), &out) else {
+        panic!("a shared file at two places cannot be co-partitioned")
+    };
+    assert!(
+        format!("{e:#}").contains("at another place in its list"),
         "{e:#}"
     );
 }
