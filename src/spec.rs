@@ -42,9 +42,11 @@ pub struct Spec {
     pub max_message_bytes: usize,
     /// Whether the two sides' inputs are co-partitioned by key: partition (or input
     /// file) `i` of the source and partition `i` of the target carry the same keys, and
-    /// every key is in one partition of each side. Two Kafka topics keyed alike (the
-    /// Debezium key) with the same number of partitions are, under Kafka's default
-    /// partitioner. Declared, both sides' partition `i` are read by one worker (`i`
+    /// every key is in one partition of each side. Two Kafka topics with the same number
+    /// of partitions whose producers write each key as the same bytes (two Debezium
+    /// connectors with the same key converter settings: a `schemas.enable` that differs
+    /// makes different bytes) and partition alike (Kafka's default partitioner) are.
+    /// Declared, both sides' partition `i` are read by one worker (`i`
     /// modulo the workers), which keeps those keys itself: no change crosses to another
     /// worker, the second core adds what the first does (BENCHMARKS.md, issue 14).
     /// Every key a worker keeps is checked against the other workers' as it is first
