@@ -53,7 +53,9 @@ pub struct Spec {
     /// seen: a key read on two workers (a wrong declaration, or a repartitioned topic)
     /// stops the job with one line naming it. Drift reported before that point may be
     /// wrong. A checkpoint of such a job is restored on the same number of workers (each
-    /// restores what it wrote: a key is kept where its partition is read).
+    /// restores what it wrote: a key is kept where its partition is read). In a job of
+    /// several entities, one that declares it has every entity's partitions assigned by
+    /// number (the others are still routed by key).
     #[serde(default)]
     pub co_partitioned: bool,
     /// The system of record.
