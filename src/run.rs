@@ -100,12 +100,7 @@ pub fn per_side<L: Clone + Send + Sync + 'static>(
 /// entity that reads it.
 fn file_number(entities: &[EntityFiles], (routes, path): &(Vec<Route>, PathBuf)) -> usize {
     let Route { entity, side } = routes[0];
-    let files = &entities[entity];
-    let list = match side {
-        SideId::Source => &files.source,
-        SideId::Target => &files.target,
-    };
-    list.iter().position(|p| same_file(p, path)).unwrap_or(0)
+    entities[entity].place(side, path).unwrap_or(0)
 }
 
 /// Whether the files are read by partition number (an entity declares its inputs
@@ -134,13 +129,8 @@ fn co_partitioned_files(
             .filter(|(routes, _)| routes.iter().any(|r| r.entity == e))
         {
             let route = input.0.iter().find(|r| r.entity == e).expect("filtered");
-            let list = match route.side {
-                SideId::Source => &files.source,
-                SideId::Target => &files.target,
-            };
-            let here = list.iter().position(|p| same_file(p, &input.1));
             anyhow::ensure!(
-                here == Some(file_number(entities, input)),
+                files.place(route.side, &input.1) == Some(file_number(entities, input)),
                 "entity {name} declares co_partitioned, but reads {} at another place in its \
                  list than an entity it shares the file with: list shared files in the same \
                  place",
@@ -149,6 +139,17 @@ fn co_partitioned_files(
         }
     }
     Ok(any)
+}
+
+impl EntityFiles {
+    /// The place of `path` in `side`'s files, if it is one of them.
+    fn place(&self, side: SideId, path: &Path) -> Option<usize> {
+        let files = match side {
+            SideId::Source => &self.source,
+            SideId::Target => &self.target,
+        };
+        files.iter().position(|p| same_file(p, path))
+    }
 }
 
 /// One entity's input files in a file-mode job.
@@ -211,8 +212,8 @@ pub fn run_files_many(
     let names: Vec<String> = entities.iter().map(|e| e.spec.entity.clone()).collect();
     // A file's partition number is its place in its side's list.
     let numbered: Vec<(usize, (Vec<Route>, PathBuf))> = all
-        .iter()
-        .map(|input| (file_number(entities, input), input.clone()))
+        .into_iter()
+        .map(|input| (file_number(entities, &input), input))
         .collect();
     let parts: crate::job::PartitionFactory = Arc::new(move |index, peers| {
         let inputs = numbered.iter().map(|(n, input)| (*n, input));

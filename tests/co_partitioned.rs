@@ -3,7 +3,7 @@
 //! job with one line naming a key, sides of different numbers of files are refused, and a
 //! co-partitioned entity shares a job (and its files) with a routed one.
 
-use driftwatch::run::{run_files, run_files_many, Cluster, EntityFiles};
+use driftwatch::run::{run_files, run_files_many, Cluster, EntityFiles, Report};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -66,6 +66,29 @@ fn split(dir: &Path, name: &str, msgs: &[(i64, String)], parts: i64, shift: i64)
         .collect()
 }
 
+/// Both sides of `n` messages over `keys` keys (random from `seed`), split into `parts`
+/// files each, the target's `shift` files off the source's.
+fn split_sides(
+    dir: &Path,
+    seed: u64,
+    (n, keys): (usize, i64),
+    parts: i64,
+    shift: i64,
+) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let (src, tgt) = (side(&mut rng, n, keys), side(&mut rng, n, keys));
+    let sources = split(dir, "source", &src, parts, 0);
+    (sources, split(dir, "target", &tgt, parts, shift))
+}
+
+/// The error of a run that must fail (else `why`), as one line.
+fn refusal(run: anyhow::Result<Report>, why: &str) -> String {
+    match run {
+        Ok(_) => panic!("{why}"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
 fn outputs(dir: &Path) -> [String; 3] {
     ["drift.jsonl", "corrections.jsonl", "dlq.jsonl"]
         .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
@@ -105,19 +128,13 @@ fn declared_co_partitioned_inputs_give_the_drift_of_inputs_routed_by_key() {
 
 #[test]
 fn a_key_read_on_two_workers_stops_the_job_with_one_line_naming_it() {
-    let mut rng = SmallRng::seed_from_u64(7);
-    let (src, tgt) = (side(&mut rng, 200, 10), side(&mut rng, 200, 10));
     let dir = tempfile::tempdir().unwrap();
     // The target's keys are one file off the source's: key k's sides on two workers.
-    let sources = split(dir.path(), "source", &src, 2, 0);
-    let targets = split(dir.path(), "target", &tgt, 2, 1);
+    let (sources, targets) = split_sides(dir.path(), 7, (200, 10), 2, 1);
     let out = dir.path().join("out");
     let cluster = Cluster::local(2);
     let run = |co: bool| run_files(&spec(co), &cluster, sources.clone(), targets.clone(), &out);
-    let Err(e) = run(true) else {
-        panic!("a wrong declaration must stop the job")
-    };
-    let line = format!("{e:#}");
+    let line = refusal(run(true), "a wrong declaration must stop the job");
     assert!(
         line.contains("co_partitioned is declared, but key {\"k\": Int(")
             && line.contains("was read on workers 0 and 1"),
@@ -138,22 +155,21 @@ fn sides_of_different_numbers_of_files_are_refused() {
     let sources = split(dir.path(), "source", &msgs, 2, 0);
     let targets = split(dir.path(), "target", &msgs, 3, 0);
     let out = dir.path().join("out");
-    let Err(e) = run_files(&spec(true), &Cluster::local(2), sources, targets, &out) else {
-        panic!("sides of different numbers of files cannot be co-partitioned")
-    };
+    let run = run_files(&spec(true), &Cluster::local(2), sources, targets, &out);
+    let line = refusal(
+        run,
+        "sides of different numbers of files cannot be co-partitioned",
+    );
     assert!(
-        format!("{e:#}").contains("declares co_partitioned, but has 2 source and 3 target files"),
-        "{e:#}"
+        line.contains("declares co_partitioned, but has 2 source and 3 target files"),
+        "{line}"
     );
 }
 
 #[test]
 fn a_co_partitioned_entity_and_a_routed_one_share_a_job_and_its_files() {
-    let mut rng = SmallRng::seed_from_u64(3);
-    let (src, tgt) = (side(&mut rng, 300, 30), side(&mut rng, 300, 30));
     let dir = tempfile::tempdir().unwrap();
-    let sources = split(dir.path(), "source", &src, 3, 0);
-    let targets = split(dir.path(), "target", &tgt, 3, 0);
+    let (sources, targets) = split_sides(dir.path(), 3, (300, 30), 3, 0);
     let entity = |name: &str, co: bool, targets: Vec<PathBuf>| EntityFiles {
         spec: named(name, co),
         source: sources.clone(),
@@ -180,11 +196,7 @@ fn a_co_partitioned_entity_and_a_routed_one_share_a_job_and_its_files() {
         entity("routed", false, targets),
         entity("co", true, swapped),
     ];
-    let Err(e) = run_files_many(&both, &Cluster::local(2), &out) else {
-        panic!("a shared file at two places cannot be co-partitioned")
-    };
-    assert!(
-        format!("{e:#}").contains("at another place in its list"),
-        "{e:#}"
-    );
+    let run = run_files_many(&both, &Cluster::local(2), &out);
+    let line = refusal(run, "a shared file at two places cannot be co-partitioned");
+    assert!(line.contains("at another place in its list"), "{line}");
 }

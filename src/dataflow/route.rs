@@ -93,9 +93,8 @@ impl Packed {
 #[derive(Debug)]
 pub struct Packer {
     me: u64,
+    /// Every change stays on worker `me` when 1 (as for inputs declared co-partitioned).
     peers: u64,
-    /// Every change stays on this worker (inputs declared co-partitioned).
-    local: bool,
     bins: Vec<Packed>,
     /// The most changes and row bytes a bin took in the last round: the next round's
     /// bins start that large rather than growing to it again.
@@ -108,7 +107,6 @@ impl Packer {
         Packer {
             me: me as u64,
             peers: peers.max(1) as u64,
-            local: false,
             bins: Vec::new(),
             sized: (0, 0),
         }
@@ -121,7 +119,6 @@ impl Packer {
         Packer {
             me: me as u64,
             peers: 1,
-            local: true,
             bins: Vec::new(),
             sized: (0, 0),
         }
@@ -147,9 +144,9 @@ impl Packer {
                 }
                 bin
             };
-            self.bins = match self.local {
-                true => vec![bin(me)],
-                false => (0..self.peers).map(bin).collect(),
+            self.bins = match self.peers {
+                1 => vec![bin(me)],
+                peers => (0..peers).map(bin).collect(),
             };
         }
         if self.peers == 1 {

@@ -179,8 +179,7 @@ pub fn run_many(
 
 /// Whether partitions are assigned by number (an entity declares its inputs
 /// co-partitioned): partition `i` of every topic on one worker. Refuses what cannot be:
-/// a co-partitioned entity's topics of different partition counts, or checkpoints (a
-/// restore places keys by their hash, not by partition).
+/// a co-partitioned entity's topics of different partition counts.
 fn co_partitioned_topics(specs: &[Spec], inputs: &KafkaInputs) -> anyhow::Result<bool> {
     let mut any = false;
     for spec in specs.iter().filter(|s| s.co_partitioned) {
@@ -199,11 +198,10 @@ fn co_partitioned_topics(specs: &[Spec], inputs: &KafkaInputs) -> anyhow::Result
                 )
             })
             .collect();
-        if let Some(((a, n), (b, m))) = counts
-            .iter()
-            .flat_map(|x| counts.iter().map(move |y| (x, y)))
-            .find(|((_, n), (_, m))| n != m)
-        {
+        let Some(&(a, n)) = counts.first() else {
+            continue;
+        };
+        if let Some((b, m)) = counts.iter().find(|(_, m)| *m != n) {
             anyhow::bail!(
                 "entity {} declares co_partitioned, but topic {a} has {n} partitions and \
                  topic {b} {m}: co-partitioned topics have the same number of partitions",
