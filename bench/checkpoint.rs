@@ -117,7 +117,7 @@ fn restore(store: &Store, entities: usize) -> anyhow::Result<usize> {
         let target = State {
             sides: SidesState::new(rules.clone(), Arc::default(), 5_000),
         };
-        restore.apply(&entity_name(e), false, 0, 1, &target)?;
+        restore.apply(&entity_name(e), None, 0, 1, &target)?;
         restored += target.sides.snapshot().len();
     }
     Ok(restored)

@@ -52,8 +52,10 @@ pub struct Spec {
     /// Every key a worker keeps is checked against the other workers' as it is first
     /// seen: a key read on two workers (a wrong declaration, or a repartitioned topic)
     /// stops the job with one line naming it. Drift reported before that point may be
-    /// wrong. A checkpoint of such a job is restored on the same number of workers (each
-    /// restores what it wrote: a key is kept where its partition is read). In a job of
+    /// wrong. A checkpoint of such a job is restored on a number of workers that keeps
+    /// each worker's file together (a key is kept where its partition is read): the
+    /// same number, a divisor of it, or any number where each worker read at most one
+    /// partition; another shape is refused with one line naming those that fit. In a job of
     /// several entities, one that declares it has every entity's partitions assigned by
     /// number (the others are still routed by key).
     #[serde(default)]

@@ -104,7 +104,7 @@ fn every_checkpoint_is_a_cut_at_its_time_on_every_worker() {
                 ),
             };
             restore
-                .apply("orders", false, index, 3, &state)
+                .apply("orders", None, index, 3, &state)
                 .unwrap_or_else(|e| panic!("checkpoint {time}, worker {index}: {e:#}"));
         }
     }

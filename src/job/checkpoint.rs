@@ -6,6 +6,7 @@
 //! directory of files are [`crate::checkpoint`]'s.
 
 mod protocol;
+mod reshape;
 
 pub use protocol::{offset_entry, Checkpointer, Rise, RiseLog};
 
@@ -78,34 +79,34 @@ impl Restore {
             .collect()
     }
 
+    /// The partitions a side of topic `topic` had when the checkpoint was written.
+    pub fn partitions(&self, topic: &str) -> usize {
+        self.offsets.keys().filter(|(t, _)| t == topic).count()
+    }
+
     /// Restores entity `name`'s keys (and their episodes) that route to worker `index`
     /// of `peers`, whatever the number of workers that wrote the checkpoint. An entity
-    /// whose inputs are co-partitioned keeps a key where its partition is read, which
-    /// only the worker that wrote it knows: its keys are restored from the same worker's
-    /// file, on the same number of workers (else an error that says so).
+    /// whose inputs are co-partitioned (`Some` of its partitions a side) keeps a key
+    /// where its partition is read, and a file does not say which of the writer's
+    /// partitions a key came from: each file is restored whole by the worker that now
+    /// reads all its partitions, on the same number of workers, a divisor of it, or any
+    /// number where each file held at most one partition; another shape is an error
+    /// that names those that fit.
     pub fn apply(
         &self,
         name: &str,
-        co_partitioned: bool,
+        co_partitioned: Option<usize>,
         index: usize,
         peers: usize,
         state: &crate::dataflow::State,
     ) -> anyhow::Result<()> {
         use differential_dataflow::hashable::Hashable;
-        if co_partitioned {
-            if let Some(s) = self.states.iter().find(|s| s.peers != peers as u64) {
-                anyhow::bail!(
-                    "entity {name} declares co_partitioned, and its checkpoint at {} was \
-                     written by {} workers: restore it on {} workers (a co-partitioned key \
-                     is kept where its partition is read), or start from the beginning",
-                    self.time,
-                    s.peers,
-                    s.peers
-                );
-            }
-        }
+        let files = match co_partitioned {
+            Some(partitions) => Some(self.co_partitioned_files(name, partitions, index, peers)?),
+            None => None,
+        };
         let mine = |key: &Bytes| {
-            co_partitioned
+            files.is_some()
                 || key.to_vec().is_some_and(|k| {
                     crate::row::Key::from_encoded(&k).hashed() % peers as u64 == index as u64
                 })
@@ -113,7 +114,11 @@ impl Restore {
         let entity = || {
             self.states
                 .iter()
-                .filter(move |s| !co_partitioned || s.index == index as u64)
+                .filter(|s| {
+                    files
+                        .as_ref()
+                        .is_none_or(|f| f.contains(&(s.index as usize)))
+                })
                 .flat_map(|s| &s.entities)
                 .filter(|e| e.name.to_vec().as_deref() == Some(name.as_bytes()))
         };
@@ -135,6 +140,45 @@ impl Restore {
             .cloned()
             .collect();
         state.sides.restore_episodes(&episodes)
+    }
+
+    /// The files worker `index` of `peers` restores for co-partitioned entity `name`,
+    /// of `partitions` a side (see [`reshape`]).
+    fn co_partitioned_files(
+        &self,
+        name: &str,
+        partitions: usize,
+        index: usize,
+        peers: usize,
+    ) -> anyhow::Result<Vec<usize>> {
+        let written = self.states.first().map_or(peers, |s| s.peers as usize);
+        if partitions == 0 {
+            // No partitions on record (inputs that are not Kafka's): only the same
+            // shape is known to keep each key where its partition is read.
+            anyhow::ensure!(
+                written == peers,
+                "entity {name} declares co_partitioned, and its checkpoint at {} was \
+                 written by {written} workers and records no partitions: restore it on \
+                 {written} workers, or start from the beginning",
+                self.time
+            );
+            return Ok(vec![index]);
+        }
+        reshape::files(partitions, written, index, peers).map_err(|s| {
+            let fits: Vec<String> = s.fits.iter().map(usize::to_string).collect();
+            anyhow::anyhow!(
+                "entity {name} declares co_partitioned, and its checkpoint at {} was \
+                 written by {written} workers over {partitions} partitions a side: the keys \
+                 worker {} wrote came from partitions {} and {}, which two of {peers} \
+                 workers would read (a co-partitioned key is kept where its partition is \
+                 read); restore it on {} workers, or start from the beginning",
+                self.time,
+                s.file,
+                s.partitions[0],
+                s.partitions[1],
+                fits.join(" or ")
+            )
+        })
     }
 }
 
@@ -248,7 +292,10 @@ impl Checkpointing {
         }
         let (index, peers) = (worker.index(), worker.peers());
         for (job, entity) in jobs.iter().zip(entities) {
-            let co = job.spec.co_partitioned;
+            let co = job.spec.co_partitioned.then(|| {
+                let topic = job.spec.source.input.topics.first();
+                topic.map_or(0, |t| r.partitions(t))
+            });
             r.apply(&job.spec.entity, co, index, peers, &entity.state)?;
         }
         for p in inputs.all.iter_mut() {
