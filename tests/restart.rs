@@ -229,6 +229,28 @@ fn co_partitioned_inputs_restart_on_another_shape_that_keeps_partitions_together
 }
 
 #[test]
+fn co_partitioned_inputs_restart_on_a_divisor_and_refuse_a_shape_that_parts_a_file() {
+    // 2 processes of one worker each wrote the checkpoint; 1 worker resumes both files
+    // and writes checkpoints of its own, whose one file holds both partitions: 2 workers
+    // would read them apart, and are refused with one line that says what fits.
+    let (broker, dir, spec) = crash_and_restart((2, 1), (1, 1), true);
+    let hosts = dir.path().join("hosts");
+    let other = wait_all(cluster(&broker, &spec, "crash", &hosts, (1, 2), &[]));
+    assert_eq!(other[0].status.code(), Some(2));
+    let err = String::from_utf8_lossy(&other[0].stderr);
+    assert!(
+        err.contains("declares co_partitioned, and its checkpoint at")
+            && err.contains("written by 1 workers over 2 partitions a side")
+            && err.contains("came from partitions 0 and 1")
+            && err.contains("restore it on 1 workers"),
+        "{err}"
+    );
+    // The line saying which checkpoint it found, then the one error line.
+    let errors = err.lines().filter(|l| l.starts_with("driftwatch: "));
+    assert_eq!(errors.count(), 1, "{err}");
+}
+
+#[test]
 fn restart_with_another_shape_repartitions_state_and_bad_checkpoints_are_refused() {
     // 2 processes × 2 workers wrote the checkpoint; 1 process × 3 workers resumes it.
     let (broker, dir, spec) = crash_and_restart((2, 2), (1, 3), false);
