@@ -35,6 +35,9 @@ pub struct Spec {
     /// no longer read (until the others catch up). Bounds the memory a replay of a
     /// backlog needs; what a Kafka partition prefetches is bounded apart (64 MiB a
     /// worker, `queued.max.messages.kbytes` per partition in `[kafka.properties]`).
+    /// A partition whose batches span more than this (a sparse one) may still read
+    /// four batches (4,096 messages) past it, so that workers do not wait for each
+    /// other at every batch.
     #[serde(default = "default_read_ahead")]
     pub max_read_ahead: Duration,
     /// Messages larger than this many bytes are rejected to the dead-letter output.

@@ -3,7 +3,8 @@
 //!
 //! Inputs are read so that their event times advance together: the partition furthest
 //! behind is read first, and a partition more than `max_read_ahead` ahead of the
-//! frontier of every worker's inputs (`dataflow::Probes::inputs`) is not read. A late
+//! frontier of every worker's inputs (`dataflow::Probes::inputs`) is not read, once it
+//! has read [`SLACK`] batches the frontier has not passed. A late
 //! event (older than its partition's progress) takes the partition's progress as its
 //! time, so the same input always yields the same times, whatever the number of
 //! workers.
@@ -16,9 +17,54 @@ use crate::cdc::{Decoded, Message, SideId};
 use crate::dataflow::stats::add;
 use crate::dataflow::{DeadLetter, Output, Stats, Time};
 use crate::io::{Partition, Poll, Route};
+use std::collections::VecDeque;
 
 /// Messages polled from one partition per round.
 const BATCH: usize = 1024;
+
+/// How many batches a partition may read past its allowance: a batch can span more
+/// event time than the allowance (1,024 messages of a sparse partition, seconds), and
+/// then each worker waited for the others' progress at every batch or two: two
+/// co-partitioned workers sat idle for 10% of a run (BENCHMARKS.md, issue 14). The
+/// read-ahead stays bounded, by these batches' messages.
+const SLACK: usize = 4;
+
+/// A partition's batches that the inputs' frontier has not passed: the progress each
+/// ended at, oldest first, at most [`SLACK`].
+#[derive(Default)]
+struct Ahead(VecDeque<Time>);
+
+impl Ahead {
+    /// Whether a partition at `progress` may read another batch: it is within
+    /// `allowance` of `frontier` (none yet: it is), or fewer than [`SLACK`] of its
+    /// batches are past the frontier.
+    fn may_read(&mut self, progress: Time, frontier: Option<Time>, allowance: Time) -> bool {
+        let Some(f) = frontier else { return true };
+        while self.0.front().is_some_and(|&t| t < f) {
+            self.0.pop_front();
+        }
+        progress.saturating_sub(f) <= allowance || self.0.len() < SLACK
+    }
+
+    /// A batch was read, up to `progress`.
+    fn read(&mut self, progress: Time) {
+        if self.0.len() == SLACK {
+            self.0.pop_front();
+        }
+        self.0.push_back(progress);
+    }
+}
+
+/// What a round of the read loop did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Round {
+    /// It read a batch.
+    Read,
+    /// Nothing: a partition with more to read is held by the read-ahead allowance.
+    Held,
+    /// Nothing: no partition it may read has anything.
+    Idle,
+}
 
 /// One partition as the read loop keeps it.
 pub(super) struct Input {
@@ -32,6 +78,8 @@ pub(super) struct Input {
     pub(super) done: bool,
     /// How far it may run ahead of the dataflow (its entities' least allowance).
     allowance: Time,
+    /// Its batches the frontier has not passed.
+    ahead: Ahead,
     /// Event times round down to a multiple of this (its entities' least resolution).
     resolution: Time,
     /// Where its event time rose (kept only while checkpointing).
@@ -91,6 +139,7 @@ impl Inputs {
                     routes,
                     part,
                     progress: 0,
+                    ahead: Ahead::default(),
                     done: false,
                     rises: RiseLog::default(),
                 }
@@ -123,7 +172,7 @@ impl Inputs {
 
     /// Reads one batch of the partition furthest behind that has anything and is not
     /// too far ahead of the inputs' `frontier` (idle ones may vouch for a later time:
-    /// heartbeats). Returns whether anything was read.
+    /// heartbeats). Returns what the round did: read, held by the allowance, or idle.
     ///
     /// A partition ahead is not read, so a replay buffers read-ahead, not history. It is
     /// not paused either: a Kafka partition's prefetch is bounded by its queue limits
@@ -137,22 +186,25 @@ impl Inputs {
         entities: &mut [Entity],
         jobs: &[Job],
         stats: &Stats,
-    ) -> anyhow::Result<bool> {
-        let mut order: Vec<usize> = (0..self.all.len())
-            .filter(|&i| {
-                let p = &self.all[i];
-                !p.done && frontier.map_or(0, |f| p.progress.saturating_sub(f)) <= p.allowance
-            })
-            .collect();
+    ) -> anyhow::Result<Round> {
+        let mut held = false;
+        let mut order: Vec<usize> = Vec::new();
+        for (i, p) in self.all.iter_mut().enumerate().filter(|(_, p)| !p.done) {
+            if p.ahead.may_read(p.progress, frontier, p.allowance) {
+                order.push(i);
+            } else {
+                held = true;
+            }
+        }
         order.sort_by_key(|&i| self.all[i].progress);
         for i in order {
             let read = self.read_batch(i, entities, jobs, stats)?;
             self.read_total += read;
             if read > 0 {
-                return Ok(true);
+                return Ok(Round::Read);
             }
         }
-        Ok(false)
+        Ok(if held { Round::Held } else { Round::Idle })
     }
 
     /// Reads up to a batch of partition `i`, feeding every entity that takes a message.
@@ -237,6 +289,9 @@ impl Inputs {
                 }
                 progress = progress.max(t);
             }
+        }
+        if read > 0 {
+            input.ahead.read(progress);
         }
         input.progress = progress;
         if poll == Poll::Done {
@@ -347,6 +402,57 @@ impl Feed<'_> {
                 let max = entity.max_bytes;
                 self.rejected
                     .push(reject(self.route, msg, pos, *progress, e.0, max));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Ahead, Time, SLACK};
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_sparse_partition_reads_its_slack_past_the_allowance_and_no_further() {
+        let mut ahead = Ahead::default();
+        let (allowance, mut progress) = (2, 0);
+        // Each batch spans 4 ms, twice the allowance; the frontier stays at 0.
+        for _ in 0..SLACK {
+            assert!(ahead.may_read(progress, Some(0), allowance));
+            progress += 4;
+            ahead.read(progress);
+        }
+        assert!(!ahead.may_read(progress, Some(0), allowance));
+        // The frontier passes the first batch: one more may be read.
+        assert!(ahead.may_read(progress, Some(5), allowance));
+        ahead.read(progress + 4);
+        assert!(!ahead.may_read(progress + 4, Some(5), allowance));
+        // Within the allowance, always.
+        assert!(ahead.may_read(progress + 4, Some(progress + 2), allowance));
+        assert!(ahead.may_read(progress + 4, None, allowance));
+    }
+
+    proptest! {
+        /// Whatever the batches' spans and the frontier's moves, a partition read only
+        /// when allowed is never more than its allowance ahead of the frontier with
+        /// more than `SLACK` batches the frontier has not passed.
+        #[test]
+        fn read_ahead_past_the_allowance_is_at_most_slack_batches(
+            steps in prop::collection::vec((0u64..10, 0u64..6), 1..200),
+            allowance in 0u64..8,
+        ) {
+            let mut ahead = Ahead::default();
+            let (mut progress, mut frontier, mut ends): (Time, Time, Vec<Time>) = (0, 0, vec![]);
+            for (span, lag) in steps {
+                // The frontier moves up to the progress less some lag, never back.
+                frontier = frontier.max(progress.saturating_sub(lag));
+                if ahead.may_read(progress, Some(frontier), allowance) {
+                    let past = ends.iter().filter(|&&t| t >= frontier).count();
+                    prop_assert!(progress - frontier <= allowance || past < SLACK);
+                    progress += span;
+                    ahead.read(progress);
+                    ends.push(progress);
+                }
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use super::checkpoint::{Checkpointing, Checkpoints};
 use super::entity::Entity;
-use super::read::{Input, Inputs};
+use super::read::{Input, Inputs, Round};
 use super::report::SizeSamples;
 use super::{Halt, Job};
 use crate::cdc::SideId;
@@ -53,6 +53,8 @@ pub(super) fn run(
     let mut sampler = Sampler::new(shared.sample_every);
     let mut gauges_at = Instant::now();
     let mut idle_rounds = 0u64;
+    // Whether the last round was held, and stepped without parking.
+    let mut held = false;
     loop {
         let frontier = probe.with_frontier(|f| f.first().copied());
         if gauges_at.elapsed() >= GAUGE_EVERY {
@@ -61,7 +63,7 @@ pub(super) fn run(
         }
         shared.halt.check()?;
         let read_frontier = probes.inputs.with_frontier(|f| f.first().copied());
-        let worked = inputs.read_next(read_frontier, &mut entities, jobs, shared.stats)?;
+        let round = inputs.read_next(read_frontier, &mut entities, jobs, shared.stats)?;
         advance(&mut entities, &inputs, checkpointing.hold());
         checkpointing.step(probe, jobs, &entities, &mut inputs)?;
         sampler.sample(inputs.read_total, &entities);
@@ -75,7 +77,12 @@ pub(super) fn run(
             }
             return Ok(sampler.finish(inputs.read_total, &entities));
         }
-        if worked {
+        // Held by the allowance: the frontier may only wait for this worker's own step
+        // to pass on what it read (a worker alone parked here, 8% of its run, though one
+        // step moved the frontier on). Once more and it waits for the other workers,
+        // whose progress wakes it.
+        if round == Round::Read || (round == Round::Held && !held) {
+            held = round == Round::Held;
             idle_rounds = 0;
             worker.step();
         } else {
