@@ -40,7 +40,7 @@ struct Mapped {
 
 /// How far ahead of the line read the map's pages are entered in the page table, a
 /// range at a time: one call instead of a page fault per 64 KiB.
-const POPULATE: usize = 256 << 10;
+const POPULATE: usize = 512 << 10;
 
 /// How far ahead of the line read its bytes are fetched into the cache.
 const AHEAD: usize = 4096;
@@ -61,7 +61,7 @@ impl Mapped {
 }
 
 /// The mapped bytes read since the last give-back that make another worth its call.
-const RELEASE: usize = 256 << 10;
+const RELEASE: usize = 1 << 20;
 
 /// A file read by `read(2)` in chunks.
 struct Reader {
