@@ -37,13 +37,21 @@ struct Ahead(VecDeque<Time>);
 impl Ahead {
     /// Whether a partition at `progress` may read another batch: it is within
     /// `allowance` of `frontier` (none yet: it is), or fewer than [`SLACK`] of its
-    /// batches are past the frontier.
-    fn may_read(&mut self, progress: Time, frontier: Option<Time>, allowance: Time) -> bool {
+    /// batches are past the frontier and it is short of `hold` (the checkpoint
+    /// boundary the inputs wait at: a partition beyond it moved the next boundary on
+    /// with it, and the slack skipped most checkpoints of a short interval).
+    fn may_read(
+        &mut self,
+        progress: Time,
+        frontier: Option<Time>,
+        allowance: Time,
+        hold: Time,
+    ) -> bool {
         let Some(f) = frontier else { return true };
         while self.0.front().is_some_and(|&t| t < f) {
             self.0.pop_front();
         }
-        progress.saturating_sub(f) <= allowance || self.0.len() < SLACK
+        progress.saturating_sub(f) <= allowance || (self.0.len() < SLACK && progress < hold)
     }
 
     /// A batch was read, up to `progress`.
@@ -172,7 +180,8 @@ impl Inputs {
 
     /// Reads one batch of the partition furthest behind that has anything and is not
     /// too far ahead of the inputs' `frontier` (idle ones may vouch for a later time:
-    /// heartbeats). Returns what the round did: read, held by the allowance, or idle.
+    /// heartbeats), its slack only short of `hold`. Returns what the round did: read,
+    /// held by the allowance, or idle.
     ///
     /// A partition ahead is not read, so a replay buffers read-ahead, not history. It is
     /// not paused either: a Kafka partition's prefetch is bounded by its queue limits
@@ -183,6 +192,7 @@ impl Inputs {
     pub(super) fn read_next(
         &mut self,
         frontier: Option<Time>,
+        hold: Time,
         entities: &mut [Entity],
         jobs: &[Job],
         stats: &Stats,
@@ -190,7 +200,7 @@ impl Inputs {
         let mut held = false;
         let mut order: Vec<usize> = Vec::new();
         for (i, p) in self.all.iter_mut().enumerate().filter(|(_, p)| !p.done) {
-            if p.ahead.may_read(p.progress, frontier, p.allowance) {
+            if p.ahead.may_read(p.progress, frontier, p.allowance, hold) {
                 order.push(i);
             } else {
                 held = true;
@@ -418,18 +428,36 @@ mod tests {
         let (allowance, mut progress) = (2, 0);
         // Each batch spans 4 ms, twice the allowance; the frontier stays at 0.
         for _ in 0..SLACK {
-            assert!(ahead.may_read(progress, Some(0), allowance));
+            assert!(ahead.may_read(progress, Some(0), allowance, Time::MAX));
             progress += 4;
             ahead.read(progress);
         }
-        assert!(!ahead.may_read(progress, Some(0), allowance));
+        assert!(!ahead.may_read(progress, Some(0), allowance, Time::MAX));
         // The frontier passes the first batch: one more may be read.
-        assert!(ahead.may_read(progress, Some(5), allowance));
+        assert!(ahead.may_read(progress, Some(5), allowance, Time::MAX));
         ahead.read(progress + 4);
-        assert!(!ahead.may_read(progress + 4, Some(5), allowance));
+        assert!(!ahead.may_read(progress + 4, Some(5), allowance, Time::MAX));
         // Within the allowance, always.
-        assert!(ahead.may_read(progress + 4, Some(progress + 2), allowance));
-        assert!(ahead.may_read(progress + 4, None, allowance));
+        assert!(ahead.may_read(progress + 4, Some(progress + 2), allowance, Time::MAX));
+        assert!(ahead.may_read(progress + 4, None, allowance, Time::MAX));
+    }
+
+    #[test]
+    fn the_slack_stops_at_a_checkpoint_boundary() {
+        let mut ahead = Ahead::default();
+        // Batches of 4 ms, an allowance of 2, the frontier at 0, a boundary at 8.
+        assert!(ahead.may_read(0, Some(0), 2, 8));
+        ahead.read(4);
+        assert!(
+            ahead.may_read(4, Some(0), 2, 8),
+            "short of the boundary: slack"
+        );
+        ahead.read(8);
+        assert!(!ahead.may_read(8, Some(0), 2, 8), "at the boundary: held");
+        assert!(
+            ahead.may_read(8, Some(0), 2, Time::MAX),
+            "no boundary: slack"
+        );
     }
 
     proptest! {
@@ -446,7 +474,7 @@ mod tests {
             for (span, lag) in steps {
                 // The frontier moves up to the progress less some lag, never back.
                 frontier = frontier.max(progress.saturating_sub(lag));
-                if ahead.may_read(progress, Some(frontier), allowance) {
+                if ahead.may_read(progress, Some(frontier), allowance, Time::MAX) {
                     let past = ends.iter().filter(|&&t| t >= frontier).count();
                     prop_assert!(progress - frontier <= allowance || past < SLACK);
                     progress += span;

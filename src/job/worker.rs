@@ -63,8 +63,9 @@ pub(super) fn run(
         }
         shared.halt.check()?;
         let read_frontier = probes.inputs.with_frontier(|f| f.first().copied());
-        let round = inputs.read_next(read_frontier, &mut entities, jobs, shared.stats)?;
-        advance(&mut entities, &inputs, checkpointing.hold());
+        let hold = checkpointing.hold();
+        let round = inputs.read_next(read_frontier, hold, &mut entities, jobs, shared.stats)?;
+        advance(&mut entities, &inputs, hold);
         checkpointing.step(probe, jobs, &entities, &mut inputs)?;
         sampler.sample(inputs.read_total, &entities);
         if inputs.all_done() {
