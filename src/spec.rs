@@ -36,8 +36,8 @@ pub struct Spec {
     /// backlog needs; what a Kafka partition prefetches is bounded apart (64 MiB a
     /// worker, `queued.max.messages.kbytes` per partition in `[kafka.properties]`).
     /// A partition whose batches span more than this (a sparse one) may still read
-    /// four batches (4,096 messages) past it, so that workers do not wait for each
-    /// other at every batch.
+    /// four batches (4,096 messages) past it, short of the next checkpoint boundary,
+    /// so that workers do not wait for each other at every batch.
     #[serde(default = "default_read_ahead")]
     pub max_read_ahead: Duration,
     /// Messages larger than this many bytes are rejected to the dead-letter output.

@@ -4,7 +4,8 @@
 //! Inputs are read so that their event times advance together: the partition furthest
 //! behind is read first, and a partition more than `max_read_ahead` ahead of the
 //! frontier of every worker's inputs (`dataflow::Probes::inputs`) is not read, once it
-//! has read [`SLACK`] batches the frontier has not passed. A late
+//! has read [`SLACK`] batches the frontier has not passed (or reached the checkpoint
+//! boundary the inputs wait at). A late
 //! event (older than its partition's progress) takes the partition's progress as its
 //! time, so the same input always yields the same times, whatever the number of
 //! workers.
@@ -25,7 +26,7 @@ const BATCH: usize = 1024;
 /// How many batches a partition may read past its allowance: a batch can span more
 /// event time than the allowance (1,024 messages of a sparse partition, seconds), and
 /// then each worker waited for the others' progress at every batch or two: two
-/// co-partitioned workers sat idle for 10% of a run (BENCHMARKS.md, issue 14). The
+/// co-partitioned workers sat idle for 4–14% of a run (BENCHMARKS.md, issue 14). The
 /// read-ahead stays bounded, by these batches' messages.
 const SLACK: usize = 4;
 

@@ -53,7 +53,8 @@ pub(super) fn run(
     let mut sampler = Sampler::new(shared.sample_every);
     let mut gauges_at = Instant::now();
     let mut idle_rounds = 0u64;
-    // Whether the last round was held, and stepped without parking.
+    // Whether a round was held since the last read (the first held one steps without
+    // parking; the rest park).
     let mut held = false;
     loop {
         let frontier = probe.with_frontier(|f| f.first().copied());
@@ -79,8 +80,8 @@ pub(super) fn run(
             return Ok(sampler.finish(inputs.read_total, &entities));
         }
         // Held by the allowance: the frontier may only wait for this worker's own step
-        // to pass on what it read (a worker alone parked here, 8% of its run, though one
-        // step moved the frontier on). Once more and it waits for the other workers,
+        // to pass on what it read (a worker alone parked here 231 times a run, though
+        // one step moved the frontier on). Held again, it waits for the other workers,
         // whose progress wakes it.
         if round == Round::Read || (round == Round::Held && !held) {
             held = round == Round::Held;
